@@ -1,0 +1,5 @@
+import sys
+
+from physadv.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,120 @@
+"""The simulated channel: Kurakin et al.'s artificial image transformations, batched.
+
+Functional core (``brightness``, ``contrast``, ``gaussian_blur``, ``gaussian_noise``, ``jpeg``) plus
+:class:`ChannelTransform`, a named transformation at one strength. Strengths are in the units a
+photographer would use: brightness offset and noise σ in 0–255 pixel units (like ε), blur σ in
+pixels, contrast as a factor, JPEG as the encoder's quality. Outputs are rounded to 8-bit levels,
+as a saved photo would be.
+
+Shape:
+    - Input: :math:`(B, 3, H, W)`, float RGB in [0, 1].
+    - Output: :math:`(B, 3, H, W)`, float RGB in [0, 1], on 8-bit levels, on the input's device.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from physadv.errors import InputError
+from physadv.images import check_images, quantise
+
+
+def brightness(images: torch.Tensor, offset: float) -> torch.Tensor:
+    """Add ``offset`` (0–255 units) to every pixel, then clip to [0, 255]."""
+    return quantise((images + offset / 255).clamp(0, 1))
+
+
+def contrast(images: torch.Tensor, factor: float) -> torch.Tensor:
+    """Multiply every pixel by ``factor`` (Kurakin et al.'s contrast change), then clip."""
+    if factor < 0:
+        raise InputError(f"contrast factor must be ≥ 0, got {factor}")
+    return quantise((images * factor).clamp(0, 1))
+
+
+def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur with standard deviation ``sigma`` pixels (kernel ±3σ, reflected borders)."""
+    import kornia
+
+    if sigma < 0:
+        raise InputError(f"blur sigma must be ≥ 0, got {sigma}")
+    if sigma == 0:
+        return quantise(images)
+    size = 2 * math.ceil(3 * sigma) + 1
+    return quantise(kornia.filters.gaussian_blur2d(images, (size, size), (sigma, sigma)).clamp(0, 1))
+
+
+def gaussian_noise(images: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Add i.i.d. Gaussian noise of standard deviation ``sigma`` (0–255 units), then clip.
+
+    ``generator`` must live on the images' device; pass a seeded one for reproducible noise.
+    """
+    if sigma < 0:
+        raise InputError(f"noise sigma must be ≥ 0, got {sigma}")
+    noise = torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
+    return quantise((images + noise * (sigma / 255)).clamp(0, 1))
+
+
+def jpeg(images: torch.Tensor, quality: float) -> torch.Tensor:
+    """Encode each image as a real JPEG at ``quality`` (1–100, libjpeg via torchvision) and decode it."""
+    from torchvision.io import decode_jpeg, encode_jpeg
+
+    if not 1 <= quality <= 100:
+        raise InputError(f"JPEG quality must be in 1..100, got {quality}")
+    levels = images.detach().mul(255).round().clamp(0, 255).to(torch.uint8).cpu()
+    decoded = decode_jpeg(encode_jpeg(list(levels), quality=int(round(quality))))
+    return torch.stack(decoded).to(images.device).float().div(255)
+
+
+@dataclass(frozen=True)
+class TransformKind:
+    """One kind of transformation: how to apply it and its neutral (identity) strength."""
+
+    name: str
+    apply: Callable[..., torch.Tensor]
+    unit: str
+    neutral: float | None
+    default_strengths: tuple[float, ...]
+
+
+TRANSFORMS: dict[str, TransformKind] = {
+    kind.name: kind for kind in [
+        TransformKind("brightness", brightness, "offset, 0-255 units", 0.0, (-30.0, -10.0, 10.0, 30.0)),
+        TransformKind("contrast", contrast, "factor", 1.0, (0.7, 0.85, 1.15, 1.3)),
+        TransformKind("blur", gaussian_blur, "sigma, pixels", 0.0, (0.5, 1.0, 2.0)),
+        TransformKind("noise", gaussian_noise, "sigma, 0-255 units", 0.0, (5.0, 10.0, 20.0)),
+        # JPEG has no identity strength: even quality 100 re-quantises the DCT coefficients.
+        TransformKind("jpeg", jpeg, "quality 1-100", None, (90.0, 75.0, 50.0, 10.0)),
+    ]
+}
+
+
+def transform_kind(name: str) -> TransformKind:
+    try:
+        return TRANSFORMS[name]
+    except KeyError:
+        raise InputError(f"unknown transformation {name!r}; choose from {', '.join(TRANSFORMS)}") from None
+
+
+@dataclass(frozen=True)
+class ChannelTransform:
+    """A named transformation at one strength, e.g. ``ChannelTransform("jpeg", 50)``.
+
+    Call it on a ``(B, 3, H, W)`` batch; ``generator`` seeds the noise (ignored by the others).
+    """
+
+    name: str
+    strength: float
+
+    def __post_init__(self) -> None:
+        transform_kind(self.name)
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        check_images(images)
+        kind = transform_kind(self.name)
+        if self.name == "noise":
+            return kind.apply(images, self.strength, generator)
+        return kind.apply(images, self.strength)

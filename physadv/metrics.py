@@ -1,0 +1,137 @@
+"""Accuracy and Kurakin et al.'s destruction rate (their eq. 1), always with the counts.
+
+.. math::
+    d = \\frac{\\sum_k C(X^k, y^k)\\,\\overline{C(X^k_{adv}, y^k)}\\,C(T(X^k_{adv}), y^k)}
+             {\\sum_k C(X^k, y^k)\\,\\overline{C(X^k_{adv}, y^k)}}
+
+``C`` is 1 when the image is classified correctly (top-1 or top-5) and ``T`` the transformation
+(an artificial one, or print-and-photograph). The *prefiltered* case keeps only images whose clean
+version is classified correctly and whose adversarial version incorrectly, both top-1 with
+confidence ≥ 0.8.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+PREFILTER_CONFIDENCE = 0.8
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Top-5 classes ``(N, 5)`` and their probabilities ``(N, 5)`` for N images (numpy)."""
+
+    classes: np.ndarray
+    probabilities: np.ndarray
+
+    @classmethod
+    def from_probabilities(cls, probabilities: torch.Tensor, k: int = 5) -> "Predictions":
+        """From softmax outputs ``(N, K)``."""
+        values, indices = probabilities.float().topk(min(k, probabilities.shape[-1]), dim=-1)
+        return cls(indices.cpu().numpy(), values.cpu().numpy())
+
+    @property
+    def top1(self) -> np.ndarray:
+        return self.classes[:, 0]
+
+    @property
+    def confidence(self) -> np.ndarray:
+        return self.probabilities[:, 0]
+
+    def correct(self, labels: np.ndarray, k: int = 1) -> np.ndarray:
+        """``(N,)`` bool: the label is among the top ``k`` predictions."""
+        labels = np.asarray(labels).reshape(-1, 1)
+        return (self.classes[:, :k] == labels).any(axis=1)
+
+    def subset(self, mask: np.ndarray) -> "Predictions":
+        return Predictions(self.classes[mask], self.probabilities[mask])
+
+
+@dataclass(frozen=True)
+class Rate:
+    """``numerator / n`` with its counts; ``value`` is NaN when ``n`` is 0 (nothing to measure)."""
+
+    numerator: int
+    n: int
+
+    @property
+    def value(self) -> float:
+        return self.numerator / self.n if self.n else math.nan
+
+    def __str__(self) -> str:
+        return f"{self.value:.3f} ({self.numerator}/{self.n})" if self.n else f"n/a (0/0)"
+
+
+def accuracy(predictions: Predictions, labels: np.ndarray, k: int = 1) -> Rate:
+    correct = predictions.correct(labels, k)
+    return Rate(int(correct.sum()), int(correct.size))
+
+
+def destruction_rate(clean_correct: np.ndarray, adversarial_correct: np.ndarray,
+                     transformed_correct: np.ndarray) -> Rate:
+    """Kurakin's eq. (1) from three ``(N,)`` bool arrays of ``C(·, y)``."""
+    clean_correct, adversarial_correct, transformed_correct = (
+        np.asarray(a, dtype=bool) for a in (clean_correct, adversarial_correct, transformed_correct))
+    attacked = clean_correct & ~adversarial_correct
+    return Rate(int((attacked & transformed_correct).sum()), int(attacked.sum()))
+
+
+def prefilter(clean: Predictions, adversarial: Predictions, labels: np.ndarray,
+              confidence: float = PREFILTER_CONFIDENCE) -> np.ndarray:
+    """``(N,)`` bool: clean right and adversarial wrong (top-1), both with confidence ≥ ``confidence``."""
+    return (clean.correct(labels) & (clean.confidence >= confidence)
+            & ~adversarial.correct(labels) & (adversarial.confidence >= confidence))
+
+
+@dataclass(frozen=True)
+class DestructionReport:
+    """Accuracies and destruction rates of one transformation on one case (``average``/``prefiltered``)."""
+
+    case: str
+    n_images: int
+    top1_clean: Rate
+    top1_adv: Rate
+    top1_transformed: Rate
+    top5_clean: Rate
+    top5_adv: Rate
+    top5_transformed: Rate
+    destruction_top1: Rate
+    destruction_top5: Rate
+
+    def row(self) -> dict[str, float | int | str | None]:
+        """Flat record with fractions in [0, 1] (``None`` when undefined) and the eq. (1) denominators."""
+        def fraction(rate: Rate) -> float | None:
+            return None if rate.n == 0 else rate.value
+
+        return {
+            "case": self.case, "n_images": self.n_images,
+            "top1_clean": fraction(self.top1_clean), "top1_adv": fraction(self.top1_adv),
+            "top1_transformed": fraction(self.top1_transformed),
+            "top5_clean": fraction(self.top5_clean), "top5_adv": fraction(self.top5_adv),
+            "top5_transformed": fraction(self.top5_transformed),
+            "destruction_top1": fraction(self.destruction_top1), "destruction_top5": fraction(self.destruction_top5),
+            "destruction_top1_n": self.destruction_top1.n, "destruction_top5_n": self.destruction_top5.n,
+        }
+
+
+def destruction_reports(clean: Predictions, adversarial: Predictions, transformed: Predictions,
+                        labels: np.ndarray, confidence: float = PREFILTER_CONFIDENCE) -> list[DestructionReport]:
+    """The average case (all images) and the prefiltered case, for predictions on clean images,
+    their adversarial versions and the transformed adversarial images."""
+    labels = np.asarray(labels)
+    reports = []
+    for case, mask in (("average", np.ones(len(labels), dtype=bool)),
+                       ("prefiltered", prefilter(clean, adversarial, labels, confidence))):
+        c, a, t, y = clean.subset(mask), adversarial.subset(mask), transformed.subset(mask), labels[mask]
+        reports.append(DestructionReport(
+            case=case, n_images=int(mask.sum()),
+            top1_clean=accuracy(c, y, 1), top1_adv=accuracy(a, y, 1), top1_transformed=accuracy(t, y, 1),
+            top5_clean=accuracy(c, y, 5), top5_adv=accuracy(a, y, 5), top5_transformed=accuracy(t, y, 5),
+            destruction_top1=destruction_rate(c.correct(y, 1), a.correct(y, 1), t.correct(y, 1)),
+            destruction_top5=destruction_rate(c.correct(y, 5), a.correct(y, 5), t.correct(y, 5)),
+        ))
+    return reports
