@@ -148,6 +148,7 @@ class Attack:
             :class:`AttackResult` on ``classifier.device``.
         """
         check_images(images)
+        classifier.eval()
         batch = images.shape[0]
         clean = quantise(images.to(classifier.device, torch.float32))
         if self.method in ("fgsm", "bim"):

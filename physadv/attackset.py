@@ -74,8 +74,16 @@ class AttackSet:
         return replace(self, images=images)
 
 
+_PER_IMAGE_SETTINGS = ("model", "method", "eps", "iterations")
+
+
 def write_attack_set(root: str | Path, attack_set: AttackSet) -> None:
-    atomic_write_json(Path(root) / RECORD_FILE, asdict(attack_set))
+    """Write ``root/attack.json``; each image's entry repeats the attack's model, method, ε and
+    iterations so that one entry alone says how its adversarial image was made."""
+    data = asdict(attack_set)
+    stamp = {key: data["settings"][key] for key in _PER_IMAGE_SETTINGS}
+    data["images"] = [{**image, **stamp} for image in data["images"]]
+    atomic_write_json(Path(root) / RECORD_FILE, data)
 
 
 def read_attack_set(root: str | Path) -> AttackSet:
@@ -92,7 +100,8 @@ def read_attack_set(root: str | Path) -> AttackSet:
         if data.get("schema") != SCHEMA:
             raise InputError(f"{path}: unsupported schema {data.get('schema')!r} (expected {SCHEMA})")
         images = tuple(
-            AttackedImage(**{**item, "clean_top5": tuple(Guess(**g) for g in item["clean_top5"]),
+            AttackedImage(**{**{k: v for k, v in item.items() if k not in _PER_IMAGE_SETTINGS},
+                             "clean_top5": tuple(Guess(**g) for g in item["clean_top5"]),
                              "adv_top5": tuple(Guess(**g) for g in item["adv_top5"])})
             for item in data["images"])
         return AttackSet(settings=AttackSettings(**data["settings"]), weights=data["weights"], images=images)

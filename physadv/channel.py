@@ -3,7 +3,7 @@
 Functional core (``brightness``, ``contrast``, ``gaussian_blur``, ``gaussian_noise``, ``jpeg``) plus
 :class:`ChannelTransform`, a named transformation at one strength. Strengths are in the units a
 photographer would use: brightness offset and noise σ in 0–255 pixel units (like ε), blur σ in
-pixels, contrast as a factor, JPEG as the encoder's quality. Outputs are rounded to 8-bit levels,
+pixels, contrast as a factor, JPEG as the encoder's quality (a real codec, one image at a time). Outputs are rounded to 8-bit levels,
 as a saved photo would be.
 
 Shape:
@@ -13,14 +13,17 @@ Shape:
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
+from PIL import Image
 
 from physadv.errors import InputError
-from physadv.images import check_images, quantise
+from physadv.images import check_images, quantise, to_tensor, to_uint8
 
 
 def brightness(images: torch.Tensor, offset: float) -> torch.Tensor:
@@ -59,14 +62,16 @@ def gaussian_noise(images: torch.Tensor, sigma: float, generator: torch.Generato
 
 
 def jpeg(images: torch.Tensor, quality: float) -> torch.Tensor:
-    """Encode each image as a real JPEG at ``quality`` (1–100, libjpeg via torchvision) and decode it."""
-    from torchvision.io import decode_jpeg, encode_jpeg
-
+    """Encode each image as a real JPEG at ``quality`` (1–100; Pillow's libjpeg, 4:2:0 chroma as
+    phones and webcams save) and decode it."""
     if not 1 <= quality <= 100:
         raise InputError(f"JPEG quality must be in 1..100, got {quality}")
-    levels = images.detach().mul(255).round().clamp(0, 255).to(torch.uint8).cpu()
-    decoded = decode_jpeg(encode_jpeg(list(levels), quality=int(round(quality))))
-    return torch.stack(decoded).to(images.device).float().div(255)
+    decoded = []
+    for image in to_uint8(images):
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="JPEG", quality=int(round(quality)))
+        decoded.append(np.asarray(Image.open(buffer).convert("RGB")))
+    return to_tensor(decoded, images.device)
 
 
 @dataclass(frozen=True)

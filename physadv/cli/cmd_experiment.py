@@ -1,0 +1,140 @@
+"""``physadv experiment``: Kurakin et al.'s artificial-transformation experiment as one command."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import sys
+from pathlib import Path
+
+from physadv.attacks import METHODS, Attack
+from physadv.channel import TRANSFORMS, transform_kind
+from physadv.cli.cmd_attack import add_attack_options, resolve_target
+from physadv.cli.common import add_model_options, add_seed_option, classifier_from_args, comma_floats, comma_list
+from physadv.datasets import load_image_set, prepare
+from physadv.errors import InputError
+from physadv.experiment import ExperimentConfig, Row, run_experiment
+from physadv.fileio import atomic_write_json, atomic_write_text
+
+ORDER = 25
+HELP = "attack, transform (brightness, contrast, blur, noise, JPEG) and measure the destruction rate"
+
+COLUMNS = ["method", "eps", "iterations", "transform", "strength", "case", "n_images", "top1_clean", "top1_adv",
+           "top1_transformed", "top5_clean", "top5_adv", "top5_transformed", "destruction_top1",
+           "destruction_top5", "destruction_top1_n", "destruction_top5_n", "quantisation_undid"]
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    defaults = "; ".join(f"{k}: {','.join(f'{s:g}' for s in v.default_strengths)} ({v.unit})"
+                         for k, v in TRANSFORMS.items())
+    parser.epilog = (
+        "examples:\n"
+        "  physadv experiment --out results/                      # bundled photos, default model\n"
+        "  physadv experiment --model digits --images digits --limit 100 --eps 16,32 --out r-digits/\n"
+        "  physadv experiment --images imgs/ --transforms jpeg --strengths jpeg=75,30,10 --out r/\n"
+        f"default strengths: {defaults}.\n"
+        "writes OUT/results.json and OUT/results.csv: one row per (method, eps, transform, strength, case),\n"
+        "case = average (all images) or prefiltered (clean right and adversarial wrong, both with\n"
+        "confidence >= 0.8); destruction_* are Kurakin's eq. (1), *_n their denominators.\n"
+        "An interrupted run resumes: finished attacks are kept in OUT/results.json.")
+    add_model_options(parser)
+    parser.add_argument("--images", nargs="+", default=["samples"], metavar="IMAGES",
+                        help="files, folders, or a built-in set: samples, digits")
+    parser.add_argument("--label", help="class of every image (name, WordNet id or index)")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    parser.add_argument("--methods", default="fgsm,bim,ll", help=f"comma-separated, from {','.join(METHODS)}")
+    parser.add_argument("--eps", default="8,16", type=comma_floats, help="comma-separated ε values (0-255 units)")
+    parser.add_argument("--transforms", default=",".join(TRANSFORMS), help="comma-separated transformations")
+    parser.add_argument("--strengths", action="append", default=[], metavar="NAME=S1,S2",
+                        help="strengths of one transformation (repeatable), e.g. jpeg=90,50,10")
+    add_attack_options(parser)
+    parser.add_argument("--out", type=Path, default=Path("physadv-experiment"), help="output folder")
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
+    add_seed_option(parser)
+    parser.set_defaults(func=run)
+
+
+def parse_strengths(transforms: list[str], overrides: list[str]) -> dict[str, list[float]]:
+    chosen = {name: list(transform_kind(name).default_strengths) for name in transforms}
+    for item in overrides:
+        name, _, values = item.partition("=")
+        if name not in chosen:
+            raise InputError(f"--strengths {item!r}: {name!r} is not among --transforms ({','.join(chosen)})")
+        try:
+            chosen[name] = comma_floats(values)
+        except argparse.ArgumentTypeError as error:
+            raise InputError(f"--strengths {item!r}: {error}") from None
+    return chosen
+
+
+def write_results(out: Path, config_key: dict, rows: list[Row]) -> None:
+    atomic_write_json(out / "results.json", {"config": config_key, "rows": rows})
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS + sorted({k for r in rows for k in r} - set(COLUMNS)))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out / "results.csv", buffer.getvalue())
+
+
+def _previous_rows(out: Path, config_key: dict) -> list[Row]:
+    path = out / "results.json"
+    if not path.is_file():
+        return []
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return []
+    return data.get("rows", []) if data.get("config") == config_key else []
+
+
+def format_table(rows: list[Row]) -> str:
+    def cell(value: object) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "  n/a"
+        return f"{value:5.2f}" if isinstance(value, float) else str(value)
+
+    lines = [f"{'method':<8} {'eps':>4} {'transform':<10} {'strength':>8} {'case':<11} {'n':>4} "
+             f"{'acc clean':>9} {'acc adv':>7} {'acc T':>6} {'d top1':>12} {'d top5':>12}"]
+    for r in rows:
+        lines.append(f"{r['method']:<8} {r['eps']:>4g} {r['transform']:<10} {r['strength']:>8g} {r['case']:<11} "
+                     f"{r['n_images']:>4} {cell(r['top1_clean']):>9} {cell(r['top1_adv']):>7} "
+                     f"{cell(r['top1_transformed']):>6} "
+                     f"{cell(r['destruction_top1']):>6} n={r['destruction_top1_n']:<3} "
+                     f"{cell(r['destruction_top5']):>6} n={r['destruction_top5_n']:<3}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    methods = comma_list(args.methods)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise InputError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    strengths = parse_strengths(comma_list(args.transforms), args.strengths)
+    classifier = classifier_from_args(args)
+    attacks = [Attack(method, eps, args.alpha, args.iterations, amp=args.amp) for method in methods for eps in args.eps]
+    config = ExperimentConfig(attacks=attacks, transforms=strengths, target=resolve_target(classifier, args.target),
+                              batch_size=args.batch_size, seed=args.seed)
+    images = prepare(load_image_set(args.images, classifier.labels, args.label, args.limit), classifier.image_size)
+    config_key = {"model": classifier.name, "images": [i.source for i in images], "methods": methods,
+                  "eps": args.eps, "alpha": args.alpha, "iterations": args.iterations, "transforms": strengths,
+                  "target": args.target, "seed": args.seed}
+    rows = _previous_rows(args.out, config_key)
+    done = {(r["method"], float(r["eps"])) for r in rows}
+
+    def save(new_rows: list[Row]) -> None:
+        rows.extend(new_rows)
+        write_results(args.out, config_key, rows)
+
+    run_experiment(classifier, images, config, done=done, on_attack_done=save)
+    write_results(args.out, config_key, rows)
+    if args.json:
+        json.dump(rows, sys.stdout, indent=1)
+        print()
+    else:
+        print(format_table(rows))
+        print(f"\n{len(images)} images, model {classifier.name}; written {args.out / 'results.json'} "
+              f"and {args.out / 'results.csv'}")
+    return 0

@@ -1,0 +1,138 @@
+"""Kurakin et al.'s artificial-transformation experiment: attack → transform → destruction rate.
+
+For every attack (method, ε) the adversarial images are made once; every transformation at every
+strength is then applied to them and to nothing else, and :func:`physadv.metrics.destruction_reports`
+gives one row for the average case and one for the prefiltered case.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from physadv.attacks import Attack
+from physadv.channel import ChannelTransform, transform_kind
+from physadv.classifiers import Classifier
+from physadv.datasets import LabelledImage
+from physadv.errors import InputError
+from physadv.images import to_tensor
+from physadv.metrics import PREFILTER_CONFIDENCE, Predictions, destruction_reports
+
+Row = dict[str, float | int | str | None]
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """What to run.
+
+    Attributes:
+        attacks: the attacks, each applied to every image (their ε in 0–255 units).
+        transforms: transformation name → strengths (see :data:`physadv.channel.TRANSFORMS`).
+        target: class index for the ``target`` method.
+        batch_size: images per attack batch.
+        seed: seeds the noise transformation.
+    """
+
+    attacks: Sequence[Attack]
+    transforms: dict[str, Sequence[float]]
+    target: int | None = None
+    batch_size: int = 16
+    seed: int = 0
+    prefilter_confidence: float = PREFILTER_CONFIDENCE
+    attack_extras: Callable[[Attack, Classifier, torch.Tensor, torch.Tensor], dict[str, float]] | None = field(
+        default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        for name in self.transforms:
+            transform_kind(name)
+        if any(a.method == "target" for a in self.attacks) and self.target is None:
+            raise InputError("the targeted method needs a target class (--target CLASS)")
+        if not any(self.transforms.values()):
+            raise InputError("no transformations given (e.g. --transforms brightness,jpeg)")
+        if not self.attacks:
+            raise InputError("no attacks given (e.g. --methods fgsm,bim --eps 8,16)")
+        if self.batch_size < 1:
+            raise InputError(f"batch size must be ≥ 1, got {self.batch_size}")
+
+
+def _batches(count: int, size: int) -> Iterator[slice]:
+    for start in range(0, count, size):
+        yield slice(start, min(start + size, count))
+
+
+def _predict(classifier: Classifier, images: torch.Tensor, batch_size: int) -> Predictions:
+    return Predictions.from_probabilities(classifier.probabilities(images, batch_size))
+
+
+def run_attack_batched(attack: Attack, classifier: Classifier, images: torch.Tensor, labels: torch.Tensor,
+                       target: int | None, batch_size: int, progress: tqdm | None = None) -> tuple[torch.Tensor, int]:
+    """Adversarial versions of ``images`` (N, 3, H, W) on the CPU, and how many attacks the
+    8-bit rounding undid (successful before rounding, not after)."""
+    adversarial, undone = [], 0
+    for part in _batches(len(images), batch_size):
+        x = images[part].to(classifier.device)
+        y = labels[part].to(classifier.device)
+        targets = torch.full_like(y, target) if target is not None else None
+        result = attack(classifier, x, y, targets)
+        before = result.succeeded(classifier.probabilities(result.unquantised).argmax(-1))
+        after = result.succeeded(classifier.probabilities(result.adversarial).argmax(-1))
+        undone += int((before & ~after).sum())
+        adversarial.append(result.adversarial.cpu())
+        if progress is not None:
+            progress.update(part.stop - part.start)
+    return torch.cat(adversarial), undone
+
+
+def run_experiment(classifier: Classifier, images: Sequence[LabelledImage], config: ExperimentConfig,
+                   done: set[tuple[str, float]] = frozenset(),
+                   on_attack_done: Callable[[list[Row]], None] | None = None, progress: bool = True) -> list[Row]:
+    """Run the experiment and return its rows (see the ``physadv experiment`` contract).
+
+    Args:
+        images: labelled, prepared (square, same size) images.
+        done: ``(method label, ε)`` pairs to skip (already computed by an interrupted run).
+        on_attack_done: called with each attack's rows as soon as they exist, so a caller can save them.
+    """
+    unlabelled = [i.id for i in images if i.label is None]
+    if unlabelled:
+        raise InputError(f"{len(unlabelled)} image(s) have no label ({', '.join(unlabelled[:5])}"
+                         f"{', …' if len(unlabelled) > 5 else ''}); name the class in the file or folder name "
+                         "(WordNet id or class name) or pass --label")
+    if not images:
+        raise InputError("no images to attack")
+    clean = to_tensor([i.image for i in images])
+    labels_np = np.array([i.label for i in images])
+    labels = torch.from_numpy(labels_np)
+    clean_predictions = _predict(classifier, clean, config.batch_size)
+    pending = [a for a in config.attacks if (a.label, float(a.eps)) not in done]
+    rows: list[Row] = []
+    with tqdm(total=len(pending) * len(images), desc="attacking", unit="img", disable=not progress) as bar:
+        for attack in pending:
+            bar.set_postfix_str(f"{attack.label} eps={attack.eps:g}")
+            adversarial, undone = run_attack_batched(attack, classifier, clean, labels, config.target,
+                                                     config.batch_size, bar)
+            adversarial_predictions = _predict(classifier, adversarial, config.batch_size)
+            extras = config.attack_extras(attack, classifier, adversarial, labels) if config.attack_extras else {}
+            generator = torch.Generator(device=classifier.device).manual_seed(config.seed)
+            attack_rows = []
+            for name, strengths in config.transforms.items():
+                for strength in strengths:
+                    transformed = torch.cat([
+                        ChannelTransform(name, strength)(adversarial[part].to(classifier.device), generator).cpu()
+                        for part in _batches(len(adversarial), config.batch_size)])
+                    transformed_predictions = _predict(classifier, transformed, config.batch_size)
+                    for report in destruction_reports(clean_predictions, adversarial_predictions,
+                                                      transformed_predictions, labels_np,
+                                                      config.prefilter_confidence):
+                        attack_rows.append({
+                            "method": attack.label, "eps": float(attack.eps), "iterations": attack.steps,
+                            "transform": name, "strength": float(strength), **report.row(),
+                            "quantisation_undid": undone, **extras})
+            rows += attack_rows
+            if on_attack_done is not None:
+                on_attack_done(attack_rows)
+    return rows
