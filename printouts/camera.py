@@ -1,0 +1,374 @@
+"""The virtual camera: synthetic photographs of printed sheets, with their true geometry.
+
+Each photo simulates the channel print → scene → light → sensor:
+
+1. **print**: the page is rendered (pypdfium2, images by pixel replication as a printer does) at
+   about the photo's resolution, ink-spread blur is applied, and the tone range is squeezed from
+   [0, 255] to [ink, paper] per channel with a print gamma;
+2. **scene**: the sheet is posed in 3-D (tilt about both page axes up to ±25°, any in-plane
+   rotation, focal length of a phone or webcam lens) and scaled so that it fills 40–90 % of the
+   frame, then warped (``cv2.warpPerspective``) onto a procedurally generated cluttered background;
+3. **light**: one illumination field over the whole frame (linear gradient, vignetting, a soft
+   shadow edge, exposure) and a colour cast with reduced saturation;
+4. **sensor**: lens blur, Gaussian noise whose variance grows with brightness (read + shot noise),
+   and JPEG.
+
+Every random draw comes from ``numpy.random.default_rng([seed, index])``, so photo ``index`` of a
+seed is the same photo whatever else is generated, and all drawn parameters are recorded in
+:class:`Shot`. The true homography maps page millimetres ``(x, y)`` (origin top-left, y down) to
+photo pixels ``(x, y)`` in OpenCV's convention (centre of the top-left pixel at ``(0, 0)``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm.auto import tqdm
+
+from physadv.errors import InputError
+from physadv.fileio import atomic_write_bytes, atomic_write_json
+from printouts.manifest import Manifest
+from printouts.pdf import open_pdf, page_size_mm, render_page
+
+SCHEMA = "physadv.photos/1"
+TRUTH_FILE = "truth.json"
+RESOLUTIONS = {"12mp": (4032, 3024), "1080p": (1920, 1080), "720p": (1280, 720)}
+MAX_TILT_DEG = 25.0
+FILL_RANGE = (0.4, 0.9)
+# Rendering resolution relative to the sharpest part of the projected page: a little above 1 so the
+# warp only ever shrinks the render (bilinear shrinking by < 2 barely aliases).
+RENDER_OVERSAMPLING = 1.25
+NOISE_TILE = 1024
+
+
+@dataclass(frozen=True)
+class Shot:
+    """Everything drawn at random for one photo. Lengths in mm unless ``_px``; angles in degrees;
+    tones and noise in 0–255 units; colours RGB."""
+
+    page: int
+    tilt_x_deg: float
+    tilt_y_deg: float
+    roll_deg: float
+    fill: float
+    focal_px: float
+    position: tuple[float, float]
+    print_blur_mm: float
+    paper_rgb: tuple[float, float, float]
+    ink_rgb: tuple[float, float, float]
+    print_gamma: float
+    background_seed: int
+    gradient: tuple[float, float]
+    vignetting: float
+    shadow: tuple[float, float, float, float]
+    exposure: float
+    colour_cast: tuple[float, float, float]
+    saturation: float
+    lens_blur_px: float
+    read_noise: float
+    shot_noise: float
+    jpeg_quality: int
+
+
+@dataclass(frozen=True)
+class PhotoTruth:
+    """One synthetic photo: its file (relative to the photo folder), the page shown, the true
+    page-mm → photo-pixel homography ``(3, 3)`` row-major, and the drawn parameters."""
+
+    index: int
+    file: str
+    page: int
+    size_px: tuple[int, int]
+    homography: tuple[tuple[float, float, float], ...]
+    shot: Shot
+
+
+def sample_shot(rng: np.random.Generator, page: int, frame: tuple[int, int]) -> Shot:
+    """Draw the parameters of one photo of ``page`` in a ``frame`` = (width, height) pixel photo."""
+    width, height = frame
+    diagonal = math.hypot(width, height)
+    paper = 255 * rng.uniform(0.86, 0.97) + rng.uniform(-4, 4, 3)
+    ink = rng.uniform(10, 35) + rng.uniform(-4, 4, 3)
+    shadow_angle = rng.uniform(0, 2 * math.pi)
+    return Shot(
+        page=page,
+        tilt_x_deg=rng.uniform(-MAX_TILT_DEG, MAX_TILT_DEG), tilt_y_deg=rng.uniform(-MAX_TILT_DEG, MAX_TILT_DEG),
+        roll_deg=rng.uniform(0, 360), fill=rng.uniform(*FILL_RANGE),
+        # Phone main cameras and webcams have 65–85° diagonal fields of view.
+        focal_px=diagonal / 2 / math.tan(math.radians(rng.uniform(65, 85)) / 2),
+        position=tuple(rng.uniform(0, 1, 2)),
+        print_blur_mm=rng.uniform(0.03, 0.12),
+        paper_rgb=tuple(np.clip(paper, 0, 255)), ink_rgb=tuple(np.clip(ink, 0, 255)),
+        print_gamma=rng.uniform(0.85, 1.2),
+        background_seed=int(rng.integers(2 ** 31)),
+        gradient=tuple(rng.uniform(-0.35, 0.35, 2)),
+        vignetting=rng.uniform(0, 0.45),
+        # A straight shadow edge (unit normal angle, offset from the centre as a fraction of the
+        # half-diagonal, darkening, softness as a fraction of the diagonal); strength 0 half the time.
+        shadow=(shadow_angle, rng.uniform(-0.8, 0.8), rng.uniform(0.25, 0.6) * (rng.uniform() < 0.5),
+                rng.uniform(0.01, 0.1)),
+        exposure=rng.uniform(0.8, 1.15),
+        colour_cast=tuple(rng.uniform(0.85, 1.12, 3)),
+        saturation=rng.uniform(0.75, 1.0),
+        lens_blur_px=rng.uniform(0.3, 1.2) * max(1.0, width / 1920),
+        read_noise=rng.uniform(1.0, 4.0), shot_noise=rng.uniform(0.05, 0.4),
+        jpeg_quality=int(rng.integers(75, 96)),
+    )
+
+
+def page_homography(shot: Shot, page_mm: tuple[float, float], frame: tuple[int, int]) -> np.ndarray:
+    """The ``(3, 3)`` homography page mm → photo pixels of ``shot``.
+
+    The page, centred on the optical axis, is rotated in 3-D and projected by a pinhole camera with
+    focal length ``shot.focal_px``; its distance is set so that the projected page's bounding box
+    spans ``shot.fill`` of the frame in its tighter direction, and the image is then shifted so the
+    box sits at ``shot.position`` (0–1 in each direction) of the free space.
+    """
+    width_mm, height_mm = page_mm
+    ax, ay, az = (math.radians(a) for a in (shot.tilt_x_deg, shot.tilt_y_deg, shot.roll_deg))
+    rx = np.array([[1, 0, 0], [0, math.cos(ax), -math.sin(ax)], [0, math.sin(ax), math.cos(ax)]])
+    ry = np.array([[math.cos(ay), 0, math.sin(ay)], [0, 1, 0], [-math.sin(ay), 0, math.cos(ay)]])
+    rz = np.array([[math.cos(az), -math.sin(az), 0], [math.sin(az), math.cos(az), 0], [0, 0, 1]])
+    rotation = rz @ rx @ ry
+    centre = np.array([[1, 0, -width_mm / 2], [0, 1, -height_mm / 2], [0, 0, 1]])
+    outline = np.array([[0, 0], [width_mm, 0], [width_mm, height_mm], [0, height_mm]], dtype=np.float64)
+    frame_w, frame_h = frame
+    camera = np.array([[shot.focal_px, 0, 0], [0, shot.focal_px, 0], [0, 0, 1]])
+    distance = shot.focal_px * max(width_mm, height_mm) / (shot.fill * min(frame))
+    for _ in range(4):  # the box's size is nearly ∝ 1/distance; a few fixed-point steps settle it
+        pose = np.column_stack([rotation[:, 0], rotation[:, 1], [0, 0, distance]])
+        homography = camera @ pose @ centre
+        box = _project(homography, outline)
+        extent = max((box[:, 0].max() - box[:, 0].min()) / frame_w, (box[:, 1].max() - box[:, 1].min()) / frame_h)
+        distance *= extent / shot.fill
+    pose = np.column_stack([rotation[:, 0], rotation[:, 1], [0, 0, distance]])
+    homography = camera @ pose @ centre
+    box = _project(homography, outline)
+    low, high = box.min(axis=0), box.max(axis=0)
+    free = np.array([frame_w - 1, frame_h - 1]) - (high - low)
+    shift = np.asarray(shot.position) * free - low
+    return np.array([[1, 0, shift[0]], [0, 1, shift[1]], [0, 0, 1]]) @ homography / homography[2, 2]
+
+
+def _project(homography: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return cv2.perspectiveTransform(points.reshape(-1, 1, 2).astype(np.float64), homography).reshape(-1, 2)
+
+
+def _max_scale(homography: np.ndarray, page_mm: tuple[float, float]) -> float:
+    """Largest photo-pixels-per-mm over the page (the Jacobian's top singular value; it peaks at a corner)."""
+    width, height = page_mm
+    worst = 0.0
+    for x, y in ((0, 0), (width, 0), (width, height), (0, height)):
+        h = homography
+        w = h[2, 0] * x + h[2, 1] * y + h[2, 2]
+        u, v = (h[0, 0] * x + h[0, 1] * y + h[0, 2]) / w, (h[1, 0] * x + h[1, 1] * y + h[1, 2]) / w
+        jacobian = np.array([[h[0, 0] - u * h[2, 0], h[0, 1] - u * h[2, 1]],
+                             [h[1, 0] - v * h[2, 0], h[1, 1] - v * h[2, 1]]]) / w
+        worst = max(worst, float(np.linalg.norm(jacobian, 2)))
+    return worst
+
+
+def print_page(render: np.ndarray, pixels_per_mm: float, shot: Shot) -> np.ndarray:
+    """The printed sheet as the camera sees it under white light: ``(H, W, 3)`` uint8 → uint8."""
+    sigma = shot.print_blur_mm * pixels_per_mm
+    blurred = cv2.GaussianBlur(render, (0, 0), sigma) if sigma > 0.3 else render
+    levels = (np.arange(256) / 255.0) ** shot.print_gamma
+    ink, paper = np.asarray(shot.ink_rgb), np.asarray(shot.paper_rgb)
+    table = np.clip(ink + (paper - ink) * levels[:, None], 0, 255).astype(np.uint8)
+    return cv2.LUT(blurred, table.reshape(1, 256, 3))
+
+
+def background(seed: int, frame: tuple[int, int]) -> np.ndarray:
+    """A cluttered desk: smooth colour field, texture, random shapes, lines, text and checkers.
+
+    Returns ``(H, W, 3)`` uint8 RGB of ``frame`` = (width, height).
+    """
+    rng = np.random.default_rng(seed)
+    width, height = frame
+    # The smooth colour field and the texture are built at 1/8 resolution: resizing up is cheap, and
+    # only the shapes drawn afterwards need full-resolution edges.
+    small = (width // 8 + 1, height // 8 + 1)
+    coarse = cv2.resize(rng.uniform(60, 200, (4, 5, 3)).astype(np.float32), small, interpolation=cv2.INTER_CUBIC)
+    coarse += rng.normal(0, rng.uniform(4, 14), (small[1], small[0], 1)).astype(np.float32)
+    image = cv2.resize(cv2.add(coarse, 0, dtype=cv2.CV_8U), frame, interpolation=cv2.INTER_LINEAR)
+    scale = min(width, height)
+    for _ in range(int(rng.integers(15, 40))):
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+        size = int(scale * rng.uniform(0.03, 0.25))
+        kind = rng.integers(5)
+        if kind == 0:
+            cv2.circle(image, centre, size, colour, -1, cv2.LINE_AA)
+        elif kind == 1:
+            corners = rng.uniform(-size, size, (int(rng.integers(3, 7)), 2)) + centre
+            cv2.fillPoly(image, [corners.astype(np.int32)], colour, cv2.LINE_AA)
+        elif kind == 2:
+            end = (centre[0] + int(rng.uniform(-3, 3) * size), centre[1] + int(rng.uniform(-3, 3) * size))
+            cv2.line(image, centre, end, colour, max(1, size // 10), cv2.LINE_AA)
+        elif kind == 3:
+            cv2.putText(image, "".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz0123456789 "), 12)), centre,
+                        cv2.FONT_HERSHEY_SIMPLEX, size / 60, colour, max(1, size // 25), cv2.LINE_AA)
+        else:  # black-and-white squares: the distractors a marker detector must reject
+            step = max(2, size // 4)
+            for row in range(4):
+                for col in range(4):
+                    if rng.uniform() < 0.5:
+                        top_left = (centre[0] + col * step, centre[1] + row * step)
+                        cv2.rectangle(image, top_left, (top_left[0] + step, top_left[1] + step), (0, 0, 0), -1)
+    return image
+
+
+def _illumination(shot: Shot, frame: tuple[int, int]) -> np.ndarray:
+    """``(H, W, 1)`` float32 light level (gradient × vignetting × shadow × exposure); smooth, so
+    it is computed at 1/8 resolution and upsampled."""
+    width, height = frame
+    small = (max(2, width // 8), max(2, height // 8))
+    x, y = np.meshgrid(np.linspace(-1, 1, small[0]), np.linspace(-1, 1, small[1]))
+    light = 1 + shot.gradient[0] * x + shot.gradient[1] * y
+    light *= 1 - shot.vignetting * (x ** 2 + y ** 2) / 2
+    angle, offset, strength, softness = shot.shadow
+    # Signed distance to the shadow edge, in half-diagonals (so the edge crosses the frame for |offset| < 1).
+    diagonal = math.hypot(width, height)
+    signed = x * (width / diagonal) * math.cos(angle) + y * (height / diagonal) * math.sin(angle) - offset
+    light *= 1 - strength / (1 + np.exp(-signed / softness))
+    light = np.clip(light * shot.exposure, 0.05, None).astype(np.float32)
+    return cv2.resize(light, frame, interpolation=cv2.INTER_LINEAR)[..., None]
+
+
+def simulate_photo(document, shot: Shot, frame: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """One photo of ``shot.page`` of an open pypdfium2 ``document``.
+
+    Returns:
+        the photo ``(H, W, 3)`` uint8 RGB (before JPEG) and the ``(3, 3)`` page-mm → photo-pixel
+        homography.
+    """
+    page_mm = page_size_mm(document, shot.page)
+    homography = page_homography(shot, page_mm, frame)
+    dpi = min(600.0, _max_scale(homography, page_mm) * RENDER_OVERSAMPLING * 25.4)
+    render = render_page(document, shot.page, dpi, smooth_images=False)
+    # The bitmap is the page stretched onto whole pixels: per-axis scale, pixel edges at integers.
+    sx, sy = render.shape[1] / page_mm[0], render.shape[0] / page_mm[1]
+    mm_to_render = np.array([[sx, 0, -0.5], [0, sy, -0.5], [0, 0, 1]])
+    printed = print_page(render, (sx + sy) / 2, shot)
+    photo = background(shot.background_seed, frame)
+    cv2.warpPerspective(printed, homography @ np.linalg.inv(mm_to_render), frame, dst=photo,
+                        flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_TRANSPARENT)
+    cast = np.asarray(shot.colour_cast, dtype=np.float32)
+    grey = np.full((3, 3), (1 - shot.saturation) / 3, dtype=np.float32)
+    photo = cv2.transform(photo, (grey + shot.saturation * np.eye(3, dtype=np.float32)) * cast[:, None])
+    # Lens blur before the light field: they nearly commute (the field is smooth), and blurring
+    # 8-bit pixels is several times faster than blurring floats.
+    photo = cv2.GaussianBlur(photo, (0, 0), shot.lens_blur_px)
+    light = photo * _illumination(shot, frame)
+    noisy = light * shot.shot_noise ** 2
+    noisy += shot.read_noise ** 2
+    cv2.sqrt(noisy, noisy)
+    _multiply_by_noise(noisy, shot.background_seed + 1)
+    return cv2.add(light, noisy, dtype=cv2.CV_8U), homography
+
+
+def _multiply_by_noise(sigma: np.ndarray, seed: int) -> None:
+    """Multiply ``sigma`` (H, W, 3) float32 in place by standard normal noise: a 1024² tile repeated
+    from a random offset, because drawing 36 M normals per 12-MP photo costs more than the rest."""
+    rng = np.random.default_rng(seed)
+    tile = rng.standard_normal((NOISE_TILE, NOISE_TILE, sigma.shape[2]), dtype=np.float32)
+    tile = np.roll(tile, tuple(rng.integers(0, NOISE_TILE, 2)), axis=(0, 1))
+    for top in range(0, sigma.shape[0], NOISE_TILE):
+        for left in range(0, sigma.shape[1], NOISE_TILE):
+            block = sigma[top:top + NOISE_TILE, left:left + NOISE_TILE]
+            block *= tile[:block.shape[0], :block.shape[1]]
+
+
+def encode_jpeg(photo: np.ndarray, quality: int) -> bytes:
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(photo, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise InputError("JPEG encoding failed")
+    return data.tobytes()
+
+
+def _truth_header(pdf: Path, manifest: Manifest | None, resolution: str, seed: int) -> dict:
+    return {"schema": SCHEMA, "pdf": str(pdf), "pdf_sha256": hashlib.sha256(pdf.read_bytes()).hexdigest(),
+            "run_id": manifest.run_id if manifest else None, "resolution": resolution,
+            "size_px": list(RESOLUTIONS[resolution]), "seed": seed}
+
+
+def read_truth(path: str | Path) -> tuple[dict, list[PhotoTruth]]:
+    """``(header, photos)`` of a ``truth.json`` written by :func:`photograph`."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("schema") != SCHEMA:
+            raise InputError(f"{path}: unsupported schema {data.get('schema')!r} (expected {SCHEMA})")
+        photos = [PhotoTruth(index=p["index"], file=p["file"], page=p["page"], size_px=tuple(p["size_px"]),
+                             homography=tuple(tuple(row) for row in p["homography"]),
+                             shot=Shot(**{k: tuple(v) if isinstance(v, list) else v for k, v in p["shot"].items()}))
+                  for p in data["photos"]]
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file (physadv photograph writes PHOTOS/{TRUTH_FILE})") from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
+        raise InputError(f"{path}: not a readable truth record ({error})") from None
+    header = {k: v for k, v in data.items() if k != "photos"}
+    return header, photos
+
+
+def photograph(pdf: str | Path, manifest: Manifest | None, out_dir: str | Path, n: int, resolution: str = "12mp",
+               seed: int = 0, *, progress: bool = False) -> list[PhotoTruth]:
+    """Take ``n`` synthetic photos of the pages of ``pdf`` (photo ``i`` shows page ``i mod pages``).
+
+    Writes ``out_dir/photo_XXXX.jpg`` and ``out_dir/truth.json`` (atomically, after every photo).
+    Photos already recorded there for the same PDF, resolution and seed are kept, so an
+    interrupted run resumes.
+
+    Args:
+        pdf: sheets written by :func:`printouts.sheets.write_sheets`.
+        manifest: its manifest (only the run id is recorded); ``None`` photographs any PDF.
+        out_dir: the photo folder.
+        n: number of photos.
+        resolution: a key of :data:`RESOLUTIONS`.
+        seed: the seed of every random draw.
+
+    Returns:
+        the truth of every photo, in index order.
+
+    Raises:
+        InputError: bad ``n`` or ``resolution``, an unreadable PDF, or an ``out_dir`` holding
+            photos of other settings.
+    """
+    if resolution not in RESOLUTIONS:
+        raise InputError(f"unknown resolution {resolution!r} (use {', '.join(RESOLUTIONS)})")
+    if n < 1:
+        raise InputError(f"the number of photos must be at least 1, got {n}")
+    pdf, out = Path(pdf), Path(out_dir)
+    document = open_pdf(pdf)
+    header = _truth_header(pdf, manifest, resolution, seed)
+    done: dict[int, PhotoTruth] = {}
+    if (out / TRUTH_FILE).is_file():
+        existing, photos = read_truth(out / TRUTH_FILE)
+        differing = [key for key in ("pdf_sha256", "resolution", "seed") if existing.get(key) != header[key]]
+        if differing:
+            raise InputError(f"{out} already holds photos of another {' and '.join(differing)} "
+                             f"({TRUTH_FILE}); choose another --out")
+        done = {p.index: p for p in photos if p.index < n and (out / p.file).is_file()}
+    frame = RESOLUTIONS[resolution]
+    pages = len(document)
+    with tqdm(total=n, initial=len(done), desc=f"photographing ({resolution})", unit="photo",
+              disable=None if progress else True) as bar:
+        for index in range(n):
+            if index in done:
+                continue
+            shot = sample_shot(np.random.default_rng([seed, index]), index % pages, frame)
+            photo, homography = simulate_photo(document, shot, frame)
+            name = f"photo_{index:04d}.jpg"
+            atomic_write_bytes(out / name, encode_jpeg(photo, shot.jpeg_quality))
+            done[index] = PhotoTruth(index, name, shot.page, frame,
+                                     tuple(tuple(float(v) for v in row) for row in homography), shot)
+            atomic_write_json(out / TRUTH_FILE, {**header, "photos": [asdict(done[i]) for i in sorted(done)]})
+            bar.update()
+    document.close()
+    return [done[i] for i in range(n)]
