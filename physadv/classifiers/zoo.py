@@ -231,7 +231,7 @@ def availability(name: str) -> tuple[bool, str]:
     try:
         return True, str(spec.locate_weights(None))
     except WeightsNotFoundError as error:
-        return False, str(error).splitlines()[0]
+        return False, " ".join(line.strip() for line in str(error).splitlines()[1:]) or str(error)
 
 
 def file_sha256(path: str | Path) -> str:

@@ -6,7 +6,6 @@ import argparse
 import csv
 import io
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -91,20 +90,24 @@ def _previous_rows(out: Path, config_key: dict) -> list[Row]:
 
 
 def format_table(rows: list[Row]) -> str:
-    def cell(value: object) -> str:
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return "  n/a"
-        return f"{value:5.2f}" if isinstance(value, float) else str(value)
+    """One line per (method, ε, transformation, strength): accuracies of the average case and the
+    top-1 destruction rate of both cases, each with its denominator."""
+    def rate(value: object, n: object) -> str:
+        text = "  n/a" if value is None else f"{value:5.2f}"
+        return f"{text} (n={n})"
 
-    lines = [f"{'method':<8} {'eps':>4} {'transform':<10} {'strength':>8} {'case':<11} {'n':>4} "
-             f"{'acc clean':>9} {'acc adv':>7} {'acc T':>6} {'d top1':>12} {'d top5':>12}"]
-    for r in rows:
-        lines.append(f"{r['method']:<8} {r['eps']:>4g} {r['transform']:<10} {r['strength']:>8g} {r['case']:<11} "
-                     f"{r['n_images']:>4} {cell(r['top1_clean']):>9} {cell(r['top1_adv']):>7} "
-                     f"{cell(r['top1_transformed']):>6} "
-                     f"{cell(r['destruction_top1']):>6} n={r['destruction_top1_n']:<3} "
-                     f"{cell(r['destruction_top5']):>6} n={r['destruction_top5_n']:<3}")
-    return "\n".join(lines)
+    cases = {(r["method"], r["eps"], r["transform"], r["strength"], r["case"]): r for r in rows}
+    lines = [f"{'method':<10}{'eps':>5}  {'transform':<11}{'strength':>8}  {'acc clean':>9}{'acc adv':>8}"
+             f"{'acc T(adv)':>11}  {'destruction avg':>16}  {'destruction prefilt.':>20}"]
+    for (method, eps, transform, strength, case), r in cases.items():
+        if case != "average":
+            continue
+        p = cases.get((method, eps, transform, strength, "prefiltered"), {})
+        lines.append(f"{method:<10}{eps:>5g}  {transform:<11}{strength:>8g}  {r['top1_clean']:>9.2f}"
+                     f"{r['top1_adv']:>8.2f}{r['top1_transformed']:>11.2f}  "
+                     f"{rate(r['destruction_top1'], r['destruction_top1_n']):>16}  "
+                     f"{rate(p.get('destruction_top1'), p.get('destruction_top1_n', 0)):>20}")
+    return "\n".join(lines) + "\n(top-1; accuracies over all images; full table in results.csv)"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     except PhysadvError as error:
         print(f"physadv {args.verb}: error: {error}", file=sys.stderr)
         return EXIT_FAILURE
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return EXIT_OK
     except KeyboardInterrupt:
         print(f"\nphysadv {args.verb}: interrupted; finished outputs are kept, re-run the same command to resume",
               file=sys.stderr)
