@@ -1,0 +1,333 @@
+"""Find printed sheets in a photo: ArUco corner markers → page identity → page homography.
+
+Detection runs on a grey copy downscaled to at most :data:`DETECT_MAX_SIDE` pixels (ArUco's
+adaptive thresholding costs grow with the pixel count, and 4×4 markers need only ~20 px), then
+every marker corner is refined with :func:`cv2.cornerSubPix` on the full-resolution grey image.
+All corners of all markers of a page (up to 16 points) go into a RANSAC homography, re-fitted by
+least squares + Levenberg–Marquardt on the inliers (:func:`cv2.findHomography` with method 0).
+
+A page is only accepted when its geometry can be trusted; otherwise it becomes a
+:class:`Rejection` with a fixed reason keyword (see :data:`REASONS`) — a wrong crop is worse than
+no crop, as Kurakin et al. discarded photos whose codes failed.
+
+Coordinates: page millimetres (origin top-left, y down, as in :mod:`printouts.manifest`); photo
+pixels in OpenCV's convention (pixel centres at integer coordinates).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from printouts.manifest import Manifest, Page, page_of_marker, parse_qr_payload
+
+DETECT_MAX_SIDE = 1600
+MIN_MARKERS = 3
+# RANSAC inlier threshold: a fraction of the marker side in photo pixels, at least RANSAC_MIN_PX
+# (small, strongly tilted 720p markers have ~1 px corner errors). A 4 %
+# error is far above corner noise and far below a marker at the wrong place.
+RANSAC_FRACTION = 0.04
+RANSAC_MIN_PX = 2.0
+# The accepted fit: RMS reprojection error of the inlier corners. Corner noise measured on sharp
+# synthetic photos is ~0.1–0.3 px; the bound leaves room for blur and JPEG at 12 MP and 720p.
+MAX_RMS_PX = 1.5
+MAX_RMS_FRACTION = 0.015
+# Blur bound: Gaussian σ of the marker edges in photo pixels. Measured on virtual-camera photos with
+# extra Gaussian blur: every page found with σ ≤ 4.2 px had a p95 cell-corner error ≤ 0.3 px; the one
+# page still found at σ ≈ 5.5 px (12 MP) was off by 4 px. Blurrier markers are mostly not decoded.
+MAX_BLUR_PX = 5.0
+# Smaller markers give fewer than 2.3 px per bit, where decoding and corners become unreliable; the
+# smallest virtual-camera pages at 720p (40 % fill) have ~19 px markers and p95 corner errors ≤ 0.3 px.
+MIN_MARKER_SIDE_PX = 14.0
+# Candidate quads with a perimeter under 4 % of the long side are not decoded at first: decoding
+# the many small squares of a cluttered scene dominated the time (0.8 s → 0.15 s on a synthetic
+# 12-MP photo full of small squares). Only when a page is seen with too few markers is the photo
+# searched again down to 2 % (far markers of a small, strongly tilted page).
+MIN_PERIMETER_RATE, RETRY_PERIMETER_RATE = 0.04, 0.02
+MARKER_BITS = 6  # 4×4 data bits plus a one-bit black border on each side
+
+REASONS = {
+    "unreadable": "the file is not an image OpenCV/Pillow can read",
+    "no markers": "no ArUco marker found",
+    "unknown run": "markers found, but none of this run's pages",
+    "too few markers": f"fewer than {MIN_MARKERS} corner markers of a page found",
+    "too small": "the page's markers are too small in the photo",
+    "too blurry": "the marker edges are too blurred for trustworthy corners",
+    "inconsistent geometry": "the markers do not fit one flat page (reprojection error too high)",
+    "another run": "the page's QR code names another run",
+}
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why a photo, or one page in it, gives no crops. ``reason`` is a key of :data:`REASONS`."""
+
+    reason: str
+    detail: str
+    page: int | None = None
+
+
+@dataclass(frozen=True)
+class PageDetection:
+    """One sheet found in a photo.
+
+    Attributes:
+        page: page index in the manifest.
+        homography: ``(3, 3)`` float64, page mm → photo pixels.
+        marker_ids: ids of the markers used (inliers).
+        rms_px: RMS reprojection error of the inlier marker corners, photo pixels.
+        blur_px: estimated Gaussian σ of the marker edges, photo pixels.
+        marker_side_px: mean marker side in the photo, pixels.
+    """
+
+    page: int
+    homography: np.ndarray
+    marker_ids: tuple[int, ...]
+    rms_px: float
+    blur_px: float
+    marker_side_px: float
+
+    def project(self, points_mm: np.ndarray) -> np.ndarray:
+        """Page mm ``(N, 2)`` → photo pixels ``(N, 2)``."""
+        return project(self.homography, points_mm)
+
+
+@dataclass(frozen=True)
+class PhotoDetection:
+    """Everything found in one photo: accepted pages and rejected ones (or the whole photo)."""
+
+    pages: tuple[PageDetection, ...]
+    rejections: tuple[Rejection, ...]
+    markers_found: int
+
+
+def project(homography: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Apply a ``(3, 3)`` homography to ``(N, 2)`` points."""
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 1, 2)
+    return cv2.perspectiveTransform(points, homography).reshape(-1, 2)
+
+
+@lru_cache(maxsize=None)
+def _detector(dictionary: str, perimeter_rate: float) -> cv2.aruco.ArucoDetector:
+    parameters = cv2.aruco.DetectorParameters()
+    # A first sub-pixel pass on the downscaled copy: unrefined corners can be off by a few
+    # full-resolution pixels, beyond the reach of the small final cornerSubPix window.
+    parameters.cornerRefinementMethod = cv2.aruco.CORNER_REFINE_SUBPIX
+    parameters.minMarkerPerimeterRate = perimeter_rate
+    # Two thresholding passes (windows 7 and 17 px) instead of three (3, 13, 23): on 720p
+    # virtual-camera frames the same 80/80 markers are found in 28 ms instead of 41 ms (median).
+    parameters.adaptiveThreshWinSizeMin, parameters.adaptiveThreshWinSizeMax = 7, 17
+    return cv2.aruco.ArucoDetector(cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, dictionary)), parameters)
+
+
+def grey(image: np.ndarray) -> np.ndarray:
+    """``(H, W, 3)`` RGB/BGR or ``(H, W)`` uint8 → ``(H, W)`` uint8 (channel order barely matters for
+    black-on-white markers, so BGR frames from OpenCV and RGB photos are both accepted)."""
+    return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+
+
+def detect_markers(grey_image: np.ndarray, dictionary: str, max_side: int = DETECT_MAX_SIDE,
+                   perimeter_rate: float = MIN_PERIMETER_RATE) -> tuple[np.ndarray, np.ndarray]:
+    """ArUco markers, corners refined to sub-pixel accuracy at full resolution.
+
+    Args:
+        grey_image: ``(H, W)`` uint8.
+        dictionary: OpenCV name of the ArUco dictionary, e.g. ``"DICT_4X4_1000"``.
+        max_side: long side of the copy the markers are searched in.
+        perimeter_rate: smallest marker perimeter searched for, as a fraction of that long side.
+
+    Returns:
+        ``ids`` ``(M,)`` int and ``corners`` ``(M, 4, 2)`` float64 photo pixels in OpenCV's corner
+        order (marker top-left, top-right, bottom-right, bottom-left).
+    """
+    scale = min(1.0, max_side / max(grey_image.shape))
+    small = grey_image if scale == 1.0 else cv2.resize(grey_image, None, fx=scale, fy=scale,
+                                                       interpolation=cv2.INTER_AREA)
+    found, ids, _ = _detector(dictionary, perimeter_rate).detectMarkers(small)
+    if ids is None or len(ids) == 0:
+        return np.zeros(0, dtype=int), np.zeros((0, 4, 2))
+    # ArUco reports the outermost black pixel centres; in full-resolution pixels with centres at
+    # integers, a downscaled pixel centre c maps to (c + 0.5) / scale - 0.5.
+    corners = (np.concatenate(found).reshape(-1, 4, 2).astype(np.float64) + 0.5) / scale - 0.5
+    return ids.reshape(-1).astype(int), _refine_corners(grey_image, corners)
+
+
+def _refine_corners(grey_image: np.ndarray, corners: np.ndarray) -> np.ndarray:
+    """cornerSubPix on each marker's outer corners with a window smaller than one marker bit, so
+    that only the two border edges meeting at the corner pull on it (the data bits start one bit in)."""
+    refined = corners.copy()
+    sides = np.linalg.norm(corners - np.roll(corners, 1, axis=1), axis=2).mean(axis=1)
+    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_COUNT, 30, 0.01)
+    halves = np.clip(np.floor(0.4 * sides / MARKER_BITS), 2, 12).astype(int)
+    for half in np.unique(halves):
+        chosen = halves == half
+        points = corners[chosen].reshape(-1, 1, 2).astype(np.float32)
+        cv2.cornerSubPix(grey_image, points, (int(half), int(half)), (-1, -1), criteria)
+        moved = points.reshape(-1, 4, 2).astype(np.float64)
+        # A corner that wandered more than a window away latched onto something else: keep the
+        # detector's estimate for it.
+        far = np.linalg.norm(moved - corners[chosen], axis=2) > half
+        refined[chosen] = np.where(far[..., None], corners[chosen], moved)
+    return refined
+
+
+def blur_bits(grey_image: np.ndarray, homography: np.ndarray, marker_corners_mm: np.ndarray) -> float:
+    """Gaussian σ of a marker's edges in marker bits (0 = perfectly sharp).
+
+    The marker plus one bit of margin is warped to a canonical 8 px/bit image; for a blurred step
+    of contrast ``c`` the steepest gradient is ``c / (σ √(2π))``, so σ follows from the robust
+    contrast (5th–95th percentile) and the 99th-percentile gradient.
+    """
+    per_bit = 8
+    side_mm = float(np.linalg.norm(marker_corners_mm[1] - marker_corners_mm[0]))
+    bit_mm = side_mm / MARKER_BITS
+    size = per_bit * (MARKER_BITS + 2)
+    origin = marker_corners_mm.min(axis=0) - bit_mm
+    canonical_to_mm = np.array([[bit_mm / per_bit, 0, origin[0]], [0, bit_mm / per_bit, origin[1]], [0, 0, 1]])
+    patch = cv2.warpPerspective(grey_image, homography @ canonical_to_mm, (size, size),
+                                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+    patch = patch.astype(np.float32)
+    low, high = np.percentile(patch, (5, 95))
+    gx = cv2.Sobel(patch, cv2.CV_32F, 1, 0, ksize=3) / 8
+    gy = cv2.Sobel(patch, cv2.CV_32F, 0, 1, ksize=3) / 8
+    steepest = float(np.percentile(np.hypot(gx, gy), 99))
+    if high - low < 1 or steepest <= 0:
+        return math.inf
+    return float((high - low) / (steepest * math.sqrt(2 * math.pi)) / per_bit)
+
+
+def _fit_page(page: Page, found: list[tuple[int, np.ndarray]]) -> tuple[np.ndarray | None, list[int], float]:
+    """RANSAC + least-squares/LM homography from the markers ``found`` (id, ``(4, 2)`` corners).
+
+    Returns the homography (or ``None``), the ids of markers whose four corners are all inliers,
+    and their RMS reprojection error in pixels.
+    """
+    by_id = {marker.id: np.asarray(marker.corners_mm, dtype=np.float64) for marker in page.markers}
+    source = np.concatenate([by_id[i] for i, _ in found])
+    target = np.concatenate([corners for _, corners in found])
+    side = float(np.mean([np.linalg.norm(c - np.roll(c, 1, axis=0), axis=1).mean() for _, c in found]))
+    homography, mask = cv2.findHomography(source, target, cv2.RANSAC, max(RANSAC_MIN_PX, RANSAC_FRACTION * side),
+                                          maxIters=500, confidence=0.999)
+    if homography is None:
+        return None, [], math.inf
+    # A marker counts with three inlier corners: one corner can be pulled off by a shadow edge or
+    # neighbouring print while the marker is still where it should be.
+    inlier_corner = mask.reshape(-1).astype(bool)
+    inlier_marker = inlier_corner.reshape(-1, 4).sum(axis=1) >= 3
+    kept = [i for (i, _), ok in zip(found, inlier_marker) if ok]
+    if len(kept) < MIN_MARKERS:
+        return homography, kept, math.inf
+    chosen = inlier_corner & np.repeat(inlier_marker, 4)
+    homography, _ = cv2.findHomography(source[chosen], target[chosen], 0)
+    if homography is None:
+        return None, [], math.inf
+    error = project(homography, source[chosen]) - target[chosen]
+    return homography, kept, float(np.sqrt((error ** 2).sum(axis=1).mean()))
+
+
+def _plausible(homography: np.ndarray, page_size_mm: tuple[float, float]) -> bool:
+    """The page outline maps to a convex, non-mirrored quadrilateral (a real view of a flat sheet)."""
+    width, height = page_size_mm
+    outline = project(homography, np.array([[0, 0], [width, 0], [width, height], [0, height]]))
+    edges = np.roll(outline, -1, axis=0) - outline
+    turns = edges[:, 0] * np.roll(edges, -1, axis=0)[:, 1] - edges[:, 1] * np.roll(edges, -1, axis=0)[:, 0]
+    return bool((turns > 0).all())
+
+
+def _qr_run(grey_image: np.ndarray, homography: np.ndarray, page: Page) -> str | None:
+    """The run id printed in the page's QR code, or ``None`` when there is none or it is unreadable.
+
+    The QR box is warped upright at 8 px/mm (a 25 mm code at ~200 px) before decoding, so the check
+    costs a few milliseconds whatever the photo's size.
+    """
+    import zxingcpp
+
+    per_mm = 8.0
+    for code in page.qr_codes:
+        x, y, w, h = code.box_mm
+        margin = 0.2 * max(w, h)
+        size = (int((w + 2 * margin) * per_mm), int((h + 2 * margin) * per_mm))
+        to_mm = np.array([[1 / per_mm, 0, x - margin], [0, 1 / per_mm, y - margin], [0, 0, 1]])
+        patch = cv2.warpPerspective(grey_image, homography @ to_mm, size,
+                                    flags=cv2.INTER_AREA | cv2.WARP_INVERSE_MAP, borderValue=255)
+        for result in zxingcpp.read_barcodes(patch):
+            parsed = parse_qr_payload(result.text)
+            if parsed is not None:
+                return parsed[0]
+    return None
+
+
+def find_pages(image: np.ndarray, manifest: Manifest, *, max_side: int = DETECT_MAX_SIDE,
+               check_qr: bool = True) -> PhotoDetection:
+    """Find every sheet of ``manifest``'s run in a photo.
+
+    Markers are grouped by the page their id belongs to (:func:`printouts.manifest.page_of_marker`);
+    ids that map to no page of the manifest come from another run. Each page needs at least
+    :data:`MIN_MARKERS` of its four corner markers, a consistent fit, sharp enough edges and a
+    readable size; when its QR code is readable it must name this run (marker ids of two runs can
+    coincide, QR payloads cannot).
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB or BGR, or ``(H, W)`` uint8 grey.
+        manifest: the run's manifest.
+        max_side: long side, pixels, of the copy markers are searched in.
+        check_qr: decode the page's QR code to confirm the run (skipped in the live loop for speed).
+
+    Returns:
+        The accepted pages and, for the photo or each page that failed, a :class:`Rejection`.
+    """
+    grey_image = grey(image)
+    ids, corners = detect_markers(grey_image, manifest.aruco_dictionary, max_side)
+    if len(ids) == 0:
+        return PhotoDetection((), (Rejection("no markers", "no ArUco marker in the photo"),), 0)
+    pages = {page.index: page for page in manifest.pages}
+    groups = _group_by_page(ids, corners, manifest.run_id, pages)
+    if any(len({i for i, _ in found}) < MIN_MARKERS for found in groups.values()):
+        ids, corners = detect_markers(grey_image, manifest.aruco_dictionary, max_side, RETRY_PERIMETER_RATE)
+        groups = _group_by_page(ids, corners, manifest.run_id, pages)
+    if not groups:
+        return PhotoDetection((), (Rejection("unknown run", f"{len(ids)} marker(s), ids {sorted(set(ids.tolist()))[:8]}"
+                                             f" belong to no page of run {manifest.run_id}"),), len(ids))
+    accepted, rejected = [], []
+    for page_index, found in sorted(groups.items()):
+        outcome = _check_page(grey_image, manifest, pages[page_index], found, check_qr)
+        (accepted if isinstance(outcome, PageDetection) else rejected).append(outcome)
+    return PhotoDetection(tuple(accepted), tuple(rejected), len(ids))
+
+
+def _group_by_page(ids: np.ndarray, corners: np.ndarray, run_id: str,
+                   pages: dict[int, Page]) -> dict[int, list[tuple[int, np.ndarray]]]:
+    groups: dict[int, list[tuple[int, np.ndarray]]] = {}
+    for marker_id, marker_corners in zip(ids, corners):
+        page_index, _ = page_of_marker(run_id, int(marker_id))
+        if page_index in pages:
+            groups.setdefault(page_index, []).append((int(marker_id), marker_corners))
+    return groups
+
+
+def _check_page(grey_image: np.ndarray, manifest: Manifest, page: Page, found: list[tuple[int, np.ndarray]],
+                check_qr: bool) -> PageDetection | Rejection:
+    distinct = {marker_id for marker_id, _ in found}
+    if len(distinct) < MIN_MARKERS:
+        return Rejection("too few markers", f"{len(distinct)} of 4 corner markers", page.index)
+    side = float(np.mean([np.linalg.norm(c - np.roll(c, 1, axis=0), axis=1).mean() for _, c in found]))
+    if side < MIN_MARKER_SIDE_PX:
+        return Rejection("too small", f"markers {side:.1f} px < {MIN_MARKER_SIDE_PX} px", page.index)
+    homography, kept, rms = _fit_page(page, found)
+    if homography is None or len(set(kept)) < MIN_MARKERS or not _plausible(homography, manifest.page_size_mm):
+        return Rejection("inconsistent geometry", f"{len(set(kept))} marker(s) fit one page", page.index)
+    if rms > max(MAX_RMS_PX, MAX_RMS_FRACTION * side):
+        return Rejection("inconsistent geometry", f"RMS reprojection error {rms:.2f} px", page.index)
+    by_id = {marker.id: np.asarray(marker.corners_mm, dtype=np.float64) for marker in page.markers}
+    blur = float(np.median([blur_bits(grey_image, homography, by_id[i]) for i in set(kept)])) * side / MARKER_BITS
+    if blur > MAX_BLUR_PX:
+        return Rejection("too blurry", f"edge σ {blur:.1f} px > {MAX_BLUR_PX} px", page.index)
+    if check_qr:
+        run = _qr_run(grey_image, homography, page)
+        if run is not None and run != manifest.run_id:
+            return Rejection("another run", f"QR code says run {run!r}, manifest is {manifest.run_id!r}", page.index)
+    return PageDetection(page.index, homography, tuple(sorted(set(kept))), rms, blur, side)

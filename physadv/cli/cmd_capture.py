@@ -1,0 +1,56 @@
+"""``physadv capture``: find the sheets in a folder of photos, crop every cell, re-classify, score."""
+
+from __future__ import annotations
+
+import argparse
+
+from physadv.cli.common import HelpFormatter, add_device_option, print_json, resolve_device
+from physadv.classifiers import MODELS, load_classifier
+
+ORDER = 50
+HELP = "find the printed sheets in photos, crop and re-classify every cell, measure the destruction rate"
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = HelpFormatter
+    parser.epilog = ("examples:\n"
+                     "  physadv capture photos/ --manifest sheets/manifest.json --out captured/\n"
+                     "  physadv capture photos/ --manifest sheets/manifest.json --model digits --out captured/\n"
+                     "re-running on the same folder only processes photos that are new or changed.")
+    parser.add_argument("photos", metavar="PHOTOS_DIR", help="folder of photos of the printed sheets (searched recursively)")
+    parser.add_argument("--manifest", required=True, metavar="PATH", help="the run's manifest.json (written by physadv print)")
+    parser.add_argument("--model", default=None, metavar="NAME",
+                        help=f"classifier: {', '.join(MODELS)} (default: the run's own classifier)")
+    parser.add_argument("--weights", metavar="PATH", default=None, help="weights file for --model")
+    add_device_option(parser)
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (crops/, predictions.csv, "
+                                                                    "rejected.csv, results.json)")
+    parser.add_argument("--json", action="store_true", help="print results.json's content instead of a summary")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from capture.pipeline import capture_folder, photo_files
+    from printouts.manifest import read_manifest
+
+    photo_files(Path(args.photos))
+    manifest = read_manifest(args.manifest)
+    model = args.model or manifest.model or next((cell.model for _, cell in manifest.cells()), None)
+    classifier = load_classifier(model, weights=args.weights, device=resolve_device(args.device))
+    result = capture_folder(args.photos, args.manifest, classifier, args.out)
+    if args.json:
+        print_json({"rows": list(result.rows), "photo_clean": result.photo_clean})
+        return 0
+    photos_with_pages = len({o.photo for o in result.observations})
+    print(f"{result.photos} photos: {photos_with_pages} with sheets, {len(result.observations)} cells re-classified "
+          f"with {classifier.name}, {len(result.rejections)} rejections (see {args.out}/rejected.csv)")
+    clean = result.photo_clean
+    if clean["n"]:
+        print(f"photo accuracy, clean crops: top-1 {clean['top1']:.3f} top-5 {clean['top5']:.3f} (n={clean['n']})")
+    for row in result.rows:
+        destruction = "n/a" if row["destruction_top1"] is None else f"{row['destruction_top1']:.3f}"
+        print(f"{row['method']} eps={row['eps']:g} {row['case']:<11} n={row['n_images']:<4} "
+              f"destruction top-1 {destruction} (n={row['destruction_top1_n']})")
+    return 0

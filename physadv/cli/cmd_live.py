@@ -1,0 +1,39 @@
+"""``physadv live``: live top-5 and per-cell predictions from a webcam, stream or video file."""
+
+from __future__ import annotations
+
+import argparse
+
+from physadv.cli.common import HelpFormatter, add_model_options, classifier_from_args
+
+ORDER = 60
+HELP = "live webcam view: top-5 of the frame and, for a printed sheet in view, every cell's prediction"
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = HelpFormatter
+    parser.epilog = ("examples:\n"
+                     "  physadv live --camera 0 --manifest sheets/manifest.json --model digits\n"
+                     "  physadv live --camera clip.mp4 --manifest sheets/manifest.json --headless --out live/\n"
+                     "keys: f or space freeze, s save the frame, q or Esc quit.")
+    parser.add_argument("--camera", default="0", metavar="0|URL|FILE", help="camera index, stream URL or video file")
+    parser.add_argument("--manifest", metavar="PATH", default=None,
+                        help="the run's manifest.json: outline and classify its cells when a sheet is in view")
+    add_model_options(parser)
+    parser.add_argument("--headless", action="store_true",
+                        help="no window: write OUT/live.mp4 (annotated) and OUT/live.json")
+    parser.add_argument("--out", metavar="DIR", default=None, help="where annotated/saved frames go")
+    parser.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from capture.live import run_live
+    from printouts.manifest import read_manifest
+
+    manifest = read_manifest(args.manifest) if args.manifest else None
+    reports = run_live(args.camera, classifier_from_args(args), manifest, headless=args.headless, out=args.out,
+                       max_frames=args.max_frames)
+    seen = sum(1 for report in reports if report.pages)
+    print(f"{len(reports)} frames, a sheet in view in {seen}" + (f"; written to {args.out}" if args.headless else ""))
+    return 0
