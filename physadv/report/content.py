@@ -1,0 +1,326 @@
+"""What the report says, independent of its format: sections of text, tables, plots and gallery cards.
+
+Every rate is shown with its counts, ``0.40 (8/20)``; a rate without a denominator is ``n/a (n=0)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image
+
+from physadv.channel import TRANSFORMS
+from physadv.images import encode_png
+from physadv.report import plots
+
+PHOTO = "photo"
+CASES = ("average", "prefiltered")
+# Gallery pictures are normalised to this size range: tiny inputs (8×8 digits) are enlarged without
+# smoothing so their pixels stay visible, large crops are shrunk to keep the HTML small.
+THUMBNAIL_MIN, THUMBNAIL_MAX = 128, 256
+
+
+@dataclass(frozen=True)
+class GalleryItem:
+    image_id: str
+    label_name: str | None
+    method: str
+    eps: float
+    clean_png: Path
+    adversarial_png: Path
+    crop_png: Path | None  # the photographed adversarial image, cropped
+    clean_top1: str  # "class name 0.93"
+    adversarial_top1: str
+    photo_top1: str | None
+    fooled_in_photo: bool | None
+
+
+@dataclass(frozen=True)
+class ReportData:
+    title: str
+    model: str
+    created: str
+    rows: list[dict]  # rows of physadv experiment's / physadv capture's results.json
+    gallery: list[GalleryItem]
+    status: dict[str, int]  # e.g. {"images": 6, "pages printed": 2, "photos": 8}
+    notes: list[str] = ()
+    photo_clean: dict | None = None  # capture's results.json "photo_clean": n, top1, top5 of the clean photos
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    html: Path
+    pdf: Path
+
+
+@dataclass(frozen=True)
+class Text:
+    text: str
+    missing: bool = False  # says what the report lacks (rendered as a notice)
+
+
+@dataclass(frozen=True)
+class Table:
+    caption: str
+    header: tuple[str, ...]
+    body: tuple[tuple[str, ...], ...]
+    key_columns: int  # the leading columns name the row; the others hold numbers
+
+
+@dataclass(frozen=True)
+class Plot:
+    png: bytes
+    caption: str
+
+
+@dataclass(frozen=True)
+class Picture:
+    caption: str
+    png: bytes | None  # None: no picture (the caption says why)
+
+
+@dataclass(frozen=True)
+class Card:
+    title: str
+    verdict: str
+    fooled: bool | None  # in the photo; None: not photographed
+    pictures: tuple[Picture, ...]
+
+
+@dataclass(frozen=True)
+class Gallery:
+    cards: tuple[Card, ...]
+
+
+Block = Union[Text, Table, Plot, Gallery]
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    blocks: tuple[Block, ...]
+
+
+@dataclass(frozen=True)
+class Report:
+    title: str
+    subtitle: str
+    sections: tuple[Section, ...]
+
+
+def _defined(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def rate_text(value: float | None, n: int | None) -> str:
+    """``0.40 (8/20)`` for a fraction of ``n``; ``n/a (n=0)`` when undefined (never ``nan``)."""
+    if not _defined(value) or not n:
+        return f"n/a (n={'?' if n is None else n})"
+    return f"{value:.2f} ({round(value * n)}/{n})"
+
+
+def is_eot(method: str) -> bool:
+    return "eot" in method.lower()
+
+
+def _number(value: float | None) -> str:
+    return f"{value:g}" if _defined(value) else "—"
+
+
+def _sorted(rows: list[dict]) -> list[dict]:
+    """By method and transformation in order of first appearance, then ε, strength and case."""
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    transforms = list(dict.fromkeys(r["transform"] for r in rows))
+
+    def key(row: dict) -> tuple:
+        strength = row.get("strength")
+        return (methods.index(row["method"]), float(row["eps"]), transforms.index(row["transform"]),
+                float(strength) if _defined(strength) else -math.inf,
+                CASES.index(row["case"]) if row["case"] in CASES else len(CASES))
+
+    return sorted(rows, key=key)
+
+
+def _accuracies(row: dict, *of: str) -> tuple[str, ...]:
+    """Top-1 and top-5 accuracy of each of ``of`` (``clean``, ``adv``, ``transformed``)."""
+    return tuple(rate_text(row.get(f"top{k}_{name}"), row.get("n_images")) for name in of for k in (1, 5))
+
+
+def _destruction(row: dict | None, k: int) -> str:
+    return "—" if row is None else rate_text(row.get(f"destruction_top{k}"), row.get(f"destruction_top{k}_n"))
+
+
+def _by_attack(rows: list[dict]) -> dict[tuple[str, float, str], dict]:
+    """The first row of each (method, ε, case): accuracies of the clean and adversarial images do not
+    depend on the transformation."""
+    attacks: dict[tuple[str, float, str], dict] = {}
+    for row in rows:
+        attacks.setdefault((row["method"], float(row["eps"]), row["case"]), row)
+    return attacks
+
+
+def _run_section(data: ReportData) -> Section:
+    blocks: list[Block] = []
+    if data.status:
+        blocks.append(Table("Run status", ("item", "count"),
+                            tuple((name, str(count)) for name, count in data.status.items()), 1))
+    else:
+        blocks.append(Text("No status counts given.", missing=True))
+    blocks += [Text(note) for note in data.notes]
+    return Section("Run", tuple(blocks))
+
+
+def _photo_section(rows: list[dict], photo_clean: dict | None) -> Section:
+    if not rows:
+        return Section("Print → photo channel", (Text(
+            "No print → photo measurements: no rows with transform 'photo' (print the sheets, photograph "
+            "them and run physadv capture).", missing=True),))
+    attacks = _by_attack(rows)
+    accuracy = Table(
+        "Accuracy on the photos of the adversarial images (clean and adv. = the digital images; "
+        "cf. Kurakin et al. 2017, Table 3)",
+        ("method", "ε", "case", "images", "clean top-1", "clean top-5", "adv. top-1", "adv. top-5",
+         "photo top-1", "photo top-5"),
+        tuple((method, f"{eps:g}", case, str(row.get("n_images")), *_accuracies(row, "clean", "adv", "transformed"))
+              for (method, eps, case), row in attacks.items()), 3)
+    destruction = Table(
+        "Destruction rate of the print → photo channel (cf. Kurakin et al. 2017, Table 4)",
+        ("method", "ε", "average top-1", "average top-5", "prefiltered top-1", "prefiltered top-5"),
+        tuple((method, f"{eps:g}", *(_destruction(attacks.get((method, eps, case)), k)
+                                     for case in CASES for k in (1, 5)))
+              for method, eps in dict.fromkeys((m, e) for m, e, _ in attacks)), 2)
+    blocks: list[Block] = [destruction, accuracy]
+    if photo_clean:
+        n = photo_clean.get("n")
+        blocks.append(Text(f"Photos of the clean images: top-1 {rate_text(photo_clean.get('top1'), n)}, "
+                           f"top-5 {rate_text(photo_clean.get('top5'), n)}."))
+    return Section("Print → photo channel", tuple(blocks))
+
+
+def _attack_section(rows: list[dict], photo_rows: list[dict]) -> Section:
+    blocks: list[Block] = []
+    png = plots.accuracy_vs_eps(rows + photo_rows)
+    if png is None:
+        return Section("Accuracy against ε", (Text("No result rows: nothing was measured.", missing=True),))
+    blocks.append(Plot(png, "Accuracy of the adversarial images against ε per method (average case); "
+                            "dashed: on the photos."))
+    if not rows:
+        blocks.append(Text("No digital attack rows (physadv experiment); the plot shows the photo rows only.",
+                           missing=True))
+        return Section("Accuracy against ε", tuple(blocks))
+    undid = any(row.get("quantisation_undid") is not None for row in rows)
+    blocks.append(Table(
+        "Accuracy of the clean and the adversarial images per attack"
+        + ("; rounding undid = images whose attack 8-bit rounding undid" if undid else ""),
+        ("method", "ε", "case", "images", "clean top-1", "clean top-5", "adv. top-1", "adv. top-5")
+        + (("rounding undid",) if undid else ()),
+        tuple((method, f"{eps:g}", case, str(row.get("n_images")), *_accuracies(row, "clean", "adv"))
+              + ((_number(row.get("quantisation_undid")) if case == "average" else "",) if undid else ())
+              for (method, eps, case), row in _by_attack(rows).items()), 3))
+    return Section("Accuracy against ε", tuple(blocks))
+
+
+def _transform_sections(rows: list[dict]) -> tuple[Section, Section | None]:
+    """The plot of the destruction rate against strength, and the appendix with every row."""
+    title = "Artificial transformations"
+    if not rows:
+        return Section(title, (Text("No artificial-transformation rows (run physadv experiment).",
+                                    missing=True),)), None
+    units = {name: kind.unit for name, kind in TRANSFORMS.items()}
+    figures = tuple(Plot(plots.destruction_vs_strength(rows, units, case),
+                         f"{case.capitalize()} case: top-1 destruction rate against transformation strength, "
+                         "one line per method and ε. Missing points: no image was attacked successfully, "
+                         "so the rate is undefined. All numbers are in the appendix.")
+                    for case in CASES if any(r["case"] == case for r in rows))
+    tables = []
+    for transform in dict.fromkeys(r["transform"] for r in rows):
+        tables.append(Table(
+            f"{transform} ({units.get(transform, 'strength')}): accuracy on the transformed adversarial "
+            "images and destruction rate",
+            ("method", "ε", "strength", "case", "images", "T(adv) top-1", "T(adv) top-5",
+             "destruction top-1", "destruction top-5"),
+            tuple((r["method"], f"{float(r['eps']):g}", _number(r.get("strength")), r["case"],
+                   str(r.get("n_images")), *_accuracies(r, "transformed"), _destruction(r, 1), _destruction(r, 5))
+                  for r in rows if r["transform"] == transform), 4))
+    return Section(title, figures), Section("Appendix: every transformation row", tuple(tables))
+
+
+def _adversariality_section(rows: list[dict]) -> Section:
+    title = "Adversariality: EOT against plain attacks"
+    png = plots.adversariality_vs_eps(rows, is_eot)
+    if png is None:
+        return Section(title, (Text("No adversariality values: no EOT rows, and no plain rows evaluated "
+                                    "under EOT.", missing=True),))
+    attacks = {(m, e): r for (m, e, case), r in _by_attack(rows).items()
+               if case == "average" and _defined(r.get("adversariality"))}
+    explanation = Text("Adversariality (Athalye et al. 2018): the mean over the images of the fraction of "
+                       "held-out transformations under which the adversarial image still fools the model.")
+    table = Table(
+        "Adversariality per attack",
+        ("method", "ε", "kind", "images", "adversariality"),
+        tuple((method, f"{eps:g}", "EOT" if is_eot(method) else "plain", str(row.get("n_images")),
+               f"{row['adversariality']:.2f}")
+              for (method, eps), row in attacks.items()), 3)
+    notes: tuple[Block, ...] = ()
+    if not any(is_eot(m) for m, _ in attacks):
+        notes = (Text("No EOT rows: only plain attacks have an adversariality.", missing=True),)
+    elif all(is_eot(m) for m, _ in attacks):
+        notes = (Text("No plain rows evaluated under EOT: nothing to compare the EOT attacks with.",
+                      missing=True),)
+    return Section(title, (Plot(png, "Adversariality against ε; solid: EOT, dashed: plain."), explanation, table)
+                   + notes)
+
+
+def thumbnail(path: Path | None) -> bytes | None:
+    """PNG bytes of the image at ``path`` resized into the thumbnail range; ``None`` if it cannot be read."""
+    if path is None:
+        return None
+    try:
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+    except (OSError, ValueError):
+        return None
+    side = max(image.size)
+    if side < THUMBNAIL_MIN:
+        factor = -(-THUMBNAIL_MIN // side)
+        image = image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
+    elif side > THUMBNAIL_MAX:
+        image.thumbnail((THUMBNAIL_MAX, THUMBNAIL_MAX), Image.Resampling.LANCZOS)
+    return encode_png(np.asarray(image))
+
+
+def _picture(kind: str, path: Path | None, prediction: str | None) -> Picture:
+    if path is None:
+        return Picture(f"{kind}: not photographed", None)
+    png = thumbnail(path)
+    if png is None:
+        return Picture(f"{kind}: image missing ({path.name})", None)
+    return Picture(f"{kind}: {prediction or 'no prediction'}", png)
+
+
+def _card(item: GalleryItem) -> Card:
+    verdict = {True: "photo still fools the model", False: "attack destroyed by the photo",
+               None: "no photo"}[item.fooled_in_photo]
+    return Card(f"{item.image_id} — true class: {item.label_name or 'unknown'} — {item.method} ε={item.eps:g}",
+                verdict, item.fooled_in_photo,
+                (_picture("clean", item.clean_png, item.clean_top1),
+                 _picture("adversarial", item.adversarial_png, item.adversarial_top1),
+                 _picture("photo", item.crop_png, item.photo_top1)))
+
+
+def build_report(data: ReportData) -> Report:
+    rows = _sorted(list(data.rows))
+    photo_rows = [r for r in rows if r["transform"] == PHOTO]
+    digital_rows = [r for r in rows if r["transform"] != PHOTO]
+    transforms, appendix = _transform_sections(digital_rows)
+    gallery = Section("Gallery: clean, adversarial, photographed",
+                      (Gallery(tuple(_card(item) for item in data.gallery)),) if data.gallery
+                      else (Text("No gallery images given.", missing=True),))
+    sections = (_run_section(data), _photo_section(photo_rows, data.photo_clean),
+                _attack_section(digital_rows, photo_rows), transforms, _adversariality_section(rows), gallery)
+    return Report(data.title, f"model {data.model} · created {data.created}",
+                  sections + ((appendix,) if appendix else ()))
