@@ -11,9 +11,18 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Sequence
 
+import torch
+from tqdm.auto import tqdm
+
+from physadv.attacks import Attack
+from physadv.classifiers import Classifier
+from physadv.datasets import LabelledImage
 from physadv.errors import InputError
 from physadv.fileio import atomic_write_json
+from physadv.images import to_tensor, to_uint8, write_png
+from physadv.metrics import Predictions
 
 SCHEMA = "physadv.attack/1"
 CLEAN_DIR, ADV_DIR, RECORD_FILE = "clean", "adv", "attack.json"
@@ -107,3 +116,85 @@ def read_attack_set(root: str | Path) -> AttackSet:
         return AttackSet(settings=AttackSettings(**data["settings"]), weights=data["weights"], images=images)
     except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: malformed attack record ({error})") from None
+
+
+def _guesses(classifier: Classifier, predictions: Predictions, row: int) -> tuple[Guess, ...]:
+    return tuple(Guess(int(c), classifier.labels.name(int(c)), round(float(p), 6))
+                 for c, p in zip(predictions.classes[row], predictions.probabilities[row]))
+
+
+def _resumable(out: Path, settings: AttackSettings) -> AttackSet | None:
+    if not (out / RECORD_FILE).is_file():
+        return None
+    existing = read_attack_set(out)
+    if existing.settings != settings:
+        raise InputError(f"{out} already holds an attack with other settings ({existing.settings}); "
+                         "choose another output folder or delete that one")
+    return existing
+
+
+def attack_to_folder(classifier: Classifier, attack: Attack, images: Sequence[LabelledImage], out: str | Path, *,
+                     target: int | None = None, batch_size: int = 16, seed: int = 0, eot: dict | None = None,
+                     progress: bool = True) -> AttackSet:
+    """Attack prepared ``images`` batch by batch and write ``out`` (PNGs and ``attack.json``).
+
+    ``attack.json`` is rewritten after every batch, so an interrupted call keeps the finished
+    batches and a repeated call with the same settings attacks only the rest.
+
+    Raises:
+        InputError: an untargeted attack on unlabelled images, a missing target, or ``out`` holding an
+            attack with other settings.
+    """
+    out = Path(out)
+    if attack.method in ("fgsm", "bim"):
+        unlabelled = [i.id for i in images if i.label is None]
+        if unlabelled:
+            raise InputError(f"{attack.method} needs the true class of every image; no label for "
+                             f"{', '.join(unlabelled[:5])}{' …' if len(unlabelled) > 5 else ''} "
+                             "(name the class in the file/folder name or pass --label)")
+    if attack.method == "target" and target is None:
+        raise InputError("the targeted method needs a target class (--target CLASS)")
+    settings = AttackSettings(model=classifier.name, method=attack.label, eps=float(attack.eps),
+                              alpha=attack.step_size, iterations=attack.steps, image_size=classifier.image_size,
+                              seed=seed, eot=eot or {})
+    record = _resumable(out, settings) or AttackSet(settings=settings, weights=classifier.weights, images=())
+    done = {image.id for image in record.images}
+    todo = [image for image in images if image.id not in done]
+    with tqdm(total=len(images), initial=len(images) - len(todo), desc=f"{attack.label} eps={attack.eps:g}",
+              unit="img", disable=not progress) as bar:
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start:start + batch_size]
+            record = record.with_images(record.images + _attack_batch(classifier, attack, batch, target, out))
+            write_attack_set(out, record)
+            bar.update(len(batch))
+    return record
+
+
+def _attack_batch(classifier: Classifier, attack: Attack, batch: list[LabelledImage], target: int | None,
+                  out: Path) -> tuple[AttackedImage, ...]:
+    device = classifier.device
+    x = to_tensor([i.image for i in batch], device)
+    labels = torch.tensor([i.label if i.label is not None else 0 for i in batch], device=device)
+    targets = torch.full_like(labels, target) if target is not None else None
+    result = attack(classifier, x, labels, targets)
+    clean = Predictions.from_probabilities(classifier.probabilities(result.clean))
+    adversarial_probabilities = classifier.probabilities(result.adversarial)
+    adversarial = Predictions.from_probabilities(adversarial_probabilities)
+    success = result.succeeded(adversarial_probabilities.argmax(-1))
+    success_before_rounding = result.succeeded(classifier.probabilities(result.unquantised).argmax(-1))
+    records = []
+    for row, (image, clean_png, adversarial_png) in enumerate(zip(batch, to_uint8(result.clean),
+                                                                  to_uint8(result.adversarial))):
+        file = f"{image.id}.png"
+        write_png(out / CLEAN_DIR / file, clean_png)
+        write_png(out / ADV_DIR / file, adversarial_png)
+        label = image.label
+        records.append(AttackedImage(
+            id=image.id, file=file, source=image.source, label=label,
+            label_name=classifier.labels.name(label) if label is not None else None,
+            wnid=classifier.labels.wnid(label) if label is not None else None,
+            clean_top5=_guesses(classifier, clean, row), adv_top5=_guesses(classifier, adversarial, row),
+            target=int(result.goal[row]) if result.targeted else None,
+            success=bool(success[row]) if (label is not None or result.targeted) else False,
+            quantisation_undid=bool(success_before_rounding[row] & ~success[row])))
+    return tuple(records)

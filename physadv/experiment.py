@@ -87,6 +87,30 @@ def run_attack_batched(attack: Attack, classifier: Classifier, images: torch.Ten
     return torch.cat(adversarial), undone
 
 
+def transformation_rows(classifier: Classifier, clean_predictions: Predictions, adversarial: torch.Tensor,
+                        labels: np.ndarray, transforms: dict[str, Sequence[float]], key: Row, extras: Row, *,
+                        batch_size: int = 16, seed: int = 0,
+                        confidence: float = PREFILTER_CONFIDENCE) -> list[Row]:
+    """Rows of one attack's adversarial images ``(N, 3, H, W)`` under every transformation and strength.
+
+    ``key`` (method, eps, iterations) starts every row and ``extras`` ends it; the noise is seeded
+    with ``seed`` afresh for every strength, so a row does not depend on which rows came before.
+    """
+    adversarial_predictions = _predict(classifier, adversarial, batch_size)
+    rows = []
+    for name, strengths in transforms.items():
+        for strength in strengths:
+            generator = torch.Generator(device=classifier.device).manual_seed(seed)
+            transformed = torch.cat([
+                ChannelTransform(name, strength)(adversarial[part].to(classifier.device), generator).cpu()
+                for part in _batches(len(adversarial), batch_size)])
+            transformed_predictions = _predict(classifier, transformed, batch_size)
+            for report in destruction_reports(clean_predictions, adversarial_predictions, transformed_predictions,
+                                              labels, confidence):
+                rows.append({**key, "transform": name, "strength": float(strength), **report.row(), **extras})
+    return rows
+
+
 def run_experiment(classifier: Classifier, images: Sequence[LabelledImage], config: ExperimentConfig,
                    done: set[tuple[str, float]] = frozenset(),
                    on_attack_done: Callable[[list[Row]], None] | None = None, progress: bool = True) -> list[Row]:
@@ -115,23 +139,12 @@ def run_experiment(classifier: Classifier, images: Sequence[LabelledImage], conf
             bar.set_postfix_str(f"{attack.label} eps={attack.eps:g}")
             adversarial, undone = run_attack_batched(attack, classifier, clean, labels, config.target,
                                                      config.batch_size, bar)
-            adversarial_predictions = _predict(classifier, adversarial, config.batch_size)
             extras = config.attack_extras(attack, classifier, adversarial, labels) if config.attack_extras else {}
-            generator = torch.Generator(device=classifier.device).manual_seed(config.seed)
-            attack_rows = []
-            for name, strengths in config.transforms.items():
-                for strength in strengths:
-                    transformed = torch.cat([
-                        ChannelTransform(name, strength)(adversarial[part].to(classifier.device), generator).cpu()
-                        for part in _batches(len(adversarial), config.batch_size)])
-                    transformed_predictions = _predict(classifier, transformed, config.batch_size)
-                    for report in destruction_reports(clean_predictions, adversarial_predictions,
-                                                      transformed_predictions, labels_np,
-                                                      config.prefilter_confidence):
-                        attack_rows.append({
-                            "method": attack.label, "eps": float(attack.eps), "iterations": attack.steps,
-                            "transform": name, "strength": float(strength), **report.row(),
-                            "quantisation_undid": undone, **extras})
+            attack_rows = transformation_rows(
+                classifier, clean_predictions, adversarial, labels_np, config.transforms,
+                {"method": attack.label, "eps": float(attack.eps), "iterations": attack.steps},
+                {"quantisation_undid": undone, **extras}, batch_size=config.batch_size, seed=config.seed,
+                confidence=config.prefilter_confidence)
             rows += attack_rows
             if on_attack_done is not None:
                 on_attack_done(attack_rows)

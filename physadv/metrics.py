@@ -63,7 +63,7 @@ class Rate:
         return self.numerator / self.n if self.n else math.nan
 
     def __str__(self) -> str:
-        return f"{self.value:.3f} ({self.numerator}/{self.n})" if self.n else f"n/a (0/0)"
+        return f"{self.value:.3f} ({self.numerator}/{self.n})" if self.n else "n/a (0/0)"
 
 
 def accuracy(predictions: Predictions, labels: np.ndarray, k: int = 1) -> Rate:

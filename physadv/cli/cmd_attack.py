@@ -7,17 +7,13 @@ import sys
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from physadv.attacks import METHODS, Attack
-from physadv.attackset import (ADV_DIR, CLEAN_DIR, RECORD_FILE, AttackedImage, AttackSet, AttackSettings, Guess,
-                               read_attack_set, write_attack_set)
+from physadv.attackset import RECORD_FILE, attack_to_folder
 from physadv.cli.common import add_model_options, add_seed_option, classifier_from_args
 from physadv.classifiers import Classifier
-from physadv.datasets import LabelledImage, load_image_set, prepare
+from physadv.datasets import load_image_set, prepare
 from physadv.errors import InputError
-from physadv.images import to_tensor, to_uint8, write_png
-from physadv.metrics import Predictions
 
 ORDER = 20
 HELP = "attack images with FGSM, BIM, least-likely class or a target class"
@@ -65,21 +61,6 @@ def resolve_target(classifier: Classifier, target: str | None) -> int | None:
         raise InputError(str(error.args[0])) from None
 
 
-def _guesses(classifier: Classifier, predictions: Predictions, row: int) -> tuple[Guess, ...]:
-    return tuple(Guess(int(c), classifier.labels.name(int(c)), round(float(p), 6))
-                 for c, p in zip(predictions.classes[row], predictions.probabilities[row]))
-
-
-def _resumable(out: Path, settings: AttackSettings) -> AttackSet | None:
-    if not (out / RECORD_FILE).is_file():
-        return None
-    existing = read_attack_set(out)
-    if existing.settings != settings:
-        raise InputError(f"{out} already holds an attack with other settings ({existing.settings}); "
-                         "choose another --out or delete that folder")
-    return existing
-
-
 def run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     classifier = classifier_from_args(args)
@@ -88,26 +69,8 @@ def run(args: argparse.Namespace) -> int:
     if args.method == "target" and target is None:
         raise InputError("--method target needs --target CLASS")
     images = prepare(load_image_set(args.images, classifier.labels, args.label, args.limit), classifier.image_size)
-    if args.method in ("fgsm", "bim"):
-        unlabelled = [i.id for i in images if i.label is None]
-        if unlabelled:
-            raise InputError(f"{args.method} needs the true class of every image; no label for "
-                             f"{', '.join(unlabelled[:5])}{' …' if len(unlabelled) > 5 else ''} "
-                             "(name the class in the file/folder name or pass --label)")
-    settings = AttackSettings(model=classifier.name, method=attack.label, eps=float(attack.eps),
-                              alpha=attack.step_size, iterations=attack.steps, image_size=classifier.image_size,
+    record = attack_to_folder(classifier, attack, images, args.out, target=target, batch_size=args.batch_size,
                               seed=args.seed)
-    existing = _resumable(args.out, settings)
-    record = existing or AttackSet(settings=settings, weights=classifier.weights, images=())
-    done = {image.id for image in record.images}
-    todo = [image for image in images if image.id not in done]
-    with tqdm(total=len(images), initial=len(images) - len(todo), desc=f"{attack.label} eps={args.eps:g}",
-              unit="img") as bar:
-        for start in range(0, len(todo), args.batch_size):
-            batch = todo[start:start + args.batch_size]
-            record = record.with_images(record.images + _attack_batch(classifier, attack, batch, target, args.out))
-            write_attack_set(args.out, record)
-            bar.update(len(batch))
     succeeded = sum(image.success for image in record.images)
     undone = sum(image.quantisation_undid for image in record.images)
     print(f"{attack.label} ε={args.eps:g} ({attack.steps} iterations) on {classifier.name}: "
@@ -117,31 +80,3 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _attack_batch(classifier: Classifier, attack: Attack, batch: list[LabelledImage], target: int | None,
-                  out: Path) -> tuple[AttackedImage, ...]:
-    device = classifier.device
-    x = to_tensor([i.image for i in batch], device)
-    labels = torch.tensor([i.label if i.label is not None else 0 for i in batch], device=device)
-    targets = torch.full_like(labels, target) if target is not None else None
-    result = attack(classifier, x, labels, targets)
-    clean = Predictions.from_probabilities(classifier.probabilities(result.clean))
-    adversarial_probabilities = classifier.probabilities(result.adversarial)
-    adversarial = Predictions.from_probabilities(adversarial_probabilities)
-    success = result.succeeded(adversarial_probabilities.argmax(-1))
-    success_before_rounding = result.succeeded(classifier.probabilities(result.unquantised).argmax(-1))
-    records = []
-    for row, (image, clean_png, adversarial_png) in enumerate(zip(batch, to_uint8(result.clean),
-                                                                  to_uint8(result.adversarial))):
-        file = f"{image.id}.png"
-        write_png(out / CLEAN_DIR / file, clean_png)
-        write_png(out / ADV_DIR / file, adversarial_png)
-        label = image.label
-        records.append(AttackedImage(
-            id=image.id, file=file, source=image.source, label=label,
-            label_name=classifier.labels.name(label) if label is not None else None,
-            wnid=classifier.labels.wnid(label) if label is not None else None,
-            clean_top5=_guesses(classifier, clean, row), adv_top5=_guesses(classifier, adversarial, row),
-            target=int(result.goal[row]) if result.targeted else None,
-            success=bool(success[row]) if (label is not None or result.targeted) else False,
-            quantisation_undid=bool(success_before_rounding[row] & ~success[row])))
-    return tuple(records)

@@ -1,0 +1,36 @@
+"""``physadv evaluate``: a run's Kurakin-style results (photo accuracy, destruction rates) from its store."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from physadv.cli.common import print_json
+from physadv.lab.reporting import photo_clean_accuracy
+from physadv.lab.session import headline
+from physadv.lab.store import RunStore
+
+ORDER = 65
+HELP = "print a run's results: accuracy on photos and destruction rates, with n"
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = ("examples:\n  physadv evaluate physadv-demo\n"
+                     "  physadv evaluate physadv-demo --json --all   # every row, artificial transforms too")
+    parser.add_argument("run_dir", type=Path, metavar="RUN", help="run folder")
+    parser.add_argument("--all", action="store_true", help="include the artificial-transformation rows")
+    parser.add_argument("--json", action="store_true", help="print {photo_clean, rows} as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    with RunStore(args.run_dir, create=False) as store:
+        rows = store.rows() if args.all else store.rows("capture:")
+        clean = photo_clean_accuracy(store)
+    if args.json:
+        print_json({"photo_clean": clean, "rows": rows})
+        return 0
+    print(headline(rows))
+    if clean["n"]:
+        print(f"\nphotos of clean images: top-1 {clean['top1']:.2f}, top-5 {clean['top5']:.2f} (n={clean['n']})")
+    return 0

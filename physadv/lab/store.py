@@ -1,0 +1,203 @@
+"""The run store: one SQLite database (stdlib ``sqlite3``, WAL mode) per run folder.
+
+It records everything a run did — configuration, model and weights hash, every image and its
+hash, every page and cell, every photo and its outcome, every prediction and every result row —
+by importing what each stage wrote. Every import is one transaction of upserts keyed on natural
+keys, so importing twice (a re-run after a kill) never duplicates a row, and a kill mid-import
+leaves the previous state. JSON/CSV exports are derived from it.
+
+A :class:`RunLock` (an exclusive ``flock`` on ``RUN/.lock``) keeps a second command off a run that
+is being worked on: it refuses at once with a message naming the holder.
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import json
+import os
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from physadv.attackset import read_attack_set
+from physadv.errors import InputError, PhysadvError
+from physadv.images import read_rgb
+from printouts.manifest import Manifest
+from printouts.sheets import pixel_sha256
+
+STORE_FILE, LOCK_FILE = "physadv.sqlite", ".lock"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS attacks (
+    name TEXT PRIMARY KEY, method TEXT NOT NULL, eps REAL NOT NULL, alpha REAL NOT NULL, iterations INTEGER NOT NULL,
+    eot TEXT NOT NULL, model TEXT NOT NULL, weights TEXT NOT NULL, weights_sha256 TEXT NOT NULL, folder TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS images (
+    attack TEXT NOT NULL REFERENCES attacks(name), image_id TEXT NOT NULL, file TEXT NOT NULL, source TEXT NOT NULL,
+    label INTEGER, label_name TEXT, clean_sha256 TEXT NOT NULL, adv_sha256 TEXT NOT NULL, clean_top5 TEXT NOT NULL,
+    adv_top5 TEXT NOT NULL, success INTEGER NOT NULL, quantisation_undid INTEGER NOT NULL,
+    PRIMARY KEY (attack, image_id));
+CREATE TABLE IF NOT EXISTS pages (
+    attack TEXT NOT NULL, page INTEGER NOT NULL, sheet_run_id TEXT NOT NULL, pdf TEXT NOT NULL,
+    PRIMARY KEY (attack, page));
+CREATE TABLE IF NOT EXISTS cells (
+    attack TEXT NOT NULL, page INTEGER NOT NULL, cell INTEGER NOT NULL, image_id TEXT NOT NULL, kind TEXT NOT NULL,
+    sha256 TEXT NOT NULL, PRIMARY KEY (attack, page, cell));
+CREATE TABLE IF NOT EXISTS photos (
+    attack TEXT NOT NULL, photo TEXT NOT NULL, accepted INTEGER NOT NULL, reason TEXT NOT NULL,
+    PRIMARY KEY (attack, photo, reason));
+CREATE TABLE IF NOT EXISTS predictions (
+    attack TEXT NOT NULL, photo TEXT NOT NULL, page INTEGER NOT NULL, cell INTEGER NOT NULL, image_id TEXT NOT NULL,
+    kind TEXT NOT NULL, top5 TEXT NOT NULL, correct_top1 INTEGER NOT NULL, correct_top5 INTEGER NOT NULL,
+    crop TEXT NOT NULL, PRIMARY KEY (attack, photo, page, cell));
+CREATE TABLE IF NOT EXISTS results (
+    source TEXT NOT NULL, method TEXT NOT NULL, eps REAL NOT NULL, transform TEXT NOT NULL, strength TEXT NOT NULL,
+    "case" TEXT NOT NULL, row TEXT NOT NULL, PRIMARY KEY (source, method, eps, transform, strength, "case"));
+"""
+
+
+class RunBusyError(PhysadvError):
+    """Another physadv command holds the run."""
+
+
+class RunLock:
+    """Exclusive hold on a run folder for the life of one command (released by the OS if it dies)."""
+
+    def __init__(self, run_dir: Path, command: str) -> None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self._handle = open(run_dir / LOCK_FILE, "a+")
+        try:
+            fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._handle.seek(0)
+            holder = self._handle.read().strip() or "another process"
+            self._handle.close()
+            raise RunBusyError(f"{run_dir} is in use by {holder}; wait for it to finish (two commands "
+                               "never work on one run at once)") from None
+        self._handle.seek(0)
+        self._handle.truncate()
+        self._handle.write(f"`physadv {command}` (pid {os.getpid()})")
+        self._handle.flush()
+
+    def release(self) -> None:
+        fcntl.flock(self._handle, fcntl.LOCK_UN)
+        self._handle.close()
+
+    def __enter__(self) -> "RunLock":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class RunStore:
+    """The SQLite store of one run folder."""
+
+    def __init__(self, run_dir: str | Path, create: bool = True) -> None:
+        self.run_dir = Path(run_dir)
+        if not create and not (self.run_dir / STORE_FILE).is_file():
+            raise InputError(f"{run_dir}: not a physadv run (no {STORE_FILE}; `physadv demo` or `physadv run new` "
+                             "make one)")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.connection = sqlite3.connect(self.run_dir / STORE_FILE, timeout=30, isolation_level=None)
+        self.connection.row_factory = sqlite3.Row
+        self.connection.execute("PRAGMA journal_mode=WAL")
+        self.connection.execute("PRAGMA foreign_keys=ON")
+        self.connection.executescript(_SCHEMA)
+        with self.transaction():
+            self.connection.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def __enter__(self) -> "RunStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.connection
+        except BaseException:
+            self.connection.execute("ROLLBACK")
+            raise
+        self.connection.execute("COMMIT")
+
+    # --- writing: one idempotent import per stage output -------------------------------------------------
+
+    def set_meta(self, **values: Any) -> None:
+        with self.transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                           [(key, json.dumps(value)) for key, value in values.items()])
+
+    def record_attack(self, name: str, folder: Path, weights_sha256: str, eot: dict | None = None) -> None:
+        attack_set = read_attack_set(folder)
+        s = attack_set.settings
+        rows = []
+        for image in attack_set.images:
+            rows.append((name, image.id, image.file, image.source, image.label, image.label_name,
+                         pixel_sha256(read_rgb(attack_set.clean_path(folder, image))),
+                         pixel_sha256(read_rgb(attack_set.adversarial_path(folder, image))),
+                         json.dumps([g.__dict__ for g in image.clean_top5]),
+                         json.dumps([g.__dict__ for g in image.adv_top5]), int(image.success),
+                         int(image.quantisation_undid)))
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO attacks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (name, s.method, s.eps, s.alpha, s.iterations, json.dumps(eot or s.eot), s.model,
+                        attack_set.weights, weights_sha256, str(folder.relative_to(self.run_dir))))
+            db.executemany("INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def record_sheets(self, attack: str, manifest: Manifest, pdf: Path) -> None:
+        with self.transaction() as db:
+            for page in manifest.pages:
+                db.execute("INSERT OR REPLACE INTO pages VALUES (?, ?, ?, ?)",
+                           (attack, page.index, manifest.run_id, str(pdf.relative_to(self.run_dir))))
+                db.executemany("INSERT OR REPLACE INTO cells VALUES (?, ?, ?, ?, ?, ?)",
+                               [(attack, page.index, c.index, c.image_id, c.kind, c.sha256) for c in page.cells])
+
+    def record_capture(self, attack: str, capture_dir: Path) -> None:
+        """Import ``physadv capture``'s per-cell predictions and per-photo outcomes (predictions.csv,
+        rejected.csv); its result rows go in with :meth:`record_results`."""
+        with open(capture_dir / "predictions.csv", newline="") as stream:
+            predictions = list(csv.DictReader(stream))
+        with open(capture_dir / "rejected.csv", newline="") as stream:
+            rejected = list(csv.DictReader(stream))
+        with self.transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+                (attack, p["photo"], int(p["page"]), int(p["cell"]), p["image_id"], p["kind"],
+                 json.dumps([[int(p[f"class{k}"]), p[f"name{k}"], float(p[f"prob{k}"])] for k in range(1, 6)]),
+                 int(p["correct_top1"]), int(p["correct_top5"]), p["crop"]) for p in predictions])
+            db.executemany("INSERT OR REPLACE INTO photos VALUES (?, ?, 1, '')",
+                           sorted({(attack, p["photo"]) for p in predictions}))
+            db.executemany("INSERT OR REPLACE INTO photos VALUES (?, ?, 0, ?)",
+                           [(attack, r["photo"], r["reason"]) for r in rejected])
+
+    def record_results(self, source: str, rows: list[dict]) -> None:
+        with self.transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?)", [
+                (source, r["method"], r["eps"], r["transform"], "" if r["strength"] is None else repr(r["strength"]),
+                 r["case"], json.dumps(r)) for r in rows])
+
+    # --- reading ---------------------------------------------------------------------------------------------
+
+    def meta(self) -> dict[str, Any]:
+        return {r["key"]: json.loads(r["value"]) for r in self.connection.execute("SELECT * FROM meta")}
+
+    def rows(self, source_prefix: str = "") -> list[dict]:
+        query = "SELECT row FROM results WHERE source LIKE ? ORDER BY source, method, eps, transform, strength, \"case\""
+        return [json.loads(r["row"]) for r in self.connection.execute(query, (source_prefix + "%",))]
+
+    def attacks(self) -> list[sqlite3.Row]:
+        return list(self.connection.execute("SELECT * FROM attacks ORDER BY rowid"))
+
+    def count(self, table: str, where: str = "1") -> int:
+        return self.connection.execute(f"SELECT COUNT(*) FROM {table} WHERE {where}").fetchone()[0]
+
+    def query(self, sql: str, *parameters: Any) -> list[sqlite3.Row]:
+        return list(self.connection.execute(sql, parameters))
