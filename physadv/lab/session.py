@@ -121,7 +121,8 @@ class SessionConfig:
         return SheetLayout(paper=self.paper, columns=columns, rows=rows, cell_mm=self.cell_mm)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain JSON types (lists, not tuples), so a stored configuration compares equal to its source."""
+        return json.loads(json.dumps(asdict(self)))
 
 
 def config_from_mapping(data: dict[str, Any], base: SessionConfig = SessionConfig()) -> SessionConfig:

@@ -1,0 +1,119 @@
+"""The lab workflow end to end on the digits model: demo, store, report, kill-and-resume, locking."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from physadv.cli.main import main
+from physadv.lab.session import SessionConfig, config_from_mapping, load_config
+from physadv.lab.store import STORE_FILE, RunLock
+
+DEMO = ["demo", "--model", "digits"]
+EXPECTED_ATTACKS = 4  # the digits demo: fgsm, bim, ll and EOT-BIM at ε = 32
+
+
+def store_dump(run: Path) -> dict[str, list]:
+    with sqlite3.connect(run / STORE_FILE) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        tables = ["attacks", "images", "pages", "cells", "photos", "predictions", "results"]
+        return {t: sorted(map(tuple, db.execute(f"SELECT * FROM {t}"))) for t in tables}
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory, digits_classifier) -> Path:
+    run = tmp_path_factory.mktemp("lab") / "demo"
+    assert main(DEMO + ["--out", str(run)]) == 0
+    return run
+
+
+def test_demo_runs_every_stage_into_one_store(demo_run, capsys):
+    dump = store_dump(demo_run)
+    assert len(dump["attacks"]) == EXPECTED_ATTACKS
+    assert len(dump["images"]) == EXPECTED_ATTACKS * 12
+    assert dump["pages"] and dump["cells"] and dump["photos"]
+    assert len(dump["predictions"]) == len(dump["cells"])  # one photo per page, every cell found
+    methods = {row[1] for row in dump["results"]}
+    assert {"fgsm", "bim", "ll", "bim+eot"} <= methods
+    assert main(["status", str(demo_run)]) == 0
+    assert "nothing — the run is complete" in capsys.readouterr().out
+    assert (demo_run / "report" / "report.html").is_file() and (demo_run / "report" / "report.pdf").is_file()
+
+
+class _Text(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.text: list[str] = []
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def test_report_tables_match_the_store(demo_run, capsys):
+    assert main(["evaluate", str(demo_run), "--json"]) == 0
+    evaluation = json.loads(capsys.readouterr().out)
+    parser = _Text()
+    parser.feed((demo_run / "report" / "report.html").read_text())
+    text = " ".join(parser.text)
+    for row in evaluation["rows"]:
+        if row["destruction_top1_n"]:
+            numerator = round(row["destruction_top1"] * row["destruction_top1_n"])
+            assert f"({numerator}/{row['destruction_top1_n']})" in text
+    clean = evaluation["photo_clean"]
+    assert clean["n"] == sum(1 for r in store_dump(demo_run)["predictions"] if r[5] == "clean")
+
+
+def test_killed_demo_resumes_to_the_same_store(tmp_path, demo_run):
+    run = tmp_path / "killed"
+    command = [sys.executable, "-m", "physadv"] + DEMO + ["--out", str(run)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    # Kill it in the middle: after the first attack's sheets are printed, before the run ends.
+    while not (run / "sheets" / "fgsm-eps32" / "manifest.json").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (run / "report").exists(), "the run finished before it could be killed"
+    assert main(DEMO + ["--out", str(run)]) == 0
+    resumed, uninterrupted = store_dump(run), store_dump(demo_run)
+    # Attacks are deterministic: identical rows. Each print job draws a fresh run id (its marker ids),
+    # so photos differ in detail: compare which rows exist, i.e. nothing lost and nothing twice.
+    assert resumed["attacks"] == uninterrupted["attacks"] and resumed["images"] == uninterrupted["images"]
+    assert resumed["cells"] == uninterrupted["cells"]
+    keys = {"pages": 2, "photos": 3, "predictions": 6, "results": 6}
+    for table, width in keys.items():
+        assert [r[:width] for r in resumed[table]] == [r[:width] for r in uninterrupted[table]], table
+
+
+def test_a_second_command_on_a_busy_run_is_refused(demo_run, capsys):
+    with RunLock(demo_run, "test"):
+        assert main(DEMO + ["--out", str(demo_run)]) == 1
+    err = capsys.readouterr().err
+    assert "in use by `physadv test`" in err and f"pid {os.getpid()}" in err
+
+
+def test_status_of_a_folder_that_is_no_run(tmp_path, capsys):
+    assert main(["status", str(tmp_path)]) == 2
+    assert "not a physadv run" in capsys.readouterr().err
+
+
+def test_configuration_files(tmp_path):
+    config = load_config(Path(__file__).parent.parent / "examples" / "lab.toml")
+    assert config.photos_per_page == 0 and [a.name for a in config.attacks][-1] == "bim+eot-eps16"
+    bad = tmp_path / "bad.toml"
+    bad.write_text("modle = 'digits'\n")
+    with pytest.raises(ValueError, match="unknown configuration key"):
+        load_config(bad)
+    bad.write_text("model = \n")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        load_config(bad)
+    with pytest.raises(ValueError, match="resolution"):
+        config_from_mapping({"resolution": "4k"})
+    assert config_from_mapping(SessionConfig().to_json()) == SessionConfig()
