@@ -61,17 +61,19 @@ def gaussian_noise(images: torch.Tensor, sigma: float, generator: torch.Generato
     return quantise((images + noise * (sigma / 255)).clamp(0, 1))
 
 
+def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
+    """Save an ``(H, W, 3)`` uint8 image as a JPEG in memory at ``quality`` and read it back."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=int(quality))
+    return np.asarray(Image.open(buffer).convert("RGB"))
+
+
 def jpeg(images: torch.Tensor, quality: float) -> torch.Tensor:
     """Encode each image as a real JPEG at ``quality`` (1–100; Pillow's libjpeg, 4:2:0 chroma as
     phones and webcams save) and decode it."""
     if not 1 <= quality <= 100:
         raise InputError(f"JPEG quality must be in 1..100, got {quality}")
-    decoded = []
-    for image in to_uint8(images):
-        buffer = io.BytesIO()
-        Image.fromarray(image).save(buffer, format="JPEG", quality=int(round(quality)))
-        decoded.append(np.asarray(Image.open(buffer).convert("RGB")))
-    return to_tensor(decoded, images.device)
+    return to_tensor([jpeg_roundtrip(image, round(quality)) for image in to_uint8(images)], images.device)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,8 @@ class ExperimentConfig:
         target: class index for the ``target`` method.
         batch_size: images per attack batch.
         seed: seeds the noise transformation.
+        attack_extras: ``(attack, classifier, adversarial (N, 3, H, W), goals (N,)) → {key: value}``, added
+            to every row of that attack (e.g. adversariality).
     """
 
     attacks: Sequence[Attack]
@@ -69,10 +71,11 @@ def _predict(classifier: Classifier, images: torch.Tensor, batch_size: int) -> P
 
 
 def run_attack_batched(attack: Attack, classifier: Classifier, images: torch.Tensor, labels: torch.Tensor,
-                       target: int | None, batch_size: int, progress: tqdm | None = None) -> tuple[torch.Tensor, int]:
-    """Adversarial versions of ``images`` (N, 3, H, W) on the CPU, and how many attacks the
-    8-bit rounding undid (successful before rounding, not after)."""
-    adversarial, undone = [], 0
+                       target: int | None, batch_size: int,
+                       progress: tqdm | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Adversarial versions of ``images`` (N, 3, H, W) and the attack's goals (N,), on the CPU, and how
+    many attacks the 8-bit rounding undid (successful before rounding, not after)."""
+    adversarial, goals, undone = [], [], 0
     for part in _batches(len(images), batch_size):
         x = images[part].to(classifier.device)
         y = labels[part].to(classifier.device)
@@ -82,9 +85,10 @@ def run_attack_batched(attack: Attack, classifier: Classifier, images: torch.Ten
         after = result.succeeded(classifier.probabilities(result.adversarial).argmax(-1))
         undone += int((before & ~after).sum())
         adversarial.append(result.adversarial.cpu())
+        goals.append(result.goal.cpu())
         if progress is not None:
             progress.update(part.stop - part.start)
-    return torch.cat(adversarial), undone
+    return torch.cat(adversarial), torch.cat(goals), undone
 
 
 def transformation_rows(classifier: Classifier, clean_predictions: Predictions, adversarial: torch.Tensor,
@@ -137,9 +141,9 @@ def run_experiment(classifier: Classifier, images: Sequence[LabelledImage], conf
     with tqdm(total=len(pending) * len(images), desc="attacking", unit="img", disable=not progress) as bar:
         for attack in pending:
             bar.set_postfix_str(f"{attack.label} eps={attack.eps:g}")
-            adversarial, undone = run_attack_batched(attack, classifier, clean, labels, config.target,
+            adversarial, goals, undone = run_attack_batched(attack, classifier, clean, labels, config.target,
                                                      config.batch_size, bar)
-            extras = config.attack_extras(attack, classifier, adversarial, labels) if config.attack_extras else {}
+            extras = config.attack_extras(attack, classifier, adversarial, goals) if config.attack_extras else {}
             attack_rows = transformation_rows(
                 classifier, clean_predictions, adversarial, labels_np, config.transforms,
                 {"method": attack.label, "eps": float(attack.eps), "iterations": attack.steps},

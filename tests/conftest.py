@@ -1,9 +1,13 @@
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
 
 from physadv.classifiers import Classifier, load_classifier
 from physadv.labels import label_space
+from printouts.sheets import SheetLayout, print_attack_set
+from printouts_fixtures import SOURCES, make_attack_dir
 
 
 class LinearModel(nn.Module):
@@ -40,3 +44,15 @@ def digits_classifier() -> Classifier:
 @pytest.fixture(scope="session")
 def lite0() -> Classifier:
     return load_classifier("efficientnet_lite0")
+
+
+@pytest.fixture(scope="session")
+def attack_dir(tmp_path_factory) -> Path:
+    return make_attack_dir(tmp_path_factory.mktemp("attack"), list(SOURCES))
+
+
+@pytest.fixture(scope="session")
+def printed(attack_dir, tmp_path_factory):
+    """(out folder, manifest) of the fixture attack printed with the default layout: 2 pages."""
+    out = tmp_path_factory.mktemp("sheets")
+    return out, print_attack_set(attack_dir, out, SheetLayout(), run_id="cafe0123")

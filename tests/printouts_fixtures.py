@@ -1,16 +1,14 @@
-"""Fixtures for the printouts tests: a small attack folder and its printed sheets."""
+"""Test data for the printouts tests: a small attack folder written as ``physadv attack`` would."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-import pytest
 import skimage.data
 
 from physadv.attackset import AttackedImage, AttackSet, AttackSettings, Guess, write_attack_set
 from physadv.images import square_resize, write_png
-from printouts.sheets import SheetLayout, print_attack_set
 
 SOURCES = {"chelsea": skimage.data.chelsea, "coffee": skimage.data.coffee, "astronaut": skimage.data.astronaut,
            "rocket": skimage.data.rocket}
@@ -34,15 +32,3 @@ def make_attack_dir(root: Path, names: list[str], size: int = 224, eps: float = 
                               image_size=size, seed=0)
     write_attack_set(root, AttackSet(settings=settings, weights="test", images=tuple(images)))
     return root
-
-
-@pytest.fixture(scope="session")
-def attack_dir(tmp_path_factory) -> Path:
-    return make_attack_dir(tmp_path_factory.mktemp("attack"), list(SOURCES))
-
-
-@pytest.fixture(scope="session")
-def printed(attack_dir, tmp_path_factory):
-    """(out folder, manifest) of the fixture attack printed with the default layout: 2 pages."""
-    out = tmp_path_factory.mktemp("sheets")
-    return out, print_attack_set(attack_dir, out, SheetLayout(), run_id="cafe0123")

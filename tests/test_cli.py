@@ -114,3 +114,19 @@ def test_images_without_labels_are_refused_for_untargeted_attacks(tmp_path, caps
     write_png(tmp_path / "holiday.png", np.zeros((30, 30, 3), np.uint8))
     assert main(["attack", str(tmp_path), "--method", "fgsm", "--out", str(tmp_path / "o")]) == 2
     assert "no label for holiday" in capsys.readouterr().err
+
+
+def test_eot_options_of_attack_and_experiment(tmp_path, digits_classifier):
+    out = tmp_path / "adv-eot"
+    assert main(["attack", "digits", "--model", "digits", "--limit", "3", "--eps", "32", "--iterations", "3",
+                 "--eot", "athalye2018", "--eot-samples", "2", "--out", str(out)]) == 0
+    record = read_attack_set(out)
+    assert record.settings.method == "bim+eot" and record.settings.eot == {"distribution": "athalye2018",
+                                                                           "samples": 2}
+    exp = tmp_path / "exp-eot"
+    assert main(["experiment", "--model", "digits", "--images", "digits", "--limit", "4", "--methods", "bim",
+                 "--eps", "32", "--iterations", "3", "--transforms", "noise", "--strengths", "noise=10",
+                 "--eot", "photo", "--eot-samples", "2", "--adversariality-samples", "5", "--out", str(exp)]) == 0
+    rows = json.loads((exp / "results.json").read_text())["rows"]
+    assert {r["method"] for r in rows} == {"bim", "bim+eot"}
+    assert all(0 <= r["adversariality"] <= 1 for r in rows)

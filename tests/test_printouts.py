@@ -21,7 +21,7 @@ from printouts.pdf import MM_PER_PT, open_pdf, render_page
 from printouts.sheets import (PAPERS_MM, SheetImage, SheetLayout, layout_sheets, pixel_sha256, print_attack_set,
                               write_sheets)
 
-from printouts_fixtures import SOURCES, attack_dir, make_attack_dir, printed  # noqa: F401 (fixtures)
+from printouts_fixtures import SOURCES, make_attack_dir
 
 
 def _boxes_px(box_mm, dpi: float) -> tuple[int, int, int, int]:

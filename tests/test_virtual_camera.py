@@ -15,7 +15,6 @@ from printouts.camera import (FILL_RANGE, MAX_TILT_DEG, RESOLUTIONS, TRUTH_FILE,
                               read_truth, sample_shot)
 from printouts.pdf import open_pdf, render_page
 
-from printouts_fixtures import attack_dir, printed  # noqa: F401 (fixtures)
 
 DETECTOR = cv2.aruco.ArucoDetector(cv2.aruco.getPredefinedDictionary(cv2.aruco.DICT_4X4_1000))
 

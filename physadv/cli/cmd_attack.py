@@ -13,6 +13,7 @@ from physadv.attackset import RECORD_FILE, attack_to_folder
 from physadv.cli.common import add_model_options, add_seed_option, classifier_from_args
 from physadv.classifiers import Classifier
 from physadv.datasets import load_image_set, prepare
+from physadv.eot import DISTRIBUTIONS, eot_gradient
 from physadv.errors import InputError
 
 ORDER = 20
@@ -25,6 +26,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "  physadv attack samples --method bim --eps 16 --out adv/\n"
         "  physadv attack photos/ --method target --target 'goldfish' --eps 8 --out adv-gold/\n"
         "  physadv attack digits --model digits --method fgsm --eps 32 --limit 40 --out adv-digits/\n"
+        "  physadv attack samples --method bim --eps 16 --eot photo --eot-samples 16 --out adv-eot/\n"
         "writes OUT/clean/*.png and OUT/adv/*.png (8-bit, at the size they will be printed) and\n"
         "OUT/attack.json. eps and alpha are in 0-255 pixel units, as in Kurakin et al. (2017);\n"
         "iterations default to ceil(min(eps + 4, 1.25 eps)). An interrupted run resumes when re-run.")
@@ -50,6 +52,19 @@ def add_attack_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", help="target class of --method target (name, WordNet id or index)")
     parser.add_argument("--batch-size", type=int, default=16, help="images attacked at once")
     parser.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA (ignored on CPU)")
+    parser.add_argument("--eot", metavar="DISTRIBUTION", choices=sorted(DISTRIBUTIONS),
+                        help="expectation over transformation: follow the mean gradient over transformations "
+                             f"drawn from this distribution ({', '.join(sorted(DISTRIBUTIONS))})")
+    parser.add_argument("--eot-samples", type=int, default=16, help="transformations averaged per EOT step")
+    parser.add_argument("--eot-chunk", type=int, default=None,
+                        help="images × samples per forward pass (default: by device; see benchmarks/bench_eot.py)")
+
+
+def eot_variant(attack: Attack, args: argparse.Namespace) -> tuple[Attack, dict]:
+    """``attack`` with the EOT gradient of ``--eot`` (named e.g. ``bim+eot``) and its record."""
+    gradient = eot_gradient(args.eot, args.eot_samples, args.eot_chunk, args.seed)
+    return (attack.with_gradient(gradient, name=f"{attack.method}+eot"),
+            {"distribution": args.eot, "samples": args.eot_samples})
 
 
 def resolve_target(classifier: Classifier, target: str | None) -> int | None:
@@ -69,8 +84,11 @@ def run(args: argparse.Namespace) -> int:
     if args.method == "target" and target is None:
         raise InputError("--method target needs --target CLASS")
     images = prepare(load_image_set(args.images, classifier.labels, args.label, args.limit), classifier.image_size)
+    eot: dict = {}
+    if args.eot:
+        attack, eot = eot_variant(attack, args)
     record = attack_to_folder(classifier, attack, images, args.out, target=target, batch_size=args.batch_size,
-                              seed=args.seed)
+                              seed=args.seed, eot=eot)
     succeeded = sum(image.success for image in record.images)
     undone = sum(image.quantisation_undid for image in record.images)
     print(f"{attack.label} ε={args.eps:g} ({attack.steps} iterations) on {classifier.name}: "

@@ -9,11 +9,15 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
 from physadv.attacks import METHODS, Attack
 from physadv.channel import TRANSFORMS, transform_kind
-from physadv.cli.cmd_attack import add_attack_options, resolve_target
+from physadv.cli.cmd_attack import add_attack_options, eot_variant, resolve_target
 from physadv.cli.common import add_model_options, add_seed_option, classifier_from_args, comma_floats, comma_list
+from physadv.classifiers import Classifier
 from physadv.datasets import load_image_set, prepare
+from physadv.eot import adversariality
 from physadv.errors import InputError
 from physadv.experiment import ExperimentConfig, Row, run_experiment
 from physadv.fileio import atomic_write_json, atomic_write_text
@@ -34,10 +38,13 @@ def register(parser: argparse.ArgumentParser) -> None:
         "  physadv experiment --out results/                      # bundled photos, default model\n"
         "  physadv experiment --model digits --images digits --limit 100 --eps 16,32 --out r-digits/\n"
         "  physadv experiment --images imgs/ --transforms jpeg --strengths jpeg=75,30,10 --out r/\n"
+        "  physadv experiment --methods bim --eps 16 --eot photo --out r-eot/   # adds bim+eot rows\n"
         f"default strengths: {defaults}.\n"
         "writes OUT/results.json and OUT/results.csv: one row per (method, eps, transform, strength, case),\n"
         "case = average (all images) or prefiltered (clean right and adversarial wrong, both with\n"
-        "confidence >= 0.8); destruction_* are Kurakin's eq. (1), *_n their denominators.\n"
+        "confidence >= 0.8); destruction_* are Kurakin's eq. (1), *_n their denominators. With --eot every\n"
+        "row also has adversariality: the mean fraction of held-out transformations of that distribution\n"
+        "under which the adversarial image still fools the model (Athalye et al. 2018).\n"
         "An interrupted run resumes: finished attacks are kept in OUT/results.json.")
     add_model_options(parser)
     parser.add_argument("--images", nargs="+", default=["samples"], metavar="IMAGES",
@@ -50,6 +57,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strengths", action="append", default=[], metavar="NAME=S1,S2",
                         help="strengths of one transformation (repeatable), e.g. jpeg=90,50,10")
     add_attack_options(parser)
+    parser.add_argument("--adversariality-samples", type=int, default=100,
+                        help="with --eot: held-out transformations per image for the adversariality column")
     parser.add_argument("--out", type=Path, default=Path("physadv-experiment"), help="output folder")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     add_seed_option(parser)
@@ -118,10 +127,20 @@ def run(args: argparse.Namespace) -> int:
     strengths = parse_strengths(comma_list(args.transforms), args.strengths)
     classifier = classifier_from_args(args)
     attacks = [Attack(method, eps, args.alpha, args.iterations, amp=args.amp) for method in methods for eps in args.eps]
-    config = ExperimentConfig(attacks=attacks, transforms=strengths, target=resolve_target(classifier, args.target),
-                              batch_size=args.batch_size, seed=args.seed)
+    extras = None
+    if args.eot:
+        attacks += [eot_variant(attack, args)[0] for attack in attacks]
+
+        def extras(attack: Attack, classifier: Classifier, adversarial: torch.Tensor, goals: torch.Tensor) -> dict:
+            value = adversariality(classifier, adversarial, goals, attack.method in ("ll", "target"), args.eot,
+                                   args.adversariality_samples, args.seed, args.eot_chunk)
+            return {"adversariality": float(value.mean())}
+    target = resolve_target(classifier, args.target)
+    config = ExperimentConfig(attacks=attacks, transforms=strengths, target=target, batch_size=args.batch_size,
+                              seed=args.seed, attack_extras=extras)
     images = prepare(load_image_set(args.images, classifier.labels, args.label, args.limit), classifier.image_size)
     config_key = {"model": classifier.name, "images": [i.source for i in images], "methods": methods,
+                  "eot": [args.eot, args.eot_samples, args.adversariality_samples] if args.eot else None,
                   "eps": args.eps, "alpha": args.alpha, "iterations": args.iterations, "transforms": strengths,
                   "target": args.target, "seed": args.seed}
     rows = _previous_rows(args.out, config_key)
