@@ -117,3 +117,23 @@ def test_configuration_files(tmp_path):
     with pytest.raises(ValueError, match="resolution"):
         config_from_mapping({"resolution": "4k"})
     assert config_from_mapping(SessionConfig().to_json()) == SessionConfig()
+
+
+def test_attack_makes_its_folder_a_run_that_print_and_capture_extend(tmp_path, digits_classifier, capsys):
+    adv, sheets, photos, captured = (tmp_path / name for name in ("adv", "sheets", "photos", "captured"))
+    assert main(["attack", "digits", "--model", "digits", "--limit", "3", "--eps", "32", "--out", str(adv)]) == 0
+    assert main(["status", str(adv)]) == 0
+    assert "next: print bim-eps32" in capsys.readouterr().out
+    assert main(["print", str(adv), "--out", str(sheets)]) == 0
+    assert main(["photograph", str(sheets / "sheets.pdf"), "--out", str(photos), "--n", "1",
+                 "--resolution", "1080p"]) == 0
+    assert main(["capture", str(photos), "--manifest", str(sheets / "manifest.json"), "--out", str(captured)]) == 0
+    capsys.readouterr()
+    assert main(["status", str(adv), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["images_attacked"] == 3 and status["pages_printed"] == 1 and status["cells_classified"] == 6
+    assert status["next"] == [f"physadv report {adv}"]
+    assert main(["evaluate", str(adv), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert {(r["method"], r["transform"], r["case"]) for r in rows} == {("bim", "photo", "average"),
+                                                                         ("bim", "photo", "prefiltered")}

@@ -10,11 +10,13 @@ import torch
 
 from physadv.attacks import METHODS, Attack
 from physadv.attackset import RECORD_FILE, attack_to_folder
-from physadv.cli.common import add_model_options, add_seed_option, classifier_from_args
 from physadv.classifiers import Classifier
+from physadv.cli.common import add_model_options, add_seed_option, classifier_from_args
 from physadv.datasets import load_image_set, prepare
 from physadv.eot import DISTRIBUTIONS, eot_gradient
 from physadv.errors import InputError
+from physadv.lab.session import attack_name
+from physadv.lab.store import RunLock, RunStore
 
 ORDER = 20
 HELP = "attack images with FGSM, BIM, least-likely class or a target class"
@@ -87,8 +89,13 @@ def run(args: argparse.Namespace) -> int:
     eot: dict = {}
     if args.eot:
         attack, eot = eot_variant(attack, args)
-    record = attack_to_folder(classifier, attack, images, args.out, target=target, batch_size=args.batch_size,
-                              seed=args.seed, eot=eot)
+    # The output folder is a run of its own: its store records this attack, and `physadv print` and
+    # `physadv capture` of it add their results, so `physadv status/report/evaluate OUT` work.
+    with RunLock(args.out, "attack"), RunStore(args.out) as store:
+        record = attack_to_folder(classifier, attack, images, args.out, target=target, batch_size=args.batch_size,
+                                  seed=args.seed, eot=eot)
+        weights_sha256 = store.record_model(classifier.name, classifier.weights)
+        store.record_attack(attack_name(attack.label, attack.eps), args.out, weights_sha256, eot)
     succeeded = sum(image.success for image in record.images)
     undone = sum(image.quantisation_undid for image in record.images)
     print(f"{attack.label} ε={args.eps:g} ({attack.steps} iterations) on {classifier.name}: "

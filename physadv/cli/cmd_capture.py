@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from physadv.cli.common import HelpFormatter, add_device_option, print_json, resolve_device
 from physadv.classifiers import MODELS, load_classifier
+from physadv.cli.common import (
+    HelpFormatter,
+    add_device_option,
+    print_json,
+    resolve_device,
+)
+from physadv.lab.store import RunStore, record_in_run
 
 ORDER = 50
 HELP = "find the printed sheets in photos, crop and re-classify every cell, measure the destruction rate"
@@ -32,7 +38,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from capture.pipeline import capture_folder, photo_files
+    from capture.pipeline import capture_folder, photo_files, resolve_attack_dir
     from printouts.manifest import read_manifest
 
     photo_files(Path(args.photos))
@@ -40,6 +46,12 @@ def run(args: argparse.Namespace) -> int:
     model = args.model or manifest.model or next((cell.model for _, cell in manifest.cells()), None)
     classifier = load_classifier(model, weights=args.weights, device=resolve_device(args.device))
     result = capture_folder(args.photos, args.manifest, classifier, args.out)
+
+    def record(store: RunStore, attack: str) -> None:
+        store.record_capture(attack, Path(args.out))
+        store.record_results(f"capture:{attack}", list(result.rows))
+
+    record_in_run(resolve_attack_dir(manifest, Path(args.manifest).parent), record)
     if args.json:
         print_json({"rows": list(result.rows), "photo_clean": result.photo_clean})
         return 0

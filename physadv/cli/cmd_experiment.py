@@ -13,9 +13,15 @@ import torch
 
 from physadv.attacks import METHODS, Attack
 from physadv.channel import TRANSFORMS, transform_kind
-from physadv.cli.cmd_attack import add_attack_options, eot_variant, resolve_target
-from physadv.cli.common import add_model_options, add_seed_option, classifier_from_args, comma_floats, comma_list
 from physadv.classifiers import Classifier
+from physadv.cli.cmd_attack import add_attack_options, eot_variant, resolve_target
+from physadv.cli.common import (
+    add_model_options,
+    add_seed_option,
+    classifier_from_args,
+    comma_floats,
+    comma_list,
+)
 from physadv.datasets import load_image_set, prepare
 from physadv.eot import adversariality
 from physadv.errors import InputError

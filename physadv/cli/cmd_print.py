@@ -8,6 +8,7 @@ from pathlib import Path
 
 from physadv.attackset import RECORD_FILE
 from physadv.images import image_files
+from physadv.lab.store import record_in_run
 
 ORDER = 30
 HELP = "lay out clean/adversarial pairs on printable PDF sheets with ArUco markers, QR codes and a manifest"
@@ -58,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     source = Path(args.source)
     if (source / RECORD_FILE).is_file():
         manifest = print_attack_set(source, args.out, layout, run_id=args.run_id, progress=True)
+        record_in_run(source, lambda store, attack: store.record_sheets(attack, manifest, args.out / "sheets.pdf"))
     else:
         images = [SheetImage(path=path, image_id=path.stem, file=str(path)) for path in image_files([source])]
         manifest = write_sheets(images, args.out, args.run_id, layout, progress=True)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from physadv.cli.common import print_json
-from physadv.lab.session import next_steps, status_counts, stored_config
+from physadv.lab.session import CONFIG_FILE, next_steps, status_counts, stored_config
 from physadv.lab.store import RunStore
 
 ORDER = 80
@@ -21,14 +21,16 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = stored_config(args.run_dir)
     with RunStore(args.run_dir, create=False) as store:
+        # A session run plans its attacks in config.json; a run made by `physadv attack` has just its own.
+        planned = ([plan.name for plan in stored_config(args.run_dir).attacks]
+                   if (args.run_dir / CONFIG_FILE).is_file() else [row["name"] for row in store.attacks()])
         counts = status_counts(store)
-        steps = next_steps(args.run_dir, store, config)
+        steps = next_steps(args.run_dir, store, planned)
     if args.json:
         print_json({"run": str(args.run_dir), **{k.replace(" ", "_"): v for k, v in counts.items()}, "next": steps})
         return 0
-    print(f"{args.run_dir}: {counts['attacks']} of {len(config.attacks)} attacks, "
+    print(f"{args.run_dir}: {counts['attacks']} of {len(planned)} attacks, "
           f"{counts['images attacked']} images attacked, {counts['pages printed']} pages printed, "
           f"{counts['photos']} photos, {counts['rejected']} rejected, {counts['cells classified']} cells classified")
     print("next: " + ("; ".join(steps) if steps else "nothing — the run is complete"))

@@ -32,7 +32,7 @@ def gallery(store: RunStore, run_dir: Path) -> list[GalleryItem]:
                            "FROM images i JOIN attacks a ON a.name = i.attack ORDER BY a.rowid, i.image_id"):
         photo = store.query("SELECT * FROM predictions WHERE attack = ? AND image_id = ? AND kind = 'adversarial' "
                             "ORDER BY photo, page, cell LIMIT 1", row["attack"], row["image_id"])
-        crop = run_dir / "capture" / row["attack"] / photo[0]["crop"] if photo else None
+        crop = run_dir / photo[0]["crop"] if photo else None
         folder = run_dir / row["folder"]
         items.append(GalleryItem(
             image_id=row["image_id"], label_name=row["label_name"], method=row["attack_method"],

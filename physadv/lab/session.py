@@ -18,10 +18,10 @@ after the stage, in one transaction.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -33,7 +33,6 @@ from physadv.attacks import Attack
 from physadv.attackset import attack_to_folder
 from physadv.channel import transform_kind
 from physadv.classifiers import DEFAULT_MODEL, Classifier, load_classifier
-from physadv.classifiers.zoo import file_sha256
 from physadv.datasets import load_image_set, prepare
 from physadv.eot import adversariality, eot_gradient
 from physadv.errors import InputError
@@ -63,7 +62,12 @@ class AttackPlan:
 
     @property
     def name(self) -> str:
-        return f"{self.method}{'+eot' if self.eot else ''}-eps{self.eps:g}"
+        return attack_name(f"{self.method}{'+eot' if self.eot else ''}", self.eps)
+
+
+def attack_name(method_label: str, eps: float) -> str:
+    """How a run names an attack, e.g. ``bim+eot-eps16``."""
+    return f"{method_label}-eps{eps:g}"
 
 
 DEMO_ATTACKS = (AttackPlan("fgsm", 8), AttackPlan("fgsm", 16), AttackPlan("bim", 8), AttackPlan("bim", 16),
@@ -183,9 +187,8 @@ class Session:
                                  "continue it with `physadv run continue` or choose a new folder")
             atomic_write_json(path, self.config.to_json())
             classifier = load_classifier(self.config.model, weights=self.config.weights, device=self.device)
-            store.set_meta(config=self.config.to_json(), model=classifier.name, weights=classifier.weights,
-                           weights_sha256=file_sha256(classifier.weights) if classifier.weights else "",
-                           created=store.meta().get("created") or datetime.now(timezone.utc).isoformat(timespec="seconds"))
+            store.set_meta(config=self.config.to_json())
+            store.record_model(classifier.name, classifier.weights)
             images = prepare(load_image_set(list(self.config.images), classifier.labels, self.config.label,
                                             self.config.limit), classifier.image_size)
             for number, plan in enumerate(self.config.attacks, 1):
@@ -250,17 +253,21 @@ class Session:
             _say(f"  waiting for photos: print {sheets / 'sheets.pdf'} at 100% and put photos of it in {photos}/")
 
 
-def next_steps(run_dir: Path, store: RunStore, config: SessionConfig) -> list[str]:
-    """What is left to do in a run, in words."""
+def next_steps(run_dir: Path, store: RunStore, planned: Sequence[str]) -> list[str]:
+    """What is left to do in a run, in words; ``planned`` are the attack names of its configuration
+    (those of a run made implicitly by ``physadv attack`` are the ones it has recorded)."""
     steps = []
-    for plan in config.attacks:
-        attacked = store.count("images", f"attack = '{plan.name}'")
-        if not attacked:
-            steps.append(f"attack {plan.name}")
-        elif not store.count("pages", f"attack = '{plan.name}'"):
-            steps.append(f"print {plan.name}")
-        elif not store.count("photos", f"attack = '{plan.name}'"):
-            steps.append(f"photograph RUN/sheets/{plan.name}/sheets.pdf into RUN/photos/{plan.name}/")
+    for name in planned:
+        folder = store.query("SELECT folder FROM attacks WHERE name = ?", name)
+        here = os.path.normpath
+        if not folder:
+            steps.append(f"attack {name}")
+        elif not store.count("pages", f"attack = '{name}'"):
+            steps.append(f"print {name}: physadv print {here(run_dir / folder[0]['folder'])} --out SHEETS_DIR")
+        elif not store.count("photos", f"attack = '{name}'"):
+            pdf = store.query("SELECT pdf FROM pages WHERE attack = ? LIMIT 1", name)[0]["pdf"]
+            steps.append(f"photograph the sheets of {name} ({here(run_dir / pdf)}) and capture the photos: "
+                         f"physadv capture PHOTOS_DIR --manifest {here((run_dir / pdf).parent / 'manifest.json')}")
     if not steps and not (run_dir / "report" / "report.html").is_file():
         steps.append(f"physadv report {run_dir}")
     return steps

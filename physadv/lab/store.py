@@ -18,10 +18,12 @@ import json
 import os
 import sqlite3
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from physadv.attackset import read_attack_set
+from physadv.classifiers.zoo import file_sha256
 from physadv.errors import InputError, PhysadvError
 from physadv.images import read_rgb
 from printouts.manifest import Manifest
@@ -57,6 +59,15 @@ CREATE TABLE IF NOT EXISTS results (
     source TEXT NOT NULL, method TEXT NOT NULL, eps REAL NOT NULL, transform TEXT NOT NULL, strength TEXT NOT NULL,
     "case" TEXT NOT NULL, row TEXT NOT NULL, PRIMARY KEY (source, method, eps, transform, strength, "case"));
 """
+
+
+def find_run(path: str | Path) -> Path | None:
+    """The run folder holding ``path`` (``path`` itself or a parent with a store), if any."""
+    path = Path(path).resolve()
+    for folder in (path, *path.parents):
+        if (folder / STORE_FILE).is_file():
+            return folder
+    return None
 
 
 class RunBusyError(PhysadvError):
@@ -129,12 +140,23 @@ class RunStore:
             raise
         self.connection.execute("COMMIT")
 
+    def _path(self, path: Path) -> str:
+        """``path`` relative to the run folder (it may lie outside it when stages wrote elsewhere)."""
+        return os.path.relpath(Path(path).resolve(), self.run_dir.resolve())
+
     # --- writing: one idempotent import per stage output -------------------------------------------------
 
     def set_meta(self, **values: Any) -> None:
         with self.transaction() as db:
             db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                            [(key, json.dumps(value)) for key, value in values.items()])
+
+    def record_model(self, model: str, weights: str) -> str:
+        """Record the classifier and the SHA-256 of its weights file (returned); stamp the run's creation."""
+        weights_sha256 = file_sha256(weights) if weights and Path(weights).is_file() else ""
+        created = self.meta().get("created") or datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.set_meta(model=model, weights=weights, weights_sha256=weights_sha256, created=created)
+        return weights_sha256
 
     def record_attack(self, name: str, folder: Path, weights_sha256: str, eot: dict | None = None) -> None:
         attack_set = read_attack_set(folder)
@@ -150,14 +172,14 @@ class RunStore:
         with self.transaction() as db:
             db.execute("INSERT OR REPLACE INTO attacks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (name, s.method, s.eps, s.alpha, s.iterations, json.dumps(eot or s.eot), s.model,
-                        attack_set.weights, weights_sha256, str(folder.relative_to(self.run_dir))))
+                        attack_set.weights, weights_sha256, self._path(folder)))
             db.executemany("INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     def record_sheets(self, attack: str, manifest: Manifest, pdf: Path) -> None:
         with self.transaction() as db:
             for page in manifest.pages:
                 db.execute("INSERT OR REPLACE INTO pages VALUES (?, ?, ?, ?)",
-                           (attack, page.index, manifest.run_id, str(pdf.relative_to(self.run_dir))))
+                           (attack, page.index, manifest.run_id, self._path(pdf)))
                 db.executemany("INSERT OR REPLACE INTO cells VALUES (?, ?, ?, ?, ?, ?)",
                                [(attack, page.index, c.index, c.image_id, c.kind, c.sha256) for c in page.cells])
 
@@ -172,7 +194,8 @@ class RunStore:
             db.executemany("INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
                 (attack, p["photo"], int(p["page"]), int(p["cell"]), p["image_id"], p["kind"],
                  json.dumps([[int(p[f"class{k}"]), p[f"name{k}"], float(p[f"prob{k}"])] for k in range(1, 6)]),
-                 int(p["correct_top1"]), int(p["correct_top5"]), p["crop"]) for p in predictions])
+                 int(p["correct_top1"]), int(p["correct_top5"]), self._path(capture_dir / p["crop"]))
+                for p in predictions])
             db.executemany("INSERT OR REPLACE INTO photos VALUES (?, ?, 1, '')",
                            sorted({(attack, p["photo"]) for p in predictions}))
             db.executemany("INSERT OR REPLACE INTO photos VALUES (?, ?, 0, ?)",
@@ -193,6 +216,11 @@ class RunStore:
         query = "SELECT row FROM results WHERE source LIKE ? ORDER BY source, method, eps, transform, strength, \"case\""
         return [json.loads(r["row"]) for r in self.connection.execute(query, (source_prefix + "%",))]
 
+    def attack_at(self, folder: Path) -> str | None:
+        """Name of the attack recorded from ``folder``, if any."""
+        rows = self.query("SELECT name FROM attacks WHERE folder = ?", self._path(folder))
+        return rows[0]["name"] if rows else None
+
     def attacks(self) -> list[sqlite3.Row]:
         return list(self.connection.execute("SELECT * FROM attacks ORDER BY rowid"))
 
@@ -201,3 +229,15 @@ class RunStore:
 
     def query(self, sql: str, *parameters: Any) -> list[sqlite3.Row]:
         return list(self.connection.execute(sql, parameters))
+
+
+def record_in_run(attack_dir: Path, record: Callable[[RunStore, str], None]) -> None:
+    """If ``attack_dir`` was recorded in a run's store (``physadv attack`` makes its folder a run),
+    record this stage's outputs there too."""
+    run_dir = find_run(attack_dir)
+    if run_dir is None:
+        return
+    with RunStore(run_dir) as store:
+        attack = store.attack_at(attack_dir)
+        if attack is not None:
+            record(store, attack)
