@@ -11,7 +11,7 @@ Each photo simulates the channel print → scene → light → sensor:
 3. **light**: one illumination field over the whole frame (linear gradient, vignetting, a soft
    shadow edge, exposure) and a colour cast with reduced saturation;
 4. **sensor**: lens blur, Gaussian noise whose variance grows with brightness (read + shot noise),
-   and JPEG.
+   the phone's auto exposure and white balance (white patch on the frame's brightest 2 %), and JPEG.
 
 Every random draw comes from ``numpy.random.default_rng([seed, index])``, so photo ``index`` of a
 seed is the same photo whatever else is generated, and all drawn parameters are recorded in
@@ -270,7 +270,16 @@ def simulate_photo(document, shot: Shot, frame: tuple[int, int]) -> tuple[np.nda
     noisy += shot.read_noise ** 2
     cv2.sqrt(noisy, noisy)
     _multiply_by_noise(noisy, shot.background_seed + 1)
-    return cv2.add(light, noisy, dtype=cv2.CV_8U), homography
+    return _auto_white_balance(cv2.add(light, noisy, dtype=cv2.CV_32F)), homography
+
+
+def _auto_white_balance(raw: np.ndarray) -> np.ndarray:
+    """A phone's auto exposure and white balance (white patch): scale each channel so that its
+    brightest 2 % land at 240, as a camera pipeline does before it saves the JPEG; without it every
+    photo keeps the cast and exposure of its light, which no phone or webcam delivers."""
+    small = raw[::8, ::8].reshape(-1, 3)
+    gains = 240.0 / np.maximum(np.percentile(small, 98, axis=0), 1.0)
+    return np.clip(raw * gains.astype(np.float32), 0, 255).astype(np.uint8)
 
 
 def _multiply_by_noise(sigma: np.ndarray, seed: int) -> None:
