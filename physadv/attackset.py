@@ -133,6 +133,20 @@ def _resumable(out: Path, settings: AttackSettings) -> AttackSet | None:
     return existing
 
 
+def check_attack_inputs(attack: Attack, images: Sequence[LabelledImage], target: int | None) -> None:
+    """Raise :class:`InputError` unless ``attack`` can run on ``images`` (labels, target, at least one image)."""
+    if not images:
+        raise InputError("no images to attack")
+    if attack.method in ("fgsm", "bim"):
+        unlabelled = [i.id for i in images if i.label is None]
+        if unlabelled:
+            raise InputError(f"{attack.method} needs the true class of every image; no label for "
+                             f"{', '.join(unlabelled[:5])}{' …' if len(unlabelled) > 5 else ''} "
+                             "(name the class in the file/folder name or pass --label)")
+    if attack.method == "target" and target is None:
+        raise InputError("the targeted method needs a target class (--target CLASS)")
+
+
 def attack_to_folder(classifier: Classifier, attack: Attack, images: Sequence[LabelledImage], out: str | Path, *,
                      target: int | None = None, batch_size: int = 16, seed: int = 0, eot: dict | None = None,
                      progress: bool = True) -> AttackSet:
@@ -146,14 +160,7 @@ def attack_to_folder(classifier: Classifier, attack: Attack, images: Sequence[La
             attack with other settings.
     """
     out = Path(out)
-    if attack.method in ("fgsm", "bim"):
-        unlabelled = [i.id for i in images if i.label is None]
-        if unlabelled:
-            raise InputError(f"{attack.method} needs the true class of every image; no label for "
-                             f"{', '.join(unlabelled[:5])}{' …' if len(unlabelled) > 5 else ''} "
-                             "(name the class in the file/folder name or pass --label)")
-    if attack.method == "target" and target is None:
-        raise InputError("the targeted method needs a target class (--target CLASS)")
+    check_attack_inputs(attack, images, target)
     settings = AttackSettings(model=classifier.name, method=attack.label, eps=float(attack.eps),
                               alpha=attack.step_size, iterations=attack.steps, image_size=classifier.image_size,
                               seed=seed, eot=eot or {})

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from physadv.attacks import METHODS, Attack
-from physadv.attackset import RECORD_FILE, attack_to_folder
+from physadv.attackset import RECORD_FILE, attack_to_folder, check_attack_inputs
 from physadv.classifiers import Classifier
 from physadv.cli.common import add_model_options, add_seed_option, classifier_from_args
 from physadv.datasets import load_image_set, prepare
@@ -91,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         attack, eot = eot_variant(attack, args)
     # The output folder is a run of its own: its store records this attack, and `physadv print` and
     # `physadv capture` of it add their results, so `physadv status/report/evaluate OUT` work.
+    check_attack_inputs(attack, images, target)  # before the output folder exists
     with RunLock(args.out, "attack"), RunStore(args.out) as store:
         record = attack_to_folder(classifier, attack, images, args.out, target=target, batch_size=args.batch_size,
                                   seed=args.seed, eot=eot)
