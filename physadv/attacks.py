@@ -32,11 +32,15 @@ from physadv.images import check_images, quantise
 Method = Literal["fgsm", "bim", "ll", "target"]
 METHODS: tuple[Method, ...] = ("fgsm", "bim", "ll", "target")
 
-GradientFn = Callable[[Classifier, torch.Tensor, torch.Tensor], torch.Tensor]
-"""``(classifier, images (B, 3, H, W) in [0, 1], labels (B,)) → ∇ of the per-image loss, (B, 3, H, W)``."""
+GradientFn = Callable[[Classifier, torch.Tensor, torch.Tensor, int], torch.Tensor]
+"""``(classifier, images (B, 3, H, W) in [0, 1], labels (B,), step) → ∇ of the per-image loss, (B, 3, H, W)``.
+
+``step`` counts the attack's iterations from 0; a randomised gradient (EOT) seeds its draws with it,
+so an image's attack is the same whichever call or batch it comes in."""
 
 
-def cross_entropy_gradient(classifier: Classifier, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def cross_entropy_gradient(classifier: Classifier, images: torch.Tensor, labels: torch.Tensor,
+                           step: int = 0) -> torch.Tensor:
     """∇_X of the cross-entropy ``J(X, y)`` of each image (images are independent: the losses are summed)."""
     images = images.detach().requires_grad_(True)
     loss = F.cross_entropy(classifier(images).float(), labels, reduction="sum")
@@ -183,9 +187,9 @@ class Attack:
         lower = (clean_levels - self.eps).clamp_(min=0)
         upper = (clean_levels + self.eps).clamp_(max=255)
         levels = clean_levels.clone()
-        for _ in range(self.steps):
+        for iteration in range(self.steps):
             with self._autocast(levels):
-                gradient = self.gradient(classifier, levels / 255, goal)
+                gradient = self.gradient(classifier, levels / 255, goal, iteration)
             levels = torch.minimum(torch.maximum(levels + step * gradient.sign(), lower), upper)
         return levels
 

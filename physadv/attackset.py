@@ -64,6 +64,8 @@ class AttackSettings:
     image_size: int
     seed: int
     eot: dict = field(default_factory=dict)
+    target: int | None = None
+    label: str | None = None
 
 
 @dataclass(frozen=True)
@@ -123,20 +125,24 @@ def _guesses(classifier: Classifier, predictions: Predictions, row: int) -> tupl
                  for c, p in zip(predictions.classes[row], predictions.probabilities[row]))
 
 
-def _resumable(out: Path, settings: AttackSettings) -> AttackSet | None:
+def _resumable(out: Path, settings: AttackSettings, weights: str) -> AttackSet | None:
     if not (out / RECORD_FILE).is_file():
         return None
     existing = read_attack_set(out)
-    if existing.settings != settings:
+    if existing.settings != settings or existing.weights != weights:
         raise InputError(f"{out} already holds an attack with other settings ({existing.settings}); "
                          "choose another output folder or delete that one")
     return existing
 
 
-def check_attack_inputs(attack: Attack, images: Sequence[LabelledImage], target: int | None) -> None:
-    """Raise :class:`InputError` unless ``attack`` can run on ``images`` (labels, target, at least one image)."""
+def check_attack_inputs(attack: Attack, images: Sequence[LabelledImage], target: int | None,
+                        batch_size: int = 1) -> None:
+    """Raise :class:`InputError` unless ``attack`` can run on ``images`` (labels, target, at least one
+    image, a positive batch size)."""
     if not images:
         raise InputError("no images to attack")
+    if batch_size < 1:
+        raise InputError(f"batch size must be ≥ 1, got {batch_size}")
     if attack.method in ("fgsm", "bim"):
         unlabelled = [i.id for i in images if i.label is None]
         if unlabelled:
@@ -149,7 +155,7 @@ def check_attack_inputs(attack: Attack, images: Sequence[LabelledImage], target:
 
 def attack_to_folder(classifier: Classifier, attack: Attack, images: Sequence[LabelledImage], out: str | Path, *,
                      target: int | None = None, batch_size: int = 16, seed: int = 0, eot: dict | None = None,
-                     progress: bool = True) -> AttackSet:
+                     label: str | None = None, progress: bool = True) -> AttackSet:
     """Attack prepared ``images`` batch by batch and write ``out`` (PNGs and ``attack.json``).
 
     ``attack.json`` is rewritten after every batch, so an interrupted call keeps the finished
@@ -160,11 +166,11 @@ def attack_to_folder(classifier: Classifier, attack: Attack, images: Sequence[La
             attack with other settings.
     """
     out = Path(out)
-    check_attack_inputs(attack, images, target)
+    check_attack_inputs(attack, images, target, batch_size)
     settings = AttackSettings(model=classifier.name, method=attack.label, eps=float(attack.eps),
                               alpha=attack.step_size, iterations=attack.steps, image_size=classifier.image_size,
-                              seed=seed, eot=eot or {})
-    record = _resumable(out, settings) or AttackSet(settings=settings, weights=classifier.weights, images=())
+                              seed=seed, eot=eot or {}, target=target, label=label)
+    record = _resumable(out, settings, classifier.weights) or AttackSet(settings=settings, weights=classifier.weights, images=())
     done = {image.id for image in record.images}
     todo = [image for image in images if image.id not in done]
     with tqdm(total=len(images), initial=len(images) - len(todo), desc=f"{attack.label} eps={attack.eps:g}",

@@ -47,7 +47,10 @@ def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
     if sigma == 0:
         return quantise(images)
     size = 2 * math.ceil(3 * sigma) + 1
-    return quantise(kornia.filters.gaussian_blur2d(images, (size, size), (sigma, sigma)).clamp(0, 1))
+    # Replicated borders: reflection needs the kernel to be smaller than the image, which a strong
+    # blur of a small image (a 64-px digit) is not.
+    return quantise(kornia.filters.gaussian_blur2d(images, (size, size), (sigma, sigma),
+                                                   border_type="replicate").clamp(0, 1))
 
 
 def gaussian_noise(images: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -99,6 +102,17 @@ TRANSFORMS: dict[str, TransformKind] = {
 }
 
 
+def check_strength(name: str, strength: float) -> None:
+    """Raise :class:`InputError` unless ``strength`` is a finite, valid strength of transformation ``name``."""
+    kind = transform_kind(name)
+    if not math.isfinite(strength):
+        raise InputError(f"{name} strength must be a finite number, got {strength}")
+    if name == "jpeg" and not 1 <= strength <= 100:
+        raise InputError(f"JPEG quality must be in 1..100, got {strength:g}")
+    if name in ("contrast", "blur", "noise") and strength < 0:
+        raise InputError(f"{name} strength ({kind.unit}) must be ≥ 0, got {strength:g}")
+
+
 def transform_kind(name: str) -> TransformKind:
     try:
         return TRANSFORMS[name]
@@ -117,7 +131,7 @@ class ChannelTransform:
     strength: float
 
     def __post_init__(self) -> None:
-        transform_kind(self.name)
+        check_strength(self.name, self.strength)
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         check_images(images)

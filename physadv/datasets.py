@@ -107,6 +107,8 @@ def load_image_set(spec: str | Path | Sequence[str | Path], labels: LabelSpace, 
     Raises:
         InputError: missing or unreadable files, no images, or an unknown ``label``.
     """
+    if limit is not None and limit < 1:
+        raise InputError(f"limit must be at least 1, got {limit}")
     items = [spec] if isinstance(spec, (str, Path)) else list(spec)
     if not items:
         raise InputError("no images given")

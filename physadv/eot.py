@@ -23,7 +23,7 @@ Shape:
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import kornia.augmentation as K
@@ -34,9 +34,9 @@ from kornia.augmentation.container.params import ParamItem
 from torch import nn
 
 from physadv.attacks import cross_entropy_gradient
+from physadv.channel import jpeg_roundtrip
 from physadv.classifiers import Classifier
 from physadv.errors import InputError
-from physadv.channel import jpeg_roundtrip
 from physadv.images import check_images, to_tensor, to_uint8
 
 # Transformed pixels per forward/backward pass, by device. Measured with ``benchmarks/bench_eot.py
@@ -315,30 +315,30 @@ def mean_gradient(classifier: Classifier, images: torch.Tensor, labels: torch.Te
     return gradient / transformations.n
 
 
-@dataclass
+@dataclass(frozen=True)
 class EOTGradient:
     """A :data:`physadv.attacks.GradientFn`: the mean gradient over ``samples`` transformations drawn
     afresh at every step (the same ones for every image of the batch, so an image's attack does not
-    depend on its batch-mates).
+    depend on its batch-mates, nor on which call or resumed run it comes in).
 
-    Step ``k`` (counted over this object's lifetime) draws from ``derive_seed("eot-step", seed, k)``;
-    those seeds are kept in :attr:`step_seeds`, so every step's transformations can be replayed with
-    ``distribution.sample(samples, image_shape, step_seeds[k])``.
+    Step ``k`` of an attack draws from :meth:`step_seed` ``(k)``, so its transformations can be
+    replayed with ``distribution.sample(samples, image_shape, step_seed(k))``.
     """
 
     distribution: TransformDistribution
     samples: int
     chunk_size: int | None = None
     seed: int = 0
-    step_seeds: list[int] = field(default_factory=list, repr=False)
 
-    def __call__(self, classifier: Classifier, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def step_seed(self, step: int) -> int:
+        return derive_seed("eot-step", self.seed, step)
+
+    def __call__(self, classifier: Classifier, images: torch.Tensor, labels: torch.Tensor,
+                 step: int = 0) -> torch.Tensor:
         if self.distribution.is_identity:
             # All samples coincide: one gradient is the exact mean, on every device and batch size.
             return cross_entropy_gradient(classifier, images, labels)
-        step_seed = derive_seed("eot-step", self.seed, len(self.step_seeds))
-        self.step_seeds.append(step_seed)
-        transformations = self.distribution.sample(self.samples, images.shape[1:], step_seed)
+        transformations = self.distribution.sample(self.samples, images.shape[1:], self.step_seed(step))
         return mean_gradient(classifier, images, labels, self.distribution, transformations, self.chunk_size)
 
 

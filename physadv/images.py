@@ -31,6 +31,10 @@ def read_rgb(path: str | Path) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image = ImageOps.exif_transpose(image)
+            if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+                # 16-bit grey: Pillow's convert("RGB") would clip it; keep the top 8 bits instead.
+                wide = np.asarray(image, dtype=np.int64)
+                image = Image.fromarray((wide >> 8).clip(0, 255).astype(np.uint8))
             if image.mode in ("RGBA", "LA", "P"):
                 image = image.convert("RGBA")
                 background = Image.new("RGBA", image.size, (255, 255, 255, 255))
@@ -38,7 +42,7 @@ def read_rgb(path: str | Path) -> np.ndarray:
             return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise InputError(f"{path}: not a readable image ({error})") from None
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import os
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -46,10 +47,24 @@ from physadv.attackset import ADV_DIR, CLEAN_DIR, read_attack_set
 from physadv.errors import InputError
 from physadv.fileio import atomic_write_bytes
 from physadv.images import read_rgb
-from printouts.manifest import (ARUCO_DICTIONARY, CORNERS, Cell, CellKind, Manifest, Marker, Page, QRCode,
-                                marker_ids, qr_payload, write_manifest)
+from printouts.manifest import (
+    ARUCO_DICTIONARY,
+    ARUCO_DICTIONARY_SIZE,
+    CORNERS,
+    Cell,
+    CellKind,
+    Manifest,
+    Marker,
+    Page,
+    QRCode,
+    marker_ids,
+    qr_payload,
+    write_manifest,
+)
 from printouts.pdf import MM_PER_PT
 
+# Each page takes 4 of the dictionary's 1000 marker ids (printouts.manifest.marker_ids).
+MAX_PAGES = ARUCO_DICTIONARY_SIZE // 4
 PAPERS_MM = {"a4": (210.0, 297.0), "letter": (215.9, 279.4)}
 SHEETS_FILE, MANIFEST_FILE = "sheets.pdf", "manifest.json"
 QUARTER_PT_MM = MM_PER_PT / 4
@@ -115,11 +130,22 @@ def attack_set_images(attack_dir: str | Path) -> tuple[list[SheetImage], dict[st
             images.append(SheetImage(path=path, image_id=item.id, kind=kind, file=f"{folder}/{item.file}",
                                      source=item.source, label=item.label, label_name=item.label_name,
                                      method=settings.method, eps=settings.eps, model=settings.model))
-    info = {"model": settings.model}
-    run_id = getattr(attack, "run_id", None)
-    if run_id:
-        info["run_id"] = run_id
-    return images, info
+    return images, {"model": settings.model}
+
+
+def parse_grid(text: str) -> tuple[int, int]:
+    """``COLUMNSxROWS`` such as ``2x3`` → ``(2, 3)``.
+
+    Raises:
+        InputError: not of that form, or fewer than one column or row.
+    """
+    try:
+        columns, rows = (int(part) for part in str(text).lower().split("x"))
+    except ValueError:
+        raise InputError(f"grid: expected COLUMNSxROWS such as 2x3, got {text!r}") from None
+    if columns < 1 or rows < 1:
+        raise InputError(f"grid: at least 1x1, got {text!r}")
+    return columns, rows
 
 
 def new_run_id() -> str:
@@ -264,6 +290,10 @@ def layout_sheets(images: Sequence[SheetImage], run_id: str, layout: SheetLayout
     grid = _plan_grid(layout, max(max(p.shape[:2]) for p in pixels))
     size = (grid.mm(grid.page_px[0]), grid.mm(grid.page_px[1]))
     per_page = layout.columns * layout.rows
+    pages_needed = -(-len(images) // per_page)
+    if pages_needed > MAX_PAGES:
+        raise InputError(f"{len(images)} images need {pages_needed} pages; one run's marker ids cover {MAX_PAGES} "
+                         "pages: print them in several runs (e.g. attack them in several folders)")
     pages = []
     for page_index, start in enumerate(range(0, len(images), per_page)):
         cells = []
@@ -424,13 +454,15 @@ def print_attack_set(attack_dir: str | Path, out_dir: str | Path, layout: SheetL
                      run_id: str | None = None, progress: bool = False) -> Manifest:
     """Sheets of a ``physadv attack`` folder: each clean image beside its adversarial twin.
 
-    The run id is ``run_id``, else the attack record's, else a fresh random one.
+    The run id is ``run_id``, else a fresh random one. The manifest names the attack folder
+    relative to ``out_dir``, so the run can be moved or copied as a whole.
     """
     images, info = attack_set_images(attack_dir)
     if not images:
         raise InputError(f"{attack_dir}: the attack folder holds no images yet")
     first = images[0]
-    return write_sheets(images, out_dir, run_id or info.get("run_id"), layout, model=info["model"],
-                        attack_dir=str(Path(attack_dir).resolve()), keep_pairs=True, progress=progress,
+    attack_dir_relative = os.path.relpath(Path(attack_dir).resolve(), Path(out_dir).resolve())
+    return write_sheets(images, out_dir, run_id, layout, model=info["model"],
+                        attack_dir=attack_dir_relative, keep_pairs=True, progress=progress,
                         title=f"{first.method} eps={first.eps:g}/255 on {first.model}: each clean image "
                               "beside its adversarial twin")

@@ -53,14 +53,14 @@ def test_default_iterations_follow_kurakin(eps, expected):
 def test_iterative_methods_take_every_iteration(tiny_cnn, method, iterations):
     calls = []
 
-    def counting(classifier, images, labels):
-        calls.append(images.shape)
+    def counting(classifier, images, labels, step):
+        calls.append(step)
         return cross_entropy_gradient(classifier, images, labels)
 
     attack = Attack(method, 8, iterations=iterations).with_gradient(counting, f"{method}+count")
     result = attack(tiny_cnn, random_images(3, 16), torch.arange(3), targets=torch.zeros(3, dtype=torch.long))
     expected = default_iterations(8) if iterations is None else iterations
-    assert len(calls) == expected == result.iterations
+    assert calls == list(range(expected)) and expected == result.iterations
     assert result.method == f"{method}+count"
 
 

@@ -144,3 +144,15 @@ def test_folder_input_reads_labels_and_rejects_bad_files(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no image files"):
         load_image_set(tmp_path / "empty", imagenet_labels())
+
+
+def test_16_bit_grey_images_keep_their_tones(tmp_path):
+    from PIL import Image
+
+    from physadv.images import read_rgb
+
+    ramp = np.linspace(0, 65535, 256, dtype=np.uint16).reshape(16, 16)
+    Image.fromarray(ramp).save(tmp_path / "ramp.png")
+    rgb = read_rgb(tmp_path / "ramp.png")
+    assert rgb.shape == (16, 16, 3)
+    assert np.abs(rgb[..., 0].astype(int) - (ramp >> 8)).max() == 0

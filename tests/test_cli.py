@@ -131,3 +131,37 @@ def test_eot_options_of_attack_and_experiment(tmp_path, digits_classifier):
     rows = json.loads((exp / "results.json").read_text())["rows"]
     assert {r["method"] for r in rows} == {"bim", "bim+eot"}
     assert all(0 <= r["adversariality"] <= 1 for r in rows)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["experiment", "--strengths", "blur=-1"], "must be ≥ 0"),
+    (["experiment", "--transforms", "noise", "--strengths", "noise=inf"], "finite"),
+    (["experiment", "--transforms", "jpeg", "--strengths", "jpeg=0"], "1..100"),
+])
+def test_bad_strengths_are_refused_before_any_work(args, message, capsys):
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", ["--limit", "--batch-size"])
+def test_counts_below_one_are_usage_errors(option, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["attack", "samples", option, "0", "--out", "x"])
+    assert exit_.value.code == 2 and "at least 1" in capsys.readouterr().err
+
+
+def test_resuming_an_attack_with_another_target_is_refused(tmp_path, digits_classifier, capsys):
+    out = tmp_path / "adv"
+    base = ["attack", "digits", "--model", "digits", "--method", "target", "--eps", "16", "--iterations", "2",
+            "--limit", "2", "--out", str(out)]
+    assert main(base + ["--target", "3"]) == 0
+    assert main(base + ["--target", "5"]) == 2
+    assert "other settings" in capsys.readouterr().err
+
+
+def test_experiment_refuses_a_folder_of_another_configuration(tmp_path, digits_classifier, capsys):
+    args = ["experiment", "--model", "digits", "--images", "digits", "--limit", "4", "--methods", "fgsm",
+            "--eps", "16", "--out", str(tmp_path)]
+    assert main(args + ["--transforms", "noise", "--strengths", "noise=5"]) == 0
+    assert main(args + ["--transforms", "blur", "--strengths", "blur=1"]) == 2
+    assert "another configuration" in capsys.readouterr().err

@@ -137,3 +137,25 @@ def test_attack_makes_its_folder_a_run_that_print_and_capture_extend(tmp_path, d
     rows = json.loads(capsys.readouterr().out)["rows"]
     assert {(r["method"], r["transform"], r["case"]) for r in rows} == {("bim", "photo", "average"),
                                                                          ("bim", "photo", "prefiltered")}
+
+
+def test_unlabelled_images_go_through_capture_into_the_store(tmp_path, digits_classifier, capsys):
+    """LL needs no labels; the photo rows then have no correctness, and nothing may crash on that."""
+    from physadv.datasets import load_image_set
+    from physadv.images import write_png
+
+    for number, image in enumerate(load_image_set("digits", digits_classifier.labels, limit=3)):
+        write_png(tmp_path / "in" / f"scan_{chr(97 + number)}.png", image.image)
+    adv, sheets, photos = tmp_path / "adv", tmp_path / "sheets", tmp_path / "photos"
+    assert main(["attack", str(tmp_path / "in"), "--model", "digits", "--method", "ll", "--eps", "32",
+                 "--out", str(adv)]) == 0
+    assert main(["print", str(adv), "--out", str(sheets)]) == 0
+    assert main(["photograph", str(sheets / "sheets.pdf"), "--out", str(photos), "--n", "1",
+                 "--resolution", "1080p"]) == 0
+    assert main(["capture", str(photos), "--manifest", str(sheets / "manifest.json"),
+                 "--out", str(tmp_path / "cap")]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(adv), "--json"]) == 0
+    evaluation = json.loads(capsys.readouterr().out)
+    assert evaluation["photo_clean"]["n"] == 0 and store_dump(adv)["predictions"]
+    assert main(["report", str(adv)]) == 0

@@ -171,6 +171,7 @@ def test_bad_input_raises_clear_errors(tmp_path, attack_dir):
         "choose a smaller --cell-mm": ([good], SheetLayout(cell_mm=400)),
         "unknown paper": ([good], SheetLayout(paper="a3")),
         "positive length": ([good], SheetLayout(margin_mm=-1)),
+        "one run's marker ids cover 250 pages": ([good] * 251, SheetLayout(columns=1, rows=1)),
     }
     for message, (images, layout) in cases.items():
         with pytest.raises(InputError, match=message):

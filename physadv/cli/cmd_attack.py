@@ -11,7 +11,12 @@ import torch
 from physadv.attacks import METHODS, Attack
 from physadv.attackset import RECORD_FILE, attack_to_folder, check_attack_inputs
 from physadv.classifiers import Classifier
-from physadv.cli.common import add_model_options, add_seed_option, classifier_from_args
+from physadv.cli.common import (
+    add_model_options,
+    add_seed_option,
+    classifier_from_args,
+    positive_int,
+)
 from physadv.datasets import load_image_set, prepare
 from physadv.eot import DISTRIBUTIONS, eot_gradient
 from physadv.errors import InputError
@@ -40,7 +45,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", choices=METHODS, default="bim",
                         help="fgsm, bim (basic iterative), ll (iterative least-likely class), target")
     parser.add_argument("--label", help="class of every image (name, WordNet id or index)")
-    parser.add_argument("--limit", type=int, default=None, help="attack only the first N images")
+    parser.add_argument("--limit", type=positive_int, default=None, help="attack only the first N images")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     add_seed_option(parser)
     parser.set_defaults(func=run)
@@ -52,7 +57,7 @@ def add_attack_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iterations", type=int, default=None,
                         help="iterations of the iterative methods (default ceil(min(eps + 4, 1.25 eps)))")
     parser.add_argument("--target", help="target class of --method target (name, WordNet id or index)")
-    parser.add_argument("--batch-size", type=int, default=16, help="images attacked at once")
+    parser.add_argument("--batch-size", type=positive_int, default=16, help="images attacked at once")
     parser.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA (ignored on CPU)")
     parser.add_argument("--eot", metavar="DISTRIBUTION", choices=sorted(DISTRIBUTIONS),
                         help="expectation over transformation: follow the mean gradient over transformations "
@@ -91,10 +96,10 @@ def run(args: argparse.Namespace) -> int:
         attack, eot = eot_variant(attack, args)
     # The output folder is a run of its own: its store records this attack, and `physadv print` and
     # `physadv capture` of it add their results, so `physadv status/report/evaluate OUT` work.
-    check_attack_inputs(attack, images, target)  # before the output folder exists
+    check_attack_inputs(attack, images, target, args.batch_size)  # before the output folder exists
     with RunLock(args.out, "attack"), RunStore(args.out) as store:
         record = attack_to_folder(classifier, attack, images, args.out, target=target, batch_size=args.batch_size,
-                                  seed=args.seed, eot=eot)
+                                  seed=args.seed, eot=eot, label=args.label)
         weights_sha256 = store.record_model(classifier.name, classifier.weights)
         store.record_attack(attack_name(attack.label, attack.eps), args.out, weights_sha256, eot)
     succeeded = sum(image.success for image in record.images)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from physadv.classifiers import MODELS, load_classifier
 from physadv.cli.common import (
@@ -11,6 +12,7 @@ from physadv.cli.common import (
     print_json,
     resolve_device,
 )
+from physadv.errors import InputError
 from physadv.lab.store import RunStore, record_in_run
 
 ORDER = 50
@@ -43,7 +45,10 @@ def run(args: argparse.Namespace) -> int:
 
     photo_files(Path(args.photos))
     manifest = read_manifest(args.manifest)
-    model = args.model or manifest.model or next((cell.model for _, cell in manifest.cells()), None)
+    run_model = manifest.model or next((cell.model for _, cell in manifest.cells() if cell.model), None)
+    model = args.model or run_model
+    if not model:
+        raise InputError(f"{args.manifest} names no model; pass --model NAME")
     classifier = load_classifier(model, weights=args.weights, device=resolve_device(args.device))
     result = capture_folder(args.photos, args.manifest, classifier, args.out)
 
@@ -51,7 +56,12 @@ def run(args: argparse.Namespace) -> int:
         store.record_capture(attack, Path(args.out))
         store.record_results(f"capture:{attack}", list(result.rows))
 
-    record_in_run(resolve_attack_dir(manifest, Path(args.manifest).parent), record)
+    # A run's store holds the results of its own classifier; another model's go to OUT only.
+    if classifier.name == run_model:
+        record_in_run(resolve_attack_dir(manifest, Path(args.manifest).parent), record)
+    else:
+        print(f"note: {classifier.name} is not the run's model ({run_model}): results are in {args.out} only, "
+              "not in the run's store", file=sys.stderr)
     if args.json:
         print_json({"rows": list(result.rows), "photo_clean": result.photo_clean})
         return 0

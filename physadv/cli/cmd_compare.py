@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from physadv.attacks import METHODS
-from physadv.cli.common import add_device_option, resolve_device
+from physadv.cli.common import add_device_option, positive_int, resolve_device
 from physadv.eot import DISTRIBUTIONS
 from physadv.lab.reporting import build_report, summary
 from physadv.lab.session import AttackPlan, Session, SessionConfig
@@ -26,7 +26,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "`physadv report OUT` and `physadv status OUT` work on it, and re-running resumes.")
     parser.add_argument("--model", default=SessionConfig.model, metavar="NAME", help="classifier")
     parser.add_argument("--images", nargs="+", default=["samples"], help="files, folders, samples or digits")
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    parser.add_argument("--limit", type=positive_int, default=None, help="use only the first N images")
     parser.add_argument("--method", choices=[m for m in METHODS if m != "target"], default="bim")
     parser.add_argument("--eps", type=float, default=16.0, help="ε of both attacks (0-255 units)")
     parser.add_argument("--eot", choices=sorted(DISTRIBUTIONS), default="photo", help="EOT distribution")

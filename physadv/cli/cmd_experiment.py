@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from physadv.attacks import METHODS, Attack
-from physadv.channel import TRANSFORMS, transform_kind
+from physadv.channel import TRANSFORMS, check_strength, transform_kind
 from physadv.classifiers import Classifier
 from physadv.cli.cmd_attack import add_attack_options, eot_variant, resolve_target
 from physadv.cli.common import (
@@ -21,6 +21,7 @@ from physadv.cli.common import (
     classifier_from_args,
     comma_floats,
     comma_list,
+    positive_int,
 )
 from physadv.datasets import load_image_set, prepare
 from physadv.eot import adversariality
@@ -56,7 +57,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", nargs="+", default=["samples"], metavar="IMAGES",
                         help="files, folders, or a built-in set: samples, digits")
     parser.add_argument("--label", help="class of every image (name, WordNet id or index)")
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    parser.add_argument("--limit", type=positive_int, default=None, help="use only the first N images")
     parser.add_argument("--methods", default="fgsm,bim,ll", help=f"comma-separated, from {','.join(METHODS)}")
     parser.add_argument("--eps", default="8,16", type=comma_floats, help="comma-separated ε values (0-255 units)")
     parser.add_argument("--transforms", default=",".join(TRANSFORMS), help="comma-separated transformations")
@@ -81,6 +82,9 @@ def parse_strengths(transforms: list[str], overrides: list[str]) -> dict[str, li
             chosen[name] = comma_floats(values)
         except argparse.ArgumentTypeError as error:
             raise InputError(f"--strengths {item!r}: {error}") from None
+    for name, strengths in chosen.items():
+        for strength in strengths:
+            check_strength(name, strength)
     return chosen
 
 
@@ -94,14 +98,17 @@ def write_results(out: Path, config_key: dict, rows: list[Row]) -> None:
 
 
 def _previous_rows(out: Path, config_key: dict) -> list[Row]:
+    """Rows an interrupted run of the same configuration saved; another configuration's are refused."""
     path = out / "results.json"
     if not path.is_file():
         return []
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return []
-    return data.get("rows", []) if data.get("config") == config_key else []
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: not a readable results file ({error}); choose another --out") from None
+    if data.get("config") != json.loads(json.dumps(config_key)):
+        raise InputError(f"{out} holds results of another configuration; choose another --out or delete that folder")
+    return data.get("rows", [])
 
 
 def format_table(rows: list[Row]) -> str:
@@ -145,7 +152,8 @@ def run(args: argparse.Namespace) -> int:
     config = ExperimentConfig(attacks=attacks, transforms=strengths, target=target, batch_size=args.batch_size,
                               seed=args.seed, attack_extras=extras)
     images = prepare(load_image_set(args.images, classifier.labels, args.label, args.limit), classifier.image_size)
-    config_key = {"model": classifier.name, "images": [i.source for i in images], "methods": methods,
+    config_key = {"model": classifier.name, "weights": classifier.weights, "label": args.label,
+                  "images": [i.source for i in images], "methods": methods,
                   "eot": [args.eot, args.eot_samples, args.adversariality_samples] if args.eot else None,
                   "eps": args.eps, "alpha": args.alpha, "iterations": args.iterations, "transforms": strengths,
                   "target": args.target, "seed": args.seed}

@@ -7,22 +7,26 @@ import sys
 from pathlib import Path
 
 from physadv.attackset import RECORD_FILE
+from physadv.errors import InputError
 from physadv.images import image_files
 from physadv.lab.store import record_in_run
+from printouts.sheets import (
+    SheetImage,
+    SheetLayout,
+    parse_grid,
+    print_attack_set,
+    write_sheets,
+)
 
 ORDER = 30
 HELP = "lay out clean/adversarial pairs on printable PDF sheets with ArUco markers, QR codes and a manifest"
 
 
 def grid(text: str) -> tuple[int, int]:
-    """``COLUMNSxROWS``, e.g. ``2x3``."""
     try:
-        columns, rows = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected COLUMNSxROWS such as 2x3, got {text!r}") from None
-    if columns < 1 or rows < 1:
-        raise argparse.ArgumentTypeError(f"the grid needs at least 1x1, got {text!r}")
-    return columns, rows
+        return parse_grid(text)
+    except InputError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -47,13 +51,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--marker-mm", type=float, default=20.0, help="side of the ArUco corner markers")
     parser.add_argument("--qr-mm", type=float, default=18.0, help="side of the QR codes")
     parser.add_argument("--run-id", default=None,
-                        help="run id in the markers and QR codes (default: the attack's, else random)")
+                        help="run id in the markers and QR codes (default: a new random one)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from printouts.sheets import SheetImage, SheetLayout, print_attack_set, write_sheets
-
     layout = SheetLayout(paper=args.paper, columns=args.grid[0], rows=args.grid[1], cell_mm=args.cell_mm,
                          dpi=args.dpi, margin_mm=args.margin_mm, marker_mm=args.marker_mm, qr_mm=args.qr_mm)
     source = Path(args.source)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from physadv.lab.session import headline, status_counts
-from physadv.lab.store import RunStore
+from physadv.lab.store import RunLock, RunStore
 from physadv.report import GalleryItem, ReportData, ReportFiles, write_report
 
 
@@ -20,7 +20,7 @@ def _top1(top5_json: str) -> str:
 
 def photo_clean_accuracy(store: RunStore) -> dict[str, float | int | None]:
     """Accuracy on photos of the clean images, every (photo, cell) one observation."""
-    n, top1, top5 = store.query("SELECT COUNT(*), SUM(correct_top1), SUM(correct_top5) FROM predictions "
+    n, top1, top5 = store.query("SELECT COUNT(correct_top1), SUM(correct_top1), SUM(correct_top5) FROM predictions "
                                 "WHERE kind = 'clean'")[0]
     return {"n": n, "top1": top1 / n if n else None, "top5": top5 / n if n else None}
 
@@ -39,14 +39,15 @@ def gallery(store: RunStore, run_dir: Path) -> list[GalleryItem]:
             eps=row["attack_eps"], clean_png=folder / "clean" / row["file"], adversarial_png=folder / "adv" / row["file"],
             crop_png=crop, clean_top1=_top1(row["clean_top5"]), adversarial_top1=_top1(row["adv_top5"]),
             photo_top1=_top1(photo[0]["top5"]) if photo else None,
-            fooled_in_photo=(not photo[0]["correct_top1"]) if photo else None))
+            fooled_in_photo=(not photo[0]["correct_top1"]) if photo and photo[0]["correct_top1"] is not None
+            else None))
     return items
 
 
 def build_report(run_dir: str | Path) -> ReportFiles:
     """Write ``RUN/report/report.html`` and ``report.pdf`` from the run's store."""
     run_dir = Path(run_dir)
-    with RunStore(run_dir, create=False) as store:
+    with RunStore(run_dir, create=False) as store, RunLock(run_dir, "report"):
         meta = store.meta()
         config = meta.get("config", {})
         counts = status_counts(store)

@@ -31,7 +31,7 @@ import torch
 from capture.pipeline import capture_folder, photo_files
 from physadv.attacks import Attack
 from physadv.attackset import attack_to_folder
-from physadv.channel import transform_kind
+from physadv.channel import check_strength
 from physadv.classifiers import DEFAULT_MODEL, Classifier, load_classifier
 from physadv.datasets import load_image_set, prepare
 from physadv.eot import adversariality, eot_gradient
@@ -43,7 +43,7 @@ from physadv.lab.store import RunLock, RunStore
 from physadv.metrics import Predictions
 from printouts.camera import RESOLUTIONS, photograph
 from printouts.manifest import read_manifest
-from printouts.sheets import SheetLayout, print_attack_set
+from printouts.sheets import PAPERS_MM, SheetLayout, parse_grid, print_attack_set
 
 CONFIG_FILE = "config.json"
 
@@ -105,8 +105,22 @@ class SessionConfig:
     resolution: str = "12mp"
 
     def __post_init__(self) -> None:
-        for name in self.transforms:
-            transform_kind(name)
+        for key, kind in (("seed", int), ("batch_size", int), ("eot_samples", int), ("adversariality_samples", int),
+                          ("photos_per_page", int), ("cell_mm", (int, float)), ("alpha", (int, float))):
+            value = getattr(self, key)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise InputError(f"{key} must be a {'whole ' if kind is int else ''}number, got {value!r}")
+        for key in ("batch_size", "eot_samples", "adversariality_samples"):
+            if getattr(self, key) < 1:
+                raise InputError(f"{key} must be ≥ 1, got {getattr(self, key)}")
+        if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
+            raise InputError(f"limit must be a whole number ≥ 1, got {self.limit!r}")
+        if self.paper not in PAPERS_MM:
+            raise InputError(f"paper must be one of {', '.join(PAPERS_MM)}, got {self.paper!r}")
+        self.layout()
+        for name, strengths in self.transforms.items():
+            for strength in strengths:
+                check_strength(name, strength)
         if self.resolution not in RESOLUTIONS:
             raise InputError(f"resolution must be one of {', '.join(RESOLUTIONS)}, got {self.resolution!r}")
         if self.photos_per_page < 0:
@@ -118,10 +132,7 @@ class SessionConfig:
             raise InputError(f"attacks repeat: {', '.join(names)}")
 
     def layout(self) -> SheetLayout:
-        try:
-            columns, rows = (int(n) for n in self.grid.lower().split("x"))
-        except ValueError:
-            raise InputError(f"grid must look like 2x3 (columns x rows), got {self.grid!r}") from None
+        columns, rows = parse_grid(self.grid)
         return SheetLayout(paper=self.paper, columns=columns, rows=rows, cell_mm=self.cell_mm)
 
     def to_json(self) -> dict[str, Any]:
@@ -206,7 +217,7 @@ class Session:
                                           name=f"{plan.method}+eot")
         target = classifier.labels.index(plan.target) if plan.target else None
         attack_set = attack_to_folder(classifier, attack, images, folder, target=target, batch_size=config.batch_size,
-                                      seed=config.seed, eot=eot, progress=self.progress)
+                                      seed=config.seed, eot=eot, label=config.label, progress=self.progress)
         store.record_attack(plan.name, folder, store.meta()["weights_sha256"], eot)
 
         clean = to_tensor([read_rgb(attack_set.clean_path(folder, i)) for i in attack_set.images])

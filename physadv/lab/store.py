@@ -53,7 +53,7 @@ CREATE TABLE IF NOT EXISTS photos (
     PRIMARY KEY (attack, photo, reason));
 CREATE TABLE IF NOT EXISTS predictions (
     attack TEXT NOT NULL, photo TEXT NOT NULL, page INTEGER NOT NULL, cell INTEGER NOT NULL, image_id TEXT NOT NULL,
-    kind TEXT NOT NULL, top5 TEXT NOT NULL, correct_top1 INTEGER NOT NULL, correct_top5 INTEGER NOT NULL,
+    kind TEXT NOT NULL, top5 TEXT NOT NULL, correct_top1 INTEGER, correct_top5 INTEGER,
     crop TEXT NOT NULL, PRIMARY KEY (attack, photo, page, cell));
 CREATE TABLE IF NOT EXISTS results (
     source TEXT NOT NULL, method TEXT NOT NULL, eps REAL NOT NULL, transform TEXT NOT NULL, strength TEXT NOT NULL,
@@ -190,11 +190,17 @@ class RunStore:
             predictions = list(csv.DictReader(stream))
         with open(capture_dir / "rejected.csv", newline="") as stream:
             rejected = list(csv.DictReader(stream))
+        def flag(text: str) -> int | None:  # empty when the cell's true class is unknown
+            return int(text) if text else None
+
         with self.transaction() as db:
+            # The capture outputs are the whole truth for this attack: rows of photos removed since go too.
+            db.execute("DELETE FROM predictions WHERE attack = ?", (attack,))
+            db.execute("DELETE FROM photos WHERE attack = ?", (attack,))
             db.executemany("INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
                 (attack, p["photo"], int(p["page"]), int(p["cell"]), p["image_id"], p["kind"],
                  json.dumps([[int(p[f"class{k}"]), p[f"name{k}"], float(p[f"prob{k}"])] for k in range(1, 6)]),
-                 int(p["correct_top1"]), int(p["correct_top5"]), self._path(capture_dir / p["crop"]))
+                 flag(p["correct_top1"]), flag(p["correct_top5"]), self._path(capture_dir / p["crop"]))
                 for p in predictions])
             db.executemany("INSERT OR REPLACE INTO photos VALUES (?, ?, 1, '')",
                            sorted({(attack, p["photo"]) for p in predictions}))
@@ -202,7 +208,9 @@ class RunStore:
                            [(attack, r["photo"], r["reason"]) for r in rejected])
 
     def record_results(self, source: str, rows: list[dict]) -> None:
+        """Replace the result rows of ``source`` by ``rows``."""
         with self.transaction() as db:
+            db.execute("DELETE FROM results WHERE source = ?", (source,))
             db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?)", [
                 (source, r["method"], r["eps"], r["transform"], "" if r["strength"] is None else repr(r["strength"]),
                  r["case"], json.dumps(r)) for r in rows])
@@ -237,7 +245,7 @@ def record_in_run(attack_dir: Path, record: Callable[[RunStore, str], None]) -> 
     run_dir = find_run(attack_dir)
     if run_dir is None:
         return
-    with RunStore(run_dir) as store:
+    with RunLock(run_dir, "record"), RunStore(run_dir) as store:
         attack = store.attack_at(attack_dir)
         if attack is not None:
             record(store, attack)
