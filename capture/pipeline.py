@@ -32,6 +32,7 @@ from capture.detect import PhotoDetection, Rejection, find_pages
 from physadv.attackset import read_attack_set
 from physadv.classifiers import Classifier
 from physadv.errors import InputError
+from physadv.experiment import Row
 from physadv.fileio import atomic_write_json, atomic_write_text
 from physadv.images import image_files, read_rgb, to_tensor, write_png
 from physadv.metrics import Predictions, accuracy, destruction_reports
@@ -40,7 +41,6 @@ from printouts.manifest import Cell, Manifest, read_manifest
 STATE_DIR, CROPS_DIR = ".state", "crops"
 STATE_VERSION = 1
 TOP_K = 5
-Row = dict[str, float | int | str | None]
 
 
 @dataclass(frozen=True)

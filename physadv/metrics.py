@@ -66,6 +66,12 @@ class Rate:
         return f"{self.value:.3f} ({self.numerator}/{self.n})" if self.n else "n/a (0/0)"
 
 
+def format_fraction(value: float | None, n: int | None = None) -> str:
+    """A result row's fraction for a table: ``0.40`` or ``n/a`` (undefined), with ``(n=…)`` when given."""
+    text = "n/a" if value is None or math.isnan(value) else f"{value:.2f}"
+    return text if n is None else f"{text} (n={n})"
+
+
 def accuracy(predictions: Predictions, labels: np.ndarray, k: int = 1) -> Rate:
     correct = predictions.correct(labels, k)
     return Rate(int(correct.sum()), int(correct.size))

@@ -7,6 +7,7 @@ trained on; it is the built-in image set ``digits``.
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from PIL import Image
 from torch import nn
 
 from physadv.classifiers.wrapper import Classifier, Normalise
+from physadv.fileio import atomic_write_bytes
 from physadv.labels import label_space
 
 DIGIT_SIZE = 64
@@ -126,8 +128,7 @@ def train_digits(path: Path | None = None, epochs: int = 30, seed: int = 0, prog
     net.eval()
     probabilities = classifier.probabilities(torch.from_numpy(test.images).permute(0, 3, 1, 2).float().div(255))
     accuracy = (probabilities.argmax(-1).numpy() == test.labels).mean().item()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    torch.save({"state_dict": net.state_dict(), "held_out_accuracy": accuracy, "seed": seed}, temporary)
-    os.replace(temporary, path)
+    buffer = io.BytesIO()
+    torch.save({"state_dict": net.state_dict(), "held_out_accuracy": accuracy, "seed": seed}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
     return path, accuracy

@@ -7,7 +7,6 @@ import sys
 
 from physadv.classifiers import MODELS, load_classifier
 from physadv.cli.common import (
-    HelpFormatter,
     add_device_option,
     print_json,
     resolve_device,
@@ -20,7 +19,6 @@ HELP = "find the printed sheets in photos, crop and re-classify every cell, meas
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = HelpFormatter
     parser.epilog = ("examples:\n"
                      "  physadv capture photos/ --manifest sheets/manifest.json --out captured/\n"
                      "  physadv capture photos/ --manifest sheets/manifest.json --model digits --out captured/\n"

@@ -28,6 +28,7 @@ from physadv.eot import adversariality
 from physadv.errors import InputError
 from physadv.experiment import ExperimentConfig, Row, run_experiment
 from physadv.fileio import atomic_write_json, atomic_write_text
+from physadv.metrics import format_fraction
 
 ORDER = 25
 HELP = "attack, transform (brightness, contrast, blur, noise, JPEG) and measure the destruction rate"
@@ -114,10 +115,6 @@ def _previous_rows(out: Path, config_key: dict) -> list[Row]:
 def format_table(rows: list[Row]) -> str:
     """One line per (method, ε, transformation, strength): accuracies of the average case and the
     top-1 destruction rate of both cases, each with its denominator."""
-    def rate(value: object, n: object) -> str:
-        text = "  n/a" if value is None else f"{value:5.2f}"
-        return f"{text} (n={n})"
-
     cases = {(r["method"], r["eps"], r["transform"], r["strength"], r["case"]): r for r in rows}
     lines = [f"{'method':<10}{'eps':>5}  {'transform':<11}{'strength':>8}  {'acc clean':>9}{'acc adv':>8}"
              f"{'acc T(adv)':>11}  {'destruction avg':>16}  {'destruction prefilt.':>20}"]
@@ -125,10 +122,10 @@ def format_table(rows: list[Row]) -> str:
         if case != "average":
             continue
         p = cases.get((method, eps, transform, strength, "prefiltered"), {})
-        lines.append(f"{method:<10}{eps:>5g}  {transform:<11}{strength:>8g}  {r['top1_clean']:>9.2f}"
-                     f"{r['top1_adv']:>8.2f}{r['top1_transformed']:>11.2f}  "
-                     f"{rate(r['destruction_top1'], r['destruction_top1_n']):>16}  "
-                     f"{rate(p.get('destruction_top1'), p.get('destruction_top1_n', 0)):>20}")
+        lines.append(f"{method:<10}{eps:>5g}  {transform:<11}{strength:>8g}  {format_fraction(r['top1_clean']):>9}"
+                     f"{format_fraction(r['top1_adv']):>8}{format_fraction(r['top1_transformed']):>11}  "
+                     f"{format_fraction(r['destruction_top1'], r['destruction_top1_n']):>16}  "
+                     f"{format_fraction(p.get('destruction_top1'), p.get('destruction_top1_n', 0)):>20}")
     return "\n".join(lines) + "\n(top-1; accuracies over all images; full table in results.csv)"
 
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from physadv.cli.common import HelpFormatter, add_model_options, classifier_from_args
+from physadv.cli.common import add_model_options, classifier_from_args
 
 ORDER = 60
 HELP = "live webcam view: top-5 of the frame and, for a printed sheet in view, every cell's prediction"
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = HelpFormatter
     parser.epilog = ("examples:\n"
                      "  physadv live --camera 0 --manifest sheets/manifest.json --model digits\n"
                      "  physadv live --camera clip.mp4 --manifest sheets/manifest.json --headless --out live/\n"

@@ -10,7 +10,8 @@ from typing import Callable, Iterable, Sequence
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-Row = dict
+from physadv.experiment import Row
+
 DPI = 150
 PANEL = (2.6, 2.1)  # inches per small panel
 PANELS_PER_LINE = 3
