@@ -18,11 +18,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from capture.crops import cell_corners_mm, crop_cells
-from capture.detect import find_pages, project
+from physadv.capture.crops import cell_corners_mm, crop_cells
+from physadv.capture.detect import find_pages, project
 from physadv.images import read_rgb, write_png
-from printouts.camera import RESOLUTIONS, photograph, read_truth
-from printouts.sheets import SheetImage, SheetLayout, write_sheets
+from physadv.printouts.camera import RESOLUTIONS, photograph, read_truth
+from physadv.printouts.sheets import SheetImage, SheetLayout, write_sheets
 
 
 def make_sheets(work: Path) -> tuple[Path, object]:

@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from printouts_fixtures import SOURCES, make_attack_dir  # noqa: E402
 
-from printouts.camera import RESOLUTIONS, photograph  # noqa: E402
-from printouts.manifest import qr_payload  # noqa: E402
-from printouts.sheets import print_attack_set  # noqa: E402
+from physadv.printouts.camera import RESOLUTIONS, photograph  # noqa: E402
+from physadv.printouts.manifest import qr_payload  # noqa: E402
+from physadv.printouts.sheets import print_attack_set  # noqa: E402
 
 
 def marker_errors(photo: np.ndarray, homography: np.ndarray, page) -> dict[int, float]:

@@ -18,8 +18,8 @@ import math
 import cv2
 import numpy as np
 
-from capture.detect import PageDetection, project
-from printouts.manifest import Cell, Page
+from physadv.capture.detect import PageDetection, project
+from physadv.printouts.manifest import Cell, Page
 
 MAX_OVERSAMPLING = 8
 

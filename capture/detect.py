@@ -10,7 +10,7 @@ A page is only accepted when its geometry can be trusted; otherwise it becomes a
 :class:`Rejection` with a fixed reason keyword (see :data:`REASONS`) — a wrong crop is worse than
 no crop, as Kurakin et al. discarded photos whose codes failed.
 
-Coordinates: page millimetres (origin top-left, y down, as in :mod:`printouts.manifest`); photo
+Coordinates: page millimetres (origin top-left, y down, as in :mod:`physadv.printouts.manifest`); photo
 pixels in OpenCV's convention (pixel centres at integer coordinates).
 """
 
@@ -23,7 +23,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from printouts.manifest import Manifest, Page, page_of_marker, parse_qr_payload
+from physadv.printouts.manifest import Manifest, Page, page_of_marker, parse_qr_payload
 
 DETECT_MAX_SIDE = 1600
 MIN_MARKERS = 3
@@ -265,7 +265,7 @@ def find_pages(image: np.ndarray, manifest: Manifest, *, max_side: int = DETECT_
                check_qr: bool = True) -> PhotoDetection:
     """Find every sheet of ``manifest``'s run in a photo.
 
-    Markers are grouped by the page their id belongs to (:func:`printouts.manifest.page_of_marker`);
+    Markers are grouped by the page their id belongs to (:func:`physadv.printouts.manifest.page_of_marker`);
     ids that map to no page of the manifest come from another run. Each page needs at least
     :data:`MIN_MARKERS` of its four corner markers, a consistent fit, sharp enough edges and a
     readable size; when its QR code is readable it must name this run (marker ids of two runs can

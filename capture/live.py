@@ -19,14 +19,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from capture.crops import cell_corners_mm, crop_cells
-from capture.detect import find_pages
-from capture.pipeline import classify_crops
+from physadv.capture.crops import cell_corners_mm, crop_cells
+from physadv.capture.detect import find_pages
+from physadv.capture.pipeline import classify_crops
 from physadv.classifiers import Classifier
 from physadv.errors import InputError
 from physadv.fileio import atomic_write_json
 from physadv.images import square_resize
-from printouts.manifest import Manifest
+from physadv.printouts.manifest import Manifest
 
 GREEN, RED, WHITE, BLACK = (0, 200, 0), (0, 0, 230), (255, 255, 255), (0, 0, 0)
 

@@ -4,7 +4,7 @@ Output folder (``physadv capture``)::
 
     OUT/crops/<photo>/p<page>_c<cell>_<kind>.png   every accepted cell, at its source size
     OUT/predictions.csv                           one row per cell per photo
-    OUT/rejected.csv                              photo, reason (a key of capture.detect.REASONS), detail
+    OUT/rejected.csv                              photo, reason (a key of physadv.capture.detect.REASONS), detail
     OUT/results.json                              rows with the keys of ``physadv experiment``
     OUT/.state/<photo key>.json                   what was done per photo (re-runs resume from these)
 
@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from capture.crops import crop_cells
-from capture.detect import PhotoDetection, Rejection, find_pages
+from physadv.capture.crops import crop_cells
+from physadv.capture.detect import PhotoDetection, Rejection, find_pages
 from physadv.attackset import read_attack_set
 from physadv.classifiers import Classifier
 from physadv.errors import InputError
@@ -36,7 +36,7 @@ from physadv.experiment import Row
 from physadv.fileio import atomic_write_json, atomic_write_text
 from physadv.images import image_files, read_rgb, to_tensor, write_png
 from physadv.metrics import Predictions, accuracy, destruction_reports
-from printouts.manifest import Cell, Manifest, read_manifest
+from physadv.printouts.manifest import Cell, Manifest, read_manifest
 
 STATE_DIR, CROPS_DIR = ".state", "crops"
 STATE_VERSION = 1

@@ -33,8 +33,8 @@ from tqdm.auto import tqdm
 
 from physadv.errors import InputError
 from physadv.fileio import atomic_write_bytes, atomic_write_json
-from printouts.manifest import Manifest
-from printouts.pdf import open_pdf, page_size_mm, render_page
+from physadv.printouts.manifest import Manifest
+from physadv.printouts.pdf import open_pdf, page_size_mm, render_page
 
 SCHEMA = "physadv.photos/1"
 TRUTH_FILE = "truth.json"
@@ -335,7 +335,7 @@ def photograph(pdf: str | Path, manifest: Manifest | None, out_dir: str | Path, 
     interrupted run resumes.
 
     Args:
-        pdf: sheets written by :func:`printouts.sheets.write_sheets`.
+        pdf: sheets written by :func:`physadv.printouts.sheets.write_sheets`.
         manifest: its manifest (only the run id is recorded); ``None`` photographs any PDF.
         out_dir: the photo folder.
         n: number of photos.

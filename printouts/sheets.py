@@ -1,6 +1,6 @@
 """Printable sheets: images on a pixel-exact grid, ArUco corner markers, QR codes and a manifest.
 
-Page layout (millimetres, origin top-left, y down; see :mod:`printouts.manifest`)::
+Page layout (millimetres, origin top-left, y down; see :mod:`physadv.printouts.manifest`)::
 
     +-------------------------------------------------------+
     | [ArUco TL] [QR] title: run, page         [ArUco TR]  |  top band, marker_mm tall
@@ -22,8 +22,8 @@ size rounded to the nearest one (A4 at 96 dpi is 210.08 × 297.13 mm, inside pap
 So a renderer working at the layout dpi puts each image pixel on exactly one device pixel.
 
 Markers: one ArUco ``DICT_4X4_1000`` marker per page corner, inside the margin, with ids from
-:func:`printouts.manifest.marker_ids` (page identity at webcam resolution); one QR code beside the
-top-left and one beside the bottom-right marker with :func:`printouts.manifest.qr_payload`
+:func:`physadv.printouts.manifest.marker_ids` (page identity at webcam resolution); one QR code beside the
+top-left and one beside the bottom-right marker with :func:`physadv.printouts.manifest.qr_payload`
 (for phones and people). Both are vector squares, crisp at any printer resolution.
 """
 
@@ -47,7 +47,7 @@ from physadv.attackset import ADV_DIR, CLEAN_DIR, read_attack_set
 from physadv.errors import InputError
 from physadv.fileio import atomic_write_bytes
 from physadv.images import read_rgb
-from printouts.manifest import (
+from physadv.printouts.manifest import (
     ARUCO_DICTIONARY,
     ARUCO_DICTIONARY_SIZE,
     CORNERS,
@@ -61,7 +61,7 @@ from printouts.manifest import (
     qr_payload,
     write_manifest,
 )
-from printouts.pdf import MM_PER_PT
+from physadv.printouts.pdf import MM_PER_PT
 
 # Each page takes 4 of the dictionary's 1000 marker ids (printouts.manifest.marker_ids).
 MAX_PAGES = ARUCO_DICTIONARY_SIZE // 4

@@ -6,7 +6,7 @@ from torch import nn
 
 from physadv.classifiers import Classifier, load_classifier
 from physadv.labels import label_space
-from printouts.sheets import SheetLayout, print_attack_set
+from physadv.printouts.sheets import SheetLayout, print_attack_set
 from printouts_fixtures import SOURCES, make_attack_dir
 
 

@@ -22,15 +22,15 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from capture.crops import cell_corners_mm, crop_cells
-from capture.detect import find_pages, project
-from capture.pipeline import capture_folder
+from physadv.capture.crops import cell_corners_mm, crop_cells
+from physadv.capture.detect import find_pages, project
+from physadv.capture.pipeline import capture_folder
 from physadv.attackset import AttackedImage, AttackSet, AttackSettings, Guess, write_attack_set
 from physadv.classifiers import Classifier
 from physadv.cli.main import main
 from physadv.images import write_png
 from physadv.labels import label_space
-from printouts.manifest import (CORNERS, Cell, Manifest, Marker, Page, QRCode, marker_ids, qr_payload,
+from physadv.printouts.manifest import (CORNERS, Cell, Manifest, Marker, Page, QRCode, marker_ids, qr_payload,
                                 write_manifest)
 
 PAGE_MM = (210.0, 297.0)
@@ -192,7 +192,7 @@ def test_one_marker_covered_rotations_and_two_sheets(run):
 
 def offset_neighbour(run_id: str) -> str:
     """A run id whose page 0 has the marker ids of ``run_id``'s page 1: only the QR code tells them apart."""
-    from printouts.manifest import marker_ids as ids
+    from physadv.printouts.manifest import marker_ids as ids
     return next(f"other-{k}" for k in range(100000) if ids(f"other-{k}", 0) == ids(run_id, 1))
 
 
@@ -294,7 +294,7 @@ def test_capture_folder_contract_metrics_and_resume(tmp_path, monkeypatch):
     assert results["photo_clean"] == {"n": 18, "top1": 1.0, "top5": 1.0}
     assert len(result.observations) == 36
 
-    import capture.pipeline as pipeline
+    import physadv.capture.pipeline as pipeline
     original, processed = pipeline.process_photo, []
     monkeypatch.setattr(pipeline, "process_photo", lambda *args: processed.append(args[3]) or original(*args))
     shutil.copy(photos / "sheet1.jpg", photos / "again.jpg")
@@ -312,8 +312,8 @@ def test_cli_user_mistakes_exit_2(tmp_path, capsys):
 
 @pytest.mark.parametrize("resolution,limit", [("12mp", 1.0), ("720p", 2.0)])
 def test_round_trip_on_the_virtual_camera(tmp_path, resolution, limit):
-    from printouts.camera import photograph as camera_photograph
-    from printouts.sheets import SheetImage, SheetLayout, write_sheets
+    from physadv.printouts.camera import photograph as camera_photograph
+    from physadv.printouts.sheets import SheetImage, SheetLayout, write_sheets
     from physadv.images import read_rgb
 
     images = cell_images(6, seed=7)

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from physadv.cli.main import main
-from printouts.manifest import write_manifest
+from physadv.printouts.manifest import write_manifest
 from test_capture import cell_images, make_manifest, page_homography, photograph, render_page
 
 

@@ -16,9 +16,9 @@ from PIL import Image
 from physadv.cli.main import main
 from physadv.errors import InputError
 from physadv.images import read_rgb, square_resize, write_png
-from printouts.manifest import marker_ids, qr_payload, read_manifest
-from printouts.pdf import MM_PER_PT, open_pdf, render_page
-from printouts.sheets import (PAPERS_MM, SheetImage, SheetLayout, layout_sheets, pixel_sha256, print_attack_set,
+from physadv.printouts.manifest import marker_ids, qr_payload, read_manifest
+from physadv.printouts.pdf import MM_PER_PT, open_pdf, render_page
+from physadv.printouts.sheets import (PAPERS_MM, SheetImage, SheetLayout, layout_sheets, pixel_sha256, print_attack_set,
                               write_sheets)
 
 from printouts_fixtures import SOURCES, make_attack_dir

@@ -11,9 +11,9 @@ import pytest
 
 from physadv.cli.main import main
 from physadv.errors import InputError
-from printouts.camera import (FILL_RANGE, MAX_TILT_DEG, RESOLUTIONS, TRUTH_FILE, page_homography, photograph,
+from physadv.printouts.camera import (FILL_RANGE, MAX_TILT_DEG, RESOLUTIONS, TRUTH_FILE, page_homography, photograph,
                               read_truth, sample_shot)
-from printouts.pdf import open_pdf, render_page
+from physadv.printouts.pdf import open_pdf, render_page
 
 
 DETECTOR = cv2.aruco.ArucoDetector(cv2.aruco.getPredefinedDictionary(cv2.aruco.DICT_4X4_1000))

@@ -38,8 +38,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from capture.pipeline import capture_folder, photo_files, resolve_attack_dir
-    from printouts.manifest import read_manifest
+    from physadv.capture.pipeline import capture_folder, photo_files, resolve_attack_dir
+    from physadv.printouts.manifest import read_manifest
 
     photo_files(Path(args.photos))
     manifest = read_manifest(args.manifest)

@@ -27,8 +27,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from capture.live import run_live
-    from printouts.manifest import read_manifest
+    from physadv.capture.live import run_live
+    from physadv.printouts.manifest import read_manifest
 
     manifest = read_manifest(args.manifest) if args.manifest else None
     reports = run_live(args.camera, classifier_from_args(args), manifest, headless=args.headless, out=args.out,

@@ -13,7 +13,7 @@ HELP = "simulate photographing printed sheets: tilted, lit, noisy JPEGs plus the
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    from printouts.camera import RESOLUTIONS
+    from physadv.printouts.camera import RESOLUTIONS
 
     parser.epilog = (
         "examples:\n"
@@ -34,8 +34,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from printouts.camera import TRUTH_FILE, photograph
-    from printouts.manifest import read_manifest
+    from physadv.printouts.camera import TRUTH_FILE, photograph
+    from physadv.printouts.manifest import read_manifest
 
     manifest_path = args.manifest or args.pdf.parent / "manifest.json"
     manifest = read_manifest(manifest_path) if args.manifest or manifest_path.is_file() else None

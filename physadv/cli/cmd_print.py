@@ -10,7 +10,7 @@ from physadv.attackset import RECORD_FILE
 from physadv.errors import InputError
 from physadv.images import image_files
 from physadv.lab.store import record_in_run
-from printouts.sheets import (
+from physadv.printouts.sheets import (
     SheetImage,
     SheetLayout,
     parse_grid,

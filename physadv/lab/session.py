@@ -28,7 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from capture.pipeline import capture_folder, photo_files
+from physadv.capture.pipeline import capture_folder, photo_files
 from physadv.attacks import Attack
 from physadv.attackset import attack_to_folder
 from physadv.channel import check_strength
@@ -41,9 +41,9 @@ from physadv.fileio import atomic_write_json
 from physadv.images import read_rgb, to_tensor
 from physadv.lab.store import RunLock, RunStore
 from physadv.metrics import Predictions, format_fraction
-from printouts.camera import RESOLUTIONS, photograph
-from printouts.manifest import read_manifest
-from printouts.sheets import PAPERS_MM, SheetLayout, parse_grid, print_attack_set
+from physadv.printouts.camera import RESOLUTIONS, photograph
+from physadv.printouts.manifest import read_manifest
+from physadv.printouts.sheets import PAPERS_MM, SheetLayout, parse_grid, print_attack_set
 
 CONFIG_FILE = "config.json"
 

@@ -26,8 +26,8 @@ from physadv.attackset import read_attack_set
 from physadv.classifiers.zoo import file_sha256
 from physadv.errors import InputError, PhysadvError
 from physadv.images import read_rgb
-from printouts.manifest import Manifest
-from printouts.sheets import pixel_sha256
+from physadv.printouts.manifest import Manifest
+from physadv.printouts.sheets import pixel_sha256
 
 STORE_FILE, LOCK_FILE = "physadv.sqlite", ".lock"
 SCHEMA_VERSION = 1
