@@ -86,7 +86,7 @@ def main() -> None:
         bim = Attack("bim", eps=args.eps, alpha=1, iterations=args.iterations)
 
         def physadv_run(chunk_size: int = chunk) -> None:
-            bim.with_gradient(eot_gradient(transforms, args.samples, chunk_size), "bim+eot")(classifier, images, labels)
+            bim.with_gradient(eot_gradient(transforms, args.samples, chunk_size), eot="custom")(classifier, images, labels)
 
         reference = torchattacks.EOTPGD(Resampled(classifier, transforms), eps=args.eps / 255, alpha=1 / 255,
                                         steps=args.iterations, eot_iter=args.samples, random_start=False)

@@ -17,6 +17,7 @@ gradient over sampled transformations, everything else here stays the same.
 
 from __future__ import annotations
 
+import enum
 import math
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
@@ -31,6 +32,41 @@ from physadv.images import check_images, quantise
 
 Method = Literal["fgsm", "bim", "ll", "target"]
 METHODS: tuple[Method, ...] = ("fgsm", "bim", "ll", "target")
+
+
+def attack_label(method: str, eot: str | None) -> str:
+    """The name outputs record for an attack: its method, with ``+eot`` for an EOT variant."""
+    return f"{method}+eot" if eot else method
+
+
+class Goal(enum.Enum):
+    """What success means for an attack, and so what it needs (as foolbox's criteria are types).
+
+    - ``UNTARGETED``: leave the true class (fgsm, bim); needs the true labels.
+    - ``LEAST_LIKELY``: reach the clean image's least-likely class (ll); needs nothing.
+    - ``TARGET``: reach a given class (target); needs a target class.
+    """
+
+    UNTARGETED = "untargeted"
+    LEAST_LIKELY = "least-likely"
+    TARGET = "target"
+
+    @property
+    def needs_labels(self) -> bool:
+        return self is Goal.UNTARGETED
+
+    @property
+    def needs_target(self) -> bool:
+        return self is Goal.TARGET
+
+    @property
+    def targeted(self) -> bool:
+        """Success is ``argmax = goal`` (rather than ``argmax ≠ goal``)."""
+        return self is not Goal.UNTARGETED
+
+
+METHOD_GOALS: dict[Method, Goal] = {"fgsm": Goal.UNTARGETED, "bim": Goal.UNTARGETED, "ll": Goal.LEAST_LIKELY,
+                                    "target": Goal.TARGET}
 
 GradientFn = Callable[[Classifier, torch.Tensor, torch.Tensor, int], torch.Tensor]
 """``(classifier, images (B, 3, H, W) in [0, 1], labels (B,), step) → ∇ of the per-image loss, (B, 3, H, W)``.
@@ -94,7 +130,8 @@ class Attack:
         amp: on CUDA, run forward and backward under bfloat16 autocast (faster; gradients' signs
             rarely change). Ignored on CPU.
         gradient: the gradient to follow; :func:`cross_entropy_gradient` for the plain attacks.
-        name: method name recorded in outputs (the EOT variants say e.g. ``"bim+eot"``).
+        eot: the name of the EOT distribution ``gradient`` averages over (:mod:`physadv.eot`), or
+            ``None`` for a plain attack. It is recorded in outputs, and :attr:`label` says e.g. ``bim+eot``.
 
     Example:
         >>> result = Attack("bim", eps=16)(classifier, images, labels)
@@ -108,7 +145,7 @@ class Attack:
     iterations: int | None = None
     amp: bool = False
     gradient: GradientFn = cross_entropy_gradient
-    name: str | None = None
+    eot: str | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -132,11 +169,17 @@ class Attack:
         return float(self.eps) if self.method == "fgsm" else float(self.alpha)
 
     @property
-    def label(self) -> str:
-        return self.name or self.method
+    def goal(self) -> Goal:
+        return METHOD_GOALS[self.method]
 
-    def with_gradient(self, gradient: GradientFn, name: str) -> "Attack":
-        return replace(self, gradient=gradient, name=name)
+    @property
+    def label(self) -> str:
+        """The name outputs record: the method, with ``+eot`` for an EOT attack."""
+        return attack_label(self.method, self.eot)
+
+    def with_gradient(self, gradient: GradientFn, eot: str | None = None) -> "Attack":
+        """This attack following ``gradient``; ``eot`` names its transformation distribution, if any."""
+        return replace(self, gradient=gradient, eot=eot)
 
     def __call__(self, classifier: Classifier, images: torch.Tensor, labels: torch.Tensor | None = None,
                  targets: torch.Tensor | None = None) -> AttackResult:
@@ -155,25 +198,25 @@ class Attack:
         classifier.eval()
         batch = images.shape[0]
         clean = quantise(images.to(classifier.device, torch.float32))
-        if self.method in ("fgsm", "bim"):
+        if self.goal is Goal.UNTARGETED:
             if labels is None:
                 raise InputError(f"{self.method} needs the true labels of the images")
-            goal, targeted = classifier.check_labels(labels, batch), False
-        elif self.method == "ll":
+            goal = classifier.check_labels(labels, batch)
+        elif self.goal is Goal.LEAST_LIKELY:
             with torch.no_grad(), self._autocast(clean):
-                goal, targeted = classifier(clean).argmin(dim=-1), True
+                goal = classifier(clean).argmin(dim=-1)
         else:
             if targets is None:
                 raise InputError("the targeted attack needs target classes (--target CLASS)")
-            goal, targeted = classifier.check_labels(targets, batch), True
+            goal = classifier.check_labels(targets, batch)
         # Iterate in 0–255 units, where integer ε and α keep every iterate exactly on 8-bit levels.
         clean_levels = clean.mul(255).round_()
-        levels = self._iterate(classifier, clean_levels, goal, descend=targeted)
+        levels = self._iterate(classifier, clean_levels, goal, descend=self.goal.targeted)
         # Round towards the clean image: stays on 8-bit levels and inside the ε-ball for any ε.
         adversarial = (clean_levels + torch.trunc(levels - clean_levels)) / 255
         unquantised = levels / 255
         return AttackResult(clean=clean, adversarial=adversarial, unquantised=unquantised, goal=goal,
-                            targeted=targeted, method=self.label, eps=float(self.eps), alpha=self.step_size,
+                            targeted=self.goal.targeted, method=self.label, eps=float(self.eps), alpha=self.step_size,
                             iterations=self.steps)
 
     def _autocast(self, images: torch.Tensor):

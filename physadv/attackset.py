@@ -143,13 +143,13 @@ def check_attack_inputs(attack: Attack, images: Sequence[LabelledImage], target:
         raise InputError("no images to attack")
     if batch_size < 1:
         raise InputError(f"batch size must be ≥ 1, got {batch_size}")
-    if attack.method in ("fgsm", "bim"):
+    if attack.goal.needs_labels:
         unlabelled = [i.id for i in images if i.label is None]
         if unlabelled:
             raise InputError(f"{attack.method} needs the true class of every image; no label for "
                              f"{', '.join(unlabelled[:5])}{' …' if len(unlabelled) > 5 else ''} "
                              "(name the class in the file/folder name or pass --label)")
-    if attack.method == "target" and target is None:
+    if attack.goal.needs_target and target is None:
         raise InputError("the targeted method needs a target class (--target CLASS)")
 
 

@@ -9,7 +9,7 @@ gradient at the image itself,
 and plugs into :class:`physadv.attacks.Attack` as its gradient, so ε, α, iterations, the four
 methods and the 8-bit output stay those of the core attacks::
 
-    attack = Attack("bim", eps=16).with_gradient(eot_gradient("photo", samples=16), name="bim+eot")
+    attack = Attack("bim", eps=16).with_gradient(eot_gradient("photo", samples=16), eot="photo")
 
 A :class:`TransformDistribution` is a pipeline of ``kornia.augmentation`` modules, differentiable
 w.r.t. the input. Its parameters are sampled on the CPU from a seed (kornia's own RNG state is left
@@ -345,7 +345,7 @@ class EOTGradient:
 def eot_gradient(distribution: DistributionSpec, samples: int, chunk_size: int | None = None,
                  seed: int = 0) -> EOTGradient:
     """The EOT gradient to plug into an attack:
-    ``Attack("bim", eps=16).with_gradient(eot_gradient("photo", 16), name="bim+eot")``.
+    ``Attack("bim", eps=16).with_gradient(eot_gradient("photo", 16), eot="photo")``.
 
     Args:
         distribution: a name of :data:`DISTRIBUTIONS`, a :class:`TransformDistribution`, or kornia modules.

@@ -7,7 +7,11 @@ gives one row for the average case and one for the prefiltered case.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -19,10 +23,17 @@ from physadv.channel import ChannelTransform, transform_kind
 from physadv.classifiers import Classifier
 from physadv.datasets import LabelledImage
 from physadv.errors import InputError
+from physadv.fileio import atomic_write_json, atomic_write_text
 from physadv.images import to_tensor
 from physadv.metrics import PREFILTER_CONFIDENCE, Predictions, destruction_reports
 
 Row = dict[str, float | int | str | None]
+
+RESULTS_JSON, RESULTS_CSV = "results.json", "results.csv"
+RESULT_COLUMNS = ["method", "eot", "eps", "iterations", "transform", "strength", "case", "n_images", "top1_clean", "top1_adv",
+           "top1_transformed", "top5_clean", "top5_adv", "top5_transformed", "destruction_top1",
+           "destruction_top5", "destruction_top1_n", "destruction_top5_n", "quantisation_undid"]
+"""The leading columns of ``results.csv``; extra keys (e.g. ``adversariality``) follow, sorted."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +62,7 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         for name in self.transforms:
             transform_kind(name)
-        if any(a.method == "target" for a in self.attacks) and self.target is None:
+        if any(a.goal.needs_target for a in self.attacks) and self.target is None:
             raise InputError("the targeted method needs a target class (--target CLASS)")
         if not any(self.transforms.values()):
             raise InputError("no transformations given (e.g. --transforms brightness,jpeg)")
@@ -146,10 +157,59 @@ def run_experiment(classifier: Classifier, images: Sequence[LabelledImage], conf
             extras = config.attack_extras(attack, classifier, adversarial, goals) if config.attack_extras else {}
             attack_rows = transformation_rows(
                 classifier, clean_predictions, adversarial, labels_np, config.transforms,
-                {"method": attack.label, "eps": float(attack.eps), "iterations": attack.steps},
+                {"method": attack.label, "eot": attack.eot or "", "eps": float(attack.eps), "iterations": attack.steps},
                 {"quantisation_undid": undone, **extras}, batch_size=config.batch_size, seed=config.seed,
                 confidence=config.prefilter_confidence)
             rows += attack_rows
             if on_attack_done is not None:
                 on_attack_done(attack_rows)
+    return rows
+
+
+def write_results(out: Path, config_key: dict, rows: list[Row]) -> None:
+    """Write ``out/results.json`` (``config_key`` and the rows) and ``out/results.csv``, each atomically."""
+    atomic_write_json(out / RESULTS_JSON, {"config": config_key, "rows": rows})
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS + sorted({k for r in rows for k in r} - set(RESULT_COLUMNS)))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out / RESULTS_CSV, buffer.getvalue())
+
+
+def previous_rows(out: Path, config_key: dict) -> list[Row]:
+    """Rows an interrupted run of the same configuration saved; another configuration's are refused."""
+    path = out / RESULTS_JSON
+    if not path.is_file():
+        return []
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: not a readable results file ({error}); choose another --out") from None
+    rows = data.get("rows") if isinstance(data, dict) else None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and isinstance(r.get("method"), str)
+                                             and isinstance(r.get("eps"), (int, float)) for r in rows):
+        raise InputError(f"{path}: not a physadv results file (no list of rows with method and eps); "
+                         "choose another --out")
+    if data.get("config") != json.loads(json.dumps(config_key)):
+        raise InputError(f"{out} holds results of another configuration; choose another --out or delete that folder")
+    return rows
+
+
+def experiment_to_folder(classifier: Classifier, images: Sequence[LabelledImage], config: ExperimentConfig,
+                         out: str | Path, config_key: dict, progress: bool = True) -> list[Row]:
+    """Run the experiment, saving ``out/results.json`` and ``results.csv`` after every attack.
+
+    ``config_key`` (JSON-able) identifies the configuration: a re-run with the same key resumes an
+    interrupted run, skipping the attacks it finished; a folder holding another key is refused.
+    """
+    out = Path(out)
+    rows = previous_rows(out, config_key)
+    done = {(r["method"], float(r["eps"])) for r in rows}
+
+    def save(new_rows: list[Row]) -> None:
+        rows.extend(new_rows)
+        write_results(out, config_key, rows)
+
+    run_experiment(classifier, images, config, done=done, on_attack_done=save, progress=progress)
+    write_results(out, config_key, rows)
     return rows

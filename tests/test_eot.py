@@ -119,7 +119,7 @@ def test_identity_eot_equals_the_plain_attack_exactly(digits, method):
     classifier, images, labels = digits
     targets = (labels + 1) % classifier.num_classes
     plain = Attack(method, eps=8, iterations=3)
-    eot = plain.with_gradient(eot_gradient("identity", samples=4), name=f"{method}+eot")
+    eot = plain.with_gradient(eot_gradient("identity", samples=4), eot="identity")
     expected, got = plain(classifier, images, labels, targets), eot(classifier, images, labels, targets)
     assert torch.equal(got.adversarial, expected.adversarial) and torch.equal(got.goal, expected.goal)
     assert got.method == f"{method}+eot" and (got.eps, got.alpha, got.iterations) == (8.0, expected.alpha, expected.iterations)
@@ -148,10 +148,10 @@ def test_eot_attacks_are_reproducible_and_their_steps_replayable(digits):
     images, labels = images[:2], labels[:2]
     attack = Attack("bim", eps=8, iterations=2)
     gradients = [eot_gradient("athalye2018", samples=3, seed=seed) for seed in (0, 0, 1)]
-    results = [attack.with_gradient(g, "bim+eot")(classifier, images, labels).adversarial for g in gradients]
+    results = [attack.with_gradient(g, eot="photo")(classifier, images, labels).adversarial for g in gradients]
     assert torch.equal(results[0], results[1]) and not torch.equal(results[0], results[2])
     # The same gradient object attacks a second batch exactly as a fresh one would (resume, rebatching).
-    again = attack.with_gradient(gradients[0], "bim+eot")(classifier, images[1:], labels[1:]).adversarial
+    again = attack.with_gradient(gradients[0], eot="photo")(classifier, images[1:], labels[1:]).adversarial
     assert torch.equal(again, results[0][1:])
 
     step = eot_gradient("athalye2018", samples=3, seed=0)
@@ -183,7 +183,7 @@ def test_adversariality_under_identity_is_plain_success_and_held_out_set_is_fixe
 def test_eot_bim_is_more_adversarial_under_photo_than_plain_bim_at_equal_eps(digits):
     classifier, images, labels = digits
     plain = Attack("bim", eps=16, alpha=2, iterations=20)
-    eot = plain.with_gradient(eot_gradient("photo", samples=16), name="bim+eot")
+    eot = plain.with_gradient(eot_gradient("photo", samples=16), eot="photo")
     rates = {}
     for attack in (plain, eot):
         result = attack(classifier, images, labels)

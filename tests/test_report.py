@@ -58,12 +58,14 @@ def artificial_rows() -> list[dict]:
                     restored = step * 3 + (method == "fgsm")
                     rows.append(make_row(method, eps, transform, strength, "average", N, (18, 20), (18 - fooled, 19),
                                          (18 - fooled + restored, 20), ((restored, fooled), (1, 1)),
-                                         adversariality=adversariality * eps / 16, quantisation_undid=1))
+                                         adversariality=adversariality * eps / 16, quantisation_undid=1,
+                                         eot="photo" if method.endswith("+eot") else ""))
                     # ε = 8: nothing passes the prefilter, so every prefiltered rate is undefined.
                     n = 0 if eps == 8 else 5
                     rows.append(make_row(method, eps, transform, strength, "prefiltered", n, (n, n), (0, n),
                                          (min(restored, n), n), ((min(restored, n), n), (0, 0)),
-                                         adversariality=adversariality * eps / 16, quantisation_undid=1))
+                                         adversariality=adversariality * eps / 16, quantisation_undid=1,
+                                         eot="photo" if method.endswith("+eot") else ""))
     return rows
 
 

@@ -70,7 +70,7 @@ def add_attack_options(parser: argparse.ArgumentParser) -> None:
 def eot_variant(attack: Attack, args: argparse.Namespace) -> tuple[Attack, dict]:
     """``attack`` with the EOT gradient of ``--eot`` (named e.g. ``bim+eot``) and its record."""
     gradient = eot_gradient(args.eot, args.eot_samples, args.eot_chunk, args.seed)
-    return (attack.with_gradient(gradient, name=f"{attack.method}+eot"),
+    return (attack.with_gradient(gradient, eot=args.eot),
             {"distribution": args.eot, "samples": args.eot_samples})
 
 
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     classifier = classifier_from_args(args)
     attack = Attack(args.method, args.eps, args.alpha, args.iterations, amp=args.amp)
     target = resolve_target(classifier, args.target)
-    if args.method == "target" and target is None:
+    if attack.goal.needs_target and target is None:
         raise InputError("--method target needs --target CLASS")
     images = prepare(load_image_set(args.images, classifier.labels, args.label, args.limit), classifier.image_size)
     eot: dict = {}

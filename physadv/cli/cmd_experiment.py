@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import sys
 from pathlib import Path
@@ -26,17 +24,11 @@ from physadv.cli.common import (
 from physadv.datasets import load_image_set, prepare
 from physadv.eot import adversariality
 from physadv.errors import InputError
-from physadv.experiment import ExperimentConfig, Row, run_experiment
-from physadv.fileio import atomic_write_json, atomic_write_text
+from physadv.experiment import ExperimentConfig, Row, experiment_to_folder
 from physadv.metrics import format_fraction
 
 ORDER = 25
 HELP = "attack, transform (brightness, contrast, blur, noise, JPEG) and measure the destruction rate"
-
-COLUMNS = ["method", "eps", "iterations", "transform", "strength", "case", "n_images", "top1_clean", "top1_adv",
-           "top1_transformed", "top5_clean", "top5_adv", "top5_transformed", "destruction_top1",
-           "destruction_top5", "destruction_top1_n", "destruction_top5_n", "quantisation_undid"]
-
 
 def register(parser: argparse.ArgumentParser) -> None:
     defaults = "; ".join(f"{k}: {','.join(f'{s:g}' for s in v.default_strengths)} ({v.unit})"
@@ -89,29 +81,6 @@ def parse_strengths(transforms: list[str], overrides: list[str]) -> dict[str, li
     return chosen
 
 
-def write_results(out: Path, config_key: dict, rows: list[Row]) -> None:
-    atomic_write_json(out / "results.json", {"config": config_key, "rows": rows})
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS + sorted({k for r in rows for k in r} - set(COLUMNS)))
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(out / "results.csv", buffer.getvalue())
-
-
-def _previous_rows(out: Path, config_key: dict) -> list[Row]:
-    """Rows an interrupted run of the same configuration saved; another configuration's are refused."""
-    path = out / "results.json"
-    if not path.is_file():
-        return []
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: not a readable results file ({error}); choose another --out") from None
-    if data.get("config") != json.loads(json.dumps(config_key)):
-        raise InputError(f"{out} holds results of another configuration; choose another --out or delete that folder")
-    return data.get("rows", [])
-
-
 def format_table(rows: list[Row]) -> str:
     """One line per (method, ε, transformation, strength): accuracies of the average case and the
     top-1 destruction rate of both cases, each with its denominator."""
@@ -142,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         attacks += [eot_variant(attack, args)[0] for attack in attacks]
 
         def extras(attack: Attack, classifier: Classifier, adversarial: torch.Tensor, goals: torch.Tensor) -> dict:
-            value = adversariality(classifier, adversarial, goals, attack.method in ("ll", "target"), args.eot,
+            value = adversariality(classifier, adversarial, goals, attack.goal.targeted, args.eot,
                                    args.adversariality_samples, args.seed, args.eot_chunk)
             return {"adversariality": float(value.mean())}
     target = resolve_target(classifier, args.target)
@@ -154,15 +123,7 @@ def run(args: argparse.Namespace) -> int:
                   "eot": [args.eot, args.eot_samples, args.adversariality_samples] if args.eot else None,
                   "eps": args.eps, "alpha": args.alpha, "iterations": args.iterations, "transforms": strengths,
                   "target": args.target, "seed": args.seed}
-    rows = _previous_rows(args.out, config_key)
-    done = {(r["method"], float(r["eps"])) for r in rows}
-
-    def save(new_rows: list[Row]) -> None:
-        rows.extend(new_rows)
-        write_results(args.out, config_key, rows)
-
-    run_experiment(classifier, images, config, done=done, on_attack_done=save)
-    write_results(args.out, config_key, rows)
+    rows = experiment_to_folder(classifier, images, config, args.out, config_key)
     if args.json:
         json.dump(rows, sys.stdout, indent=1)
         print()

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from physadv.capture.pipeline import capture_folder, photo_files
-from physadv.attacks import Attack
+from physadv.attacks import Attack, attack_label
 from physadv.attackset import attack_to_folder
 from physadv.channel import check_strength
 from physadv.classifiers import DEFAULT_MODEL, Classifier, load_classifier
@@ -62,7 +62,7 @@ class AttackPlan:
 
     @property
     def name(self) -> str:
-        return attack_name(f"{self.method}{'+eot' if self.eot else ''}", self.eps)
+        return attack_name(attack_label(self.method, self.eot), self.eps)
 
 
 def attack_name(method_label: str, eps: float) -> str:
@@ -214,7 +214,7 @@ class Session:
         if plan.eot:
             eot = {"distribution": plan.eot, "samples": config.eot_samples}
             attack = attack.with_gradient(eot_gradient(plan.eot, config.eot_samples, config.eot_chunk, config.seed),
-                                          name=f"{plan.method}+eot")
+                                          eot=plan.eot)
         target = classifier.labels.index(plan.target) if plan.target else None
         attack_set = attack_to_folder(classifier, attack, images, folder, target=target, batch_size=config.batch_size,
                                       seed=config.seed, eot=eot, label=config.label, progress=self.progress)
@@ -223,13 +223,12 @@ class Session:
         clean = to_tensor([read_rgb(attack_set.clean_path(folder, i)) for i in attack_set.images])
         adversarial = to_tensor([read_rgb(attack_set.adversarial_path(folder, i)) for i in attack_set.images])
         goal = torch.tensor([i.target if i.target is not None else (i.label or 0) for i in attack_set.images])
-        targeted = attack_set.images[0].target is not None
         labels = np.array([i.label if i.label is not None else -1 for i in attack_set.images])
         key = f"adversariality:{plan.name}"
         if key not in store.meta():
             _say(f"  adversariality under '{config.adversariality_distribution}' "
                  f"({config.adversariality_samples} held-out transformations per image)")
-            value = adversariality(classifier, adversarial, goal, targeted, config.adversariality_distribution,
+            value = adversariality(classifier, adversarial, goal, attack.goal.targeted, config.adversariality_distribution,
                                    config.adversariality_samples, config.seed, config.eot_chunk)
             store.set_meta(**{key: float(value.mean())})
         extras = {"adversariality": store.meta()[key],
@@ -238,7 +237,8 @@ class Session:
             _say("  artificial transformations")
             clean_predictions = Predictions.from_probabilities(classifier.probabilities(clean, config.batch_size))
             rows = transformation_rows(classifier, clean_predictions, adversarial, labels, config.transforms,
-                                       {"method": attack.label, "eps": float(plan.eps), "iterations": attack.steps},
+                                       {"method": attack.label, "eot": attack.eot or "", "eps": float(plan.eps),
+                                        "iterations": attack.steps},
                                        extras, batch_size=config.batch_size, seed=config.seed)
             store.record_results(f"experiment:{plan.name}", rows)
 

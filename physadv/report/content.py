@@ -123,10 +123,6 @@ def rate_text(value: float | None, n: int | None) -> str:
     return f"{value:.2f} ({round(value * n)}/{n})"
 
 
-def is_eot(method: str) -> bool:
-    return "eot" in method.lower()
-
-
 def _number(value: float | None) -> str:
     return f"{value:g}" if _defined(value) else "—"
 
@@ -251,7 +247,8 @@ def _transform_sections(rows: list[dict]) -> tuple[Section, Section | None]:
 
 def _adversariality_section(rows: list[dict]) -> Section:
     title = "Adversariality: EOT against plain attacks"
-    png = plots.adversariality_vs_eps(rows, is_eot)
+    eot_methods = {r["method"] for r in rows if r.get("eot")}
+    png = plots.adversariality_vs_eps(rows, eot_methods)
     if png is None:
         return Section(title, (Text("No adversariality values: no EOT rows, and no plain rows evaluated "
                                     "under EOT.", missing=True),))
@@ -262,13 +259,13 @@ def _adversariality_section(rows: list[dict]) -> Section:
     table = Table(
         "Adversariality per attack",
         ("method", "ε", "kind", "images", "adversariality"),
-        tuple((method, f"{eps:g}", "EOT" if is_eot(method) else "plain", str(row.get("n_images")),
+        tuple((method, f"{eps:g}", "EOT" if method in eot_methods else "plain", str(row.get("n_images")),
                f"{row['adversariality']:.2f}")
               for (method, eps), row in attacks.items()), 3)
     notes: tuple[Block, ...] = ()
-    if not any(is_eot(m) for m, _ in attacks):
+    if not any(m in eot_methods for m, _ in attacks):
         notes = (Text("No EOT rows: only plain attacks have an adversariality.", missing=True),)
-    elif all(is_eot(m) for m, _ in attacks):
+    elif all(m in eot_methods for m, _ in attacks):
         notes = (Text("No plain rows evaluated under EOT: nothing to compare the EOT attacks with.",
                       missing=True),)
     return Section(title, (Plot(png, "Adversariality against ε; solid: EOT, dashed: plain."), explanation, table)

@@ -123,8 +123,8 @@ def accuracy_vs_eps(rows: list[Row]) -> bytes | None:
     return _png(figure)
 
 
-def adversariality_vs_eps(rows: list[Row], is_eot: Callable[[str], bool]) -> bytes | None:
-    """Adversariality against ε per method, EOT methods solid and plain ones dashed (average-case rows
+def adversariality_vs_eps(rows: list[Row], eot_methods: set[str]) -> bytes | None:
+    """Adversariality against ε per method, ``eot_methods`` solid and plain ones dashed (average-case rows
     with an ``adversariality``). ``None`` when no row has one."""
     rows = [r for r in rows if r["case"] == "average" and r.get("adversariality") is not None]
     if not rows:
@@ -136,7 +136,8 @@ def adversariality_vs_eps(rows: list[Row], is_eot: Callable[[str], bool]) -> byt
     for method, (xs, ys) in _series(list(per_attack.values()), lambda r: r["method"], "eps",
                                     "adversariality").items():
         axes.plot(xs, ys, color=colours[method], marker="o", markersize=3, linewidth=1.4,
-                  linestyle="-" if is_eot(method) else "--", label=f"{method} ({'EOT' if is_eot(method) else 'plain'})")
+                  linestyle="-" if method in eot_methods else "--",
+                  label=f"{method} ({'EOT' if method in eot_methods else 'plain'})")
     _style(axes, "ε (0–255 units)", "adversariality", "adversariality under held-out transformations")
     axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     return _png(figure)
