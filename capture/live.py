@@ -149,6 +149,8 @@ def run_live(source: str, classifier: Classifier, manifest: Manifest | None, *, 
             writer.release()
         if not headless:
             cv2.destroyAllWindows()
+    if not reports:
+        raise InputError(f"{source!r} gave no frame: it is not a camera, stream or video OpenCV can read")
     if headless:
         atomic_write_json(out_dir / "live.json", {
             "frames": len(reports), "source_fps": rate,

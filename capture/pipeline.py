@@ -28,7 +28,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from physadv.capture.crops import crop_cells
-from physadv.capture.detect import PhotoDetection, Rejection, find_pages
+from physadv.capture.detect import REASONS, PhotoDetection, Rejection, find_pages
 from physadv.attackset import read_attack_set
 from physadv.classifiers import Classifier
 from physadv.errors import InputError
@@ -36,7 +36,8 @@ from physadv.experiment import Row
 from physadv.fileio import atomic_write_json, atomic_write_text
 from physadv.images import image_files, read_rgb, to_tensor, write_png
 from physadv.metrics import Predictions, accuracy, destruction_reports
-from physadv.printouts.manifest import Cell, Manifest, read_manifest
+from physadv.printouts.manifest import MAX_CELLS_PER_PAGE, MAX_PAGES, Cell, Manifest, read_manifest
+from physadv.validation import MAX_CLASSES, Record
 
 STATE_DIR, CROPS_DIR = ".state", "crops"
 STATE_VERSION = 1
@@ -137,7 +138,7 @@ def process_photo(image: np.ndarray, manifest: Manifest, classifier: Classifier,
     observations = []
     for (cell, rms, page_index), crop, classes, probabilities in zip(cells, crops, predictions.classes,
                                                                      predictions.probabilities):
-        name = f"p{page_index}_c{cell.index:03d}_{cell.kind}.png"
+        name = _crop_name(page_index, cell)
         if crops_dir is not None:
             write_png(crops_dir / name, crop)
         observations.append(CellObservation(
@@ -169,6 +170,11 @@ def capture_folder(photos_dir: str | Path, manifest_path: str | Path, classifier
     photos_dir, out = Path(photos_dir), Path(out)
     photos = photo_files(photos_dir)
     manifest = read_manifest(manifest_path)
+    classes = len(classifier.labels.names)
+    foreign = sorted({cell.label for _, cell in manifest.cells() if cell.label is not None and cell.label >= classes})
+    if foreign:
+        raise InputError(f"{manifest_path}: label(s) {', '.join(map(str, foreign[:5]))} are not classes of "
+                         f"{classifier.name} ({classes} classes); capture with the model the sheets were made for")
     digital = digital_predictions(manifest, Path(manifest_path).parent, classifier)
     records = []
     for path in tqdm(photos, desc="photos", unit="photo", disable=not progress):
@@ -177,34 +183,65 @@ def capture_folder(photos_dir: str | Path, manifest_path: str | Path, classifier
         identity = {"version": STATE_VERSION, "photo": relative, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
                     "run_id": manifest.run_id, "model": classifier.name}
         state_path = out / STATE_DIR / f"{photo_key(relative)}.json"
-        record = _read_state(state_path)
-        if record is None or record["identity"] != identity:
+        record = _read_state(state_path, identity, manifest)
+        if record is None:
             record = {"identity": identity, **_capture_one(path, relative, manifest, classifier, out)}
-            atomic_write_json(state_path, record)
+            atomic_write_json(state_path, {"identity": identity,
+                                           "observations": [asdict(o) for o in record["observations"]],
+                                           "rejections": [asdict(r) for r in record["rejections"]]})
         records.append(record)
-    observations = tuple(CellObservation(**{**o, "classes": tuple(o["classes"]),
-                                            "probabilities": tuple(o["probabilities"])})
-                         for record in records for o in record["observations"])
-    rejections = tuple((record["identity"]["photo"], Rejection(**r)) for record in records for r in record["rejections"])
+    observations = tuple(o for record in records for o in record["observations"])
+    rejections = tuple((record["identity"]["photo"], r) for record in records for r in record["rejections"])
     rows, photo_clean = metric_rows(observations, digital)
     _write_outputs(out, observations, rejections, rows, photo_clean, manifest, classifier, len(photos))
     return CaptureResult(len(photos), observations, rejections, tuple(rows), photo_clean)
 
 
-def _read_state(path: Path) -> dict | None:
+def _read_state(path: Path, identity: dict, manifest: Manifest) -> dict | None:
+    """The record of a photo processed before with the same ``identity``; ``None`` when there is none, or
+    when it is stale or malformed (the photo is then processed again: a state file is never trusted)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or data.get("identity") != identity:
+            return None
+        record = Record(data, str(path))
+        cells = {(page.index, cell.index): cell for page, cell in manifest.cells()}
+        crops = f"{CROPS_DIR}/{photo_key(identity['photo'])}/"
+        return {"identity": identity,
+                "observations": [_observation(o, identity["photo"], cells, crops)
+                                 for o in record.records("observations", 0, len(cells) * 16)],
+                "rejections": [Rejection(r.choice("reason", tuple(REASONS)), r.text("detail"),
+                                         r.integer("page", 0, MAX_PAGES - 1, optional=True))
+                               for r in record.records("rejections", 0, 10_000)]}
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, InputError):
         return None
+
+
+def _observation(record: Record, photo: str, cells: dict[tuple[int, int], Cell], crops: str) -> CellObservation:
+    """A stored observation, which must name a cell of the manifest and a crop of this photo."""
+    page, index = record.integer("page", 0, MAX_PAGES - 1), record.integer("cell", 0, MAX_CELLS_PER_PAGE - 1)
+    cell = cells.get((page, index))
+    crop = record.text("crop", max_length=512)
+    if cell is None or record.data.get("photo") != photo or not (crop == "" or crop == crops + _crop_name(page, cell)):
+        raise record.fail(None, "does not match the manifest")
+    classes = record.integers("classes", TOP_K, 0, MAX_CLASSES - 1)
+    return CellObservation(photo=photo, page=page, cell=index, image_id=cell.image_id, kind=cell.kind,
+                           method=cell.method, eps=cell.eps, label=cell.label, classes=classes,
+                           probabilities=record.numbers("probabilities", len(classes), 0, 1), crop=crop,
+                           rms_px=record.number("rms_px", 0, 1e6))
+
+
+def _crop_name(page_index: int, cell: Cell) -> str:
+    return f"p{page_index}_c{cell.index:03d}_{cell.kind}.png"
 
 
 def _capture_one(path: Path, relative: str, manifest: Manifest, classifier: Classifier, out: Path) -> dict:
     try:
         image = read_rgb(path)
     except InputError as error:
-        return {"observations": [], "rejections": [asdict(Rejection("unreadable", str(error)))]}
+        return {"observations": [], "rejections": [Rejection("unreadable", str(error))]}
     detection, observations = process_photo(image, manifest, classifier, relative, out / CROPS_DIR / photo_key(relative))
-    return {"observations": [asdict(o) for o in observations], "rejections": [asdict(r) for r in detection.rejections]}
+    return {"observations": observations, "rejections": list(detection.rejections)}
 
 
 def metric_rows(observations: tuple[CellObservation, ...], digital: dict[str, tuple[Predictions, Predictions]]
@@ -260,7 +297,7 @@ def _write_outputs(out: Path, observations: tuple[CellObservation, ...], rejecti
         table.append({
             "photo": o.photo, "page": o.page, "cell": o.cell, "image_id": o.image_id, "kind": o.kind,
             "method": o.method, "eps": o.eps, "label": "" if not known else o.label,
-            "label_name": names[o.label] if known and o.label < len(names) else "",
+            "label_name": names[o.label] if known else "",
             **{f"class{k + 1}": c for k, c in enumerate(o.classes)},
             **{f"name{k + 1}": names[c] for k, c in enumerate(o.classes)},
             **{f"prob{k + 1}": p for k, p in enumerate(o.probabilities)},

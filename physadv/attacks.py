@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from physadv.classifiers import Classifier
 from physadv.errors import InputError
 from physadv.images import check_images, quantise
+from physadv.validation import check_integer, check_number
 
 Method = Literal["fgsm", "bim", "ll", "target"]
 METHODS: tuple[Method, ...] = ("fgsm", "bim", "ll", "target")
@@ -67,6 +68,10 @@ class Goal(enum.Enum):
 
 METHOD_GOALS: dict[Method, Goal] = {"fgsm": Goal.UNTARGETED, "bim": Goal.UNTARGETED, "ll": Goal.LEAST_LIKELY,
                                     "target": Goal.TARGET}
+
+MAX_ITERATIONS = 10_000
+"""Most iterations an attack may take: ε = 255 with α = 1 needs 319 (Kurakin's rule), so 10,000 leaves
+room for small α while refusing a count that would run for days (``--iterations 1e12``)."""
 
 GradientFn = Callable[[Classifier, torch.Tensor, torch.Tensor, int], torch.Tensor]
 """``(classifier, images (B, 3, H, W) in [0, 1], labels (B,), step) → ∇ of the per-image loss, (B, 3, H, W)``.
@@ -150,12 +155,11 @@ class Attack:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise InputError(f"unknown attack method {self.method!r}; choose one of {', '.join(METHODS)}")
-        if not (isinstance(self.eps, (int, float)) and math.isfinite(self.eps) and 0 <= self.eps <= 255):
-            raise InputError(f"eps must be a number in [0, 255] (0–255 pixel units), got {self.eps!r}")
-        if not (math.isfinite(self.alpha) and self.alpha > 0):
-            raise InputError(f"alpha must be a positive number of 0–255 pixel units, got {self.alpha!r}")
-        if self.iterations is not None and (int(self.iterations) != self.iterations or self.iterations < 0):
-            raise InputError(f"iterations must be a whole number ≥ 0, got {self.iterations!r}")
+        # -0.0 + 0.0 is 0.0 (check_number adds it): "--eps -0" is ε = 0, and prints so.
+        object.__setattr__(self, "eps", check_number(self.eps, 0, 255, lambda m: InputError(f"eps (0–255 pixel units): {m}")))
+        check_number(self.alpha, 1e-6, 255, lambda m: InputError(f"alpha (0–255 pixel units, positive): {m}"))
+        if self.iterations is not None:
+            check_integer(self.iterations, 0, MAX_ITERATIONS, lambda m: InputError(f"iterations: {m}"))
 
     @property
     def steps(self) -> int:

@@ -9,20 +9,21 @@ re-run with the same parameters only attacks the rest.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Sequence
 
 import torch
 from tqdm.auto import tqdm
 
-from physadv.attacks import Attack
+from physadv.attacks import MAX_ITERATIONS, METHODS, Attack
 from physadv.classifiers import Classifier
 from physadv.datasets import LabelledImage
 from physadv.errors import InputError
 from physadv.fileio import atomic_write_json
 from physadv.images import to_tensor, to_uint8, write_png
 from physadv.metrics import Predictions
+from physadv.validation import MAX_CLASSES, Record
 
 SCHEMA = "physadv.attack/1"
 CLEAN_DIR, ADV_DIR, RECORD_FILE = "clean", "adv", "attack.json"
@@ -97,27 +98,66 @@ def write_attack_set(root: str | Path, attack_set: AttackSet) -> None:
     atomic_write_json(Path(root) / RECORD_FILE, data)
 
 
+MAX_IMAGES = 10_000_000  # more than ImageNet-21k: a larger count is a corrupt record
+
+
 def read_attack_set(root: str | Path) -> AttackSet:
-    """Read ``root/attack.json``.
+    """Read ``root/attack.json``, checking every field (an attack folder is untrusted input).
 
     Raises:
-        InputError: no such folder or record, or a record of another schema.
+        InputError: no such folder or record, a record of another schema, or a malformed field.
     """
     path = Path(root) / RECORD_FILE
     if not path.is_file():
         raise InputError(f"{root}: not an attack folder (no {RECORD_FILE}; `physadv attack ... --out DIR` writes one)")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("schema") != SCHEMA:
-            raise InputError(f"{path}: unsupported schema {data.get('schema')!r} (expected {SCHEMA})")
-        images = tuple(
-            AttackedImage(**{**{k: v for k, v in item.items() if k not in _PER_IMAGE_SETTINGS},
-                             "clean_top5": tuple(Guess(**g) for g in item["clean_top5"]),
-                             "adv_top5": tuple(Guess(**g) for g in item["adv_top5"])})
-            for item in data["images"])
-        return AttackSet(settings=AttackSettings(**data["settings"]), weights=data["weights"], images=images)
-    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as error:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: malformed attack record ({error})") from None
+    record = Record(data, str(path))
+    if data.get("schema") != SCHEMA:
+        raise InputError(f"{path}: unsupported schema {data.get('schema')!r} (expected {SCHEMA})")
+    record.only(("schema", "settings", "weights", "images"))
+    settings = record.record("settings")
+    settings.only([f.name for f in fields(AttackSettings)])
+    eot = settings.record("eot", optional=True)
+    method = settings.text("method", max_length=64)
+    base_method = method.removesuffix("+eot")
+    if base_method not in METHODS:
+        raise settings.fail("method", f"{method!r} is not an attack method ({', '.join(METHODS)}, with +eot)")
+    attack_settings = AttackSettings(
+        model=settings.text("model", max_length=256), method=method, eps=settings.number("eps", 0, 255),
+        alpha=settings.number("alpha", 0, 255), iterations=settings.integer("iterations", 0, MAX_ITERATIONS),
+        image_size=settings.integer("image_size", 1, 4096), seed=settings.integer("seed", -2**63, 2**64 - 1),
+        eot=eot.data if eot is not None else {}, target=settings.integer("target", 0, MAX_CLASSES - 1, optional=True),
+        label=settings.text("label", optional=True, max_length=256))
+    images = tuple(_read_image(item) for item in record.records("images", 0, MAX_IMAGES))
+    if len({image.id for image in images}) != len(images):
+        raise record.fail("images", "image ids repeat")
+    return AttackSet(settings=attack_settings, weights=record.text("weights"), images=images)
+
+
+def _read_guesses(record: Record, key: str) -> tuple[Guess, ...]:
+    guesses = []
+    for guess in record.records(key, 1, 1000):
+        guess.only(("index", "name", "probability"))
+        guesses.append(Guess(guess.integer("index", 0, MAX_CLASSES - 1), guess.text("name", max_length=256),
+                             guess.number("probability", 0, 1)))
+    return tuple(guesses)
+
+
+def _read_image(record: Record) -> AttackedImage:
+    record.only([f.name for f in fields(AttackedImage)] + list(_PER_IMAGE_SETTINGS))
+    file = record.name("file")
+    if not file.endswith(".png"):
+        raise record.fail("file", f"{file!r} is not a .png file name")
+    return AttackedImage(
+        id=record.text("id", max_length=256), file=file, source=record.text("source"),
+        label=record.integer("label", 0, MAX_CLASSES - 1, optional=True),
+        label_name=record.text("label_name", optional=True, max_length=256),
+        wnid=record.text("wnid", optional=True, max_length=64), clean_top5=_read_guesses(record, "clean_top5"),
+        adv_top5=_read_guesses(record, "adv_top5"), target=record.integer("target", 0, MAX_CLASSES - 1, optional=True),
+        success=record.boolean("success"), quantisation_undid=record.boolean("quantisation_undid"))
 
 
 def _guesses(classifier: Classifier, predictions: Predictions, row: int) -> tuple[Guess, ...]:

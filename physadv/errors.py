@@ -11,3 +11,7 @@ class InputError(PhysadvError, ValueError):
 
 class WeightsNotFoundError(PhysadvError, FileNotFoundError):
     """Pretrained weights are not on this machine and cannot be downloaded."""
+
+
+class PhysadvWarning(UserWarning):
+    """Something the user should know that does not stop the work (the CLI prints it in one line)."""

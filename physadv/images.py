@@ -8,6 +8,7 @@ evaluated is exactly what is saved and printed.
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from physadv.errors import InputError
+from physadv.errors import InputError, PhysadvWarning
 from physadv.fileio import atomic_write_bytes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -29,21 +30,37 @@ def read_rgb(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)
-            if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-                # 16-bit grey: Pillow's convert("RGB") would clip it; keep the top 8 bits instead.
-                wide = np.asarray(image, dtype=np.int64)
-                image = Image.fromarray((wide >> 8).clip(0, 255).astype(np.uint8))
-            if image.mode in ("RGBA", "LA", "P"):
-                image = image.convert("RGBA")
-                background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-                image = Image.alpha_composite(background, image)
-            return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+        # Pillow warns of a decompression bomb from inside open (and again when decoding); physadv says it
+        # once, in its own words, after reading.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                rgb = _decode_rgb(image)
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise InputError(f"{path}: not a readable image ({error})") from None
+    for warning in caught:
+        if not issubclass(warning.category, Image.DecompressionBombWarning):
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    if any(issubclass(warning.category, Image.DecompressionBombWarning) for warning in caught):
+        height, width = rgb.shape[:2]
+        warnings.warn(f"{path} is a {width * height / 1e6:.0f}-megapixel image ({width}×{height}); decoding it "
+                      f"took {rgb.nbytes / 2**20:.0f} MiB", PhysadvWarning, stacklevel=2)
+    return rgb
+
+
+def _decode_rgb(image: Image.Image) -> np.ndarray:
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit grey: Pillow's convert("RGB") would clip it; keep the top 8 bits instead.
+        wide = np.asarray(image, dtype=np.int64)
+        image = Image.fromarray((wide >> 8).clip(0, 255).astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "P"):
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image)
+    return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
 
 
 def as_rgb_uint8(array: np.ndarray) -> np.ndarray:

@@ -64,13 +64,13 @@ class LabelSpace:
         if not isinstance(label, str):
             return self._checked_index(int(label))
         text = label.strip()
+        if re.fullmatch(r"[+-]?\d+", text):  # an index: "-1" must not be read as the class named "1"
+            return self._checked_index(int(text))
         if text in self._by_wnid:
             return self._by_wnid[text]
         key = normalise_name(text)
         if key in self._by_name:
             return self._by_name[key]
-        if text.isdigit():
-            return self._checked_index(int(text))
         raise KeyError(f"unknown class {label!r}: not a class index, WordNet id or class name of this model")
 
     def _checked_index(self, index: int) -> int:

@@ -33,7 +33,8 @@ from tqdm.auto import tqdm
 
 from physadv.errors import InputError
 from physadv.fileio import atomic_write_bytes, atomic_write_json
-from physadv.printouts.manifest import Manifest
+from physadv.validation import is_safe_name
+from physadv.printouts.manifest import Manifest, sheet_title
 from physadv.printouts.pdf import open_pdf, page_size_mm, render_page
 
 SCHEMA = "physadv.photos/1"
@@ -320,8 +321,11 @@ def read_truth(path: str | Path) -> tuple[dict, list[PhotoTruth]]:
                   for p in data["photos"]]
     except FileNotFoundError:
         raise InputError(f"{path}: no such file (physadv photograph writes PHOTOS/{TRUTH_FILE})") from None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as error:
         raise InputError(f"{path}: not a readable truth record ({error})") from None
+    unsafe = [p.file for p in photos if not is_safe_name(p.file) or not isinstance(p.index, int)]
+    if unsafe:  # a truth record is untrusted: its file names must not lead out of its folder
+        raise InputError(f"{path}: not a truth record of physadv photograph (photo file {unsafe[0]!r})")
     header = {k: v for k, v in data.items() if k != "photos"}
     return header, photos
 
@@ -355,6 +359,11 @@ def photograph(pdf: str | Path, manifest: Manifest | None, out_dir: str | Path, 
         raise InputError(f"the number of photos must be at least 1, got {n}")
     pdf, out = Path(pdf), Path(out_dir)
     document = open_pdf(pdf)
+    document_title = document.get_metadata_dict().get("Title")
+    if manifest is not None and document_title != sheet_title(manifest.run_id):
+        document.close()
+        raise InputError(f"{pdf} is not the PDF of the manifest's run {manifest.run_id} (its title is "
+                         f"{document_title!r}); pass the manifest written beside this PDF")
     header = _truth_header(pdf, manifest, resolution, seed)
     done: dict[int, PhotoTruth] = {}
     if (out / TRUTH_FILE).is_file():

@@ -13,18 +13,28 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+import re
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from physadv.errors import InputError
 from physadv.fileio import atomic_write_json
+from physadv.validation import MAX_CLASSES, Record
 
 SCHEMA = "physadv.manifest/1"
 ARUCO_DICTIONARY = "DICT_4X4_1000"
 ARUCO_DICTIONARY_SIZE = 1000
 CORNERS = ("top_left", "top_right", "bottom_right", "bottom_left")
 CellKind = Literal["clean", "adversarial"]
+CELL_KINDS: tuple[CellKind, ...] = get_args(CellKind)
+
+# Caps on what a manifest may describe. A manifest is untrusted input: these keep a corrupt or
+# hostile one from asking for absurd allocations (a 100000² crop) or endless loops.
+MAX_PAGES = ARUCO_DICTIONARY_SIZE // 4  # one run's marker ids cover this many pages
+MIN_PAGE_MM, MAX_PAGE_MM = 50.0, 2000.0  # a postcard to an A0 poster
+MAX_CELLS_PER_PAGE, MAX_GRID = 1000, 1000
+MAX_CELL_PX = 4096  # side of a printed image in pixels; 4096² RGB is 50 MB per crop
 
 
 class ManifestError(InputError):
@@ -51,6 +61,11 @@ def page_of_marker(run_id: str, marker_id: int) -> tuple[int, int]:
     """Inverse of :func:`marker_ids`: ``(page, corner index)`` of a marker id in this run."""
     relative = (marker_id - run_marker_offset(run_id)) % ARUCO_DICTIONARY_SIZE
     return relative // 4, relative % 4
+
+
+def sheet_title(run_id: str) -> str:
+    """The title of a run's sheets PDF, which ties the PDF to its manifest."""
+    return f"physadv run {run_id}"
 
 
 def qr_payload(run_id: str, page: int) -> str:
@@ -138,26 +153,83 @@ class Manifest:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Manifest":
-        if data.get("schema") != SCHEMA:
-            raise ManifestError(f"unsupported manifest schema {data.get('schema')!r} (this physadv reads {SCHEMA})")
-        try:
-            pages = tuple(
-                Page(index=p["index"],
-                     markers=tuple(Marker(m["id"], m["corner"], tuple(tuple(c) for c in m["corners_mm"]))
-                                   for m in p["markers"]),
-                     qr_codes=tuple(QRCode(q["payload"], tuple(q["box_mm"])) for q in p["qr_codes"]),
-                     cells=tuple(Cell(**{**c, "box_mm": tuple(c["box_mm"]), "size_px": tuple(c["size_px"])})
-                                 for c in p["cells"]))
-                for p in data["pages"])
-            fields = {k: v for k, v in data.items() if k != "pages"}
-            fields["page_size_mm"] = tuple(fields["page_size_mm"])
-            return cls(pages=pages, **fields)
-        except (KeyError, TypeError) as error:
-            raise ManifestError(f"malformed manifest: {error}") from None
+    def from_dict(cls, data: object, where: str = "manifest") -> "Manifest":
+        """Read a manifest from parsed JSON, checking every field (a manifest is untrusted input).
+
+        Raises:
+            ManifestError: another schema, or any field of the wrong type, out of range or unsafe.
+        """
+        record = Record(data, where, ManifestError)
+        if record.data.get("schema") != SCHEMA:
+            raise ManifestError(f"{where}: unsupported manifest schema {record.data.get('schema')!r} "
+                                f"(this physadv reads {SCHEMA})")
+        record.only([f.name for f in fields(cls)])
+        page_size = record.numbers("page_size_mm", 2, MIN_PAGE_MM, MAX_PAGE_MM)
+        pages = tuple(_read_page(page, page_size) for page in record.records("pages", 1, MAX_PAGES))
+        indices = [page.index for page in pages]
+        if len(set(indices)) != len(indices):
+            raise record.fail("pages", "page indices repeat")
+        extra = record.record("extra", optional=True)
+        return cls(run_id=record.name("run_id"), created=record.text("created", max_length=64) or "",
+                   paper=record.text("paper", max_length=32) or "", page_size_mm=page_size,
+                   layout_dpi=record.number("layout_dpi", 1, 10_000),
+                   marker_size_mm=record.number("marker_size_mm", 1, min(page_size) / 2),
+                   pages=pages, model=record.text("model", optional=True, max_length=256) or "",
+                   attack_dir=record.text("attack_dir", optional=True) or "", schema=SCHEMA,
+                   aruco_dictionary=record.choice("aruco_dictionary", (ARUCO_DICTIONARY,), optional=True)
+                   or ARUCO_DICTIONARY, extra=extra.data if extra is not None else {})
 
     def cells(self) -> list[tuple[Page, Cell]]:
         return [(page, cell) for page in self.pages for cell in page.cells]
+
+
+def _read_point(values: list, where: str, page_size: tuple[float, float]) -> tuple[float, float]:
+    point = Record({"point": values}, where, ManifestError).numbers("point", 2, -MAX_PAGE_MM, MAX_PAGE_MM)
+    if not (0 <= point[0] <= page_size[0] and 0 <= point[1] <= page_size[1]):
+        raise ManifestError(f"{where}: point {point} lies outside the {page_size[0]:g} × {page_size[1]:g} mm page")
+    return point
+
+
+def _read_box(record: Record, key: str, page_size: tuple[float, float]) -> tuple[float, float, float, float]:
+    x, y, width, height = record.numbers(key, 4, 0, MAX_PAGE_MM)
+    if width <= 0 or height <= 0 or x + width > page_size[0] or y + height > page_size[1]:
+        raise record.fail(key, f"box {x:g}, {y:g}, {width:g} × {height:g} mm is empty or leaves the page")
+    return x, y, width, height
+
+
+def _read_page(record: Record, page_size: tuple[float, float]) -> Page:
+    record.only([f.name for f in fields(Page)])
+    markers = []
+    for marker in record.records("markers", 4, 4):
+        marker.only([f.name for f in fields(Marker)])
+        corners = tuple(_read_point(point, f"{marker.where}.corners_mm[{i}]", page_size)
+                        for i, point in enumerate(marker.items("corners_mm", 4, 4)))
+        markers.append(Marker(marker.integer("id", 0, ARUCO_DICTIONARY_SIZE - 1), marker.choice("corner", CORNERS),
+                              corners))
+    qr_codes = []
+    for code in record.records("qr_codes", 0, 8):
+        code.only([f.name for f in fields(QRCode)])
+        qr_codes.append(QRCode(code.text("payload", max_length=256), _read_box(code, "box_mm", page_size)))
+    cells = tuple(_read_cell(cell, page_size) for cell in record.records("cells", 0, MAX_CELLS_PER_PAGE))
+    if len({cell.index for cell in cells}) != len(cells):
+        raise record.fail("cells", "cell indices repeat")
+    return Page(index=record.integer("index", 0, MAX_PAGES - 1), markers=tuple(markers), qr_codes=tuple(qr_codes),
+                cells=cells)
+
+
+def _read_cell(record: Record, page_size: tuple[float, float]) -> Cell:
+    record.only([f.name for f in fields(Cell)])
+    sha256 = record.text("sha256", max_length=64)
+    if not re.fullmatch("[0-9a-f]{64}", sha256):
+        raise record.fail("sha256", "expected 64 lowercase hex digits")
+    return Cell(index=record.integer("index", 0, MAX_CELLS_PER_PAGE - 1), row=record.integer("row", 0, MAX_GRID),
+                col=record.integer("col", 0, MAX_GRID), box_mm=_read_box(record, "box_mm", page_size),
+                size_px=record.integers("size_px", 2, 1, MAX_CELL_PX), image_id=record.text("image_id", max_length=256),
+                kind=record.choice("kind", CELL_KINDS), file=record.text("file"), source=record.text("source"),
+                label=record.integer("label", 0, MAX_CLASSES - 1, optional=True),
+                label_name=record.text("label_name", optional=True, max_length=256),
+                method=record.text("method", max_length=64), eps=record.number("eps", 0, 255),
+                model=record.text("model", max_length=256), sha256=sha256)
 
 
 def write_manifest(manifest: Manifest, path: str | Path) -> None:
@@ -173,4 +245,4 @@ def read_manifest(path: str | Path) -> Manifest:
         raise ManifestError(f"{path}: no such manifest (physadv print writes DIR/manifest.json)") from None
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ManifestError(f"{path}: not a readable manifest ({error})") from None
-    return Manifest.from_dict(data)
+    return Manifest.from_dict(data, str(path))

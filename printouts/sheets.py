@@ -49,8 +49,8 @@ from physadv.fileio import atomic_write_bytes
 from physadv.images import read_rgb
 from physadv.printouts.manifest import (
     ARUCO_DICTIONARY,
-    ARUCO_DICTIONARY_SIZE,
     CORNERS,
+    MAX_PAGES,
     Cell,
     CellKind,
     Manifest,
@@ -59,12 +59,11 @@ from physadv.printouts.manifest import (
     QRCode,
     marker_ids,
     qr_payload,
+    sheet_title,
     write_manifest,
 )
 from physadv.printouts.pdf import MM_PER_PT
 
-# Each page takes 4 of the dictionary's 1000 marker ids (printouts.manifest.marker_ids).
-MAX_PAGES = ARUCO_DICTIONARY_SIZE // 4
 PAPERS_MM = {"a4": (210.0, 297.0), "letter": (215.9, 279.4)}
 SHEETS_FILE, MANIFEST_FILE = "sheets.pdf", "manifest.json"
 QUARTER_PT_MM = MM_PER_PT / 4
@@ -392,7 +391,7 @@ def draw_sheets(manifest: Manifest, pixels: Sequence[np.ndarray], *, title: str 
     buffer = io.BytesIO()
     # invariant: no timestamps or random ids, so the same inputs give the same bytes.
     canvas = Canvas(buffer, pagesize=(width / MM_PER_PT, height / MM_PER_PT), invariant=1, pageCompression=1)
-    canvas.setTitle(f"physadv run {manifest.run_id}")
+    canvas.setTitle(sheet_title(manifest.run_id))
     canvas.setCreator("physadv print")
     draw = _PdfPage(canvas, height)
     margin = manifest.extra.get("margin_mm", 10.0)

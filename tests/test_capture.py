@@ -66,7 +66,7 @@ def make_manifest(run_id: str, pages: int = 1, labels: list[int] | None = None) 
                               size_px=(CELL_PX, CELL_PX), image_id=image_id, kind=kind,
                               file=f"{'clean' if kind == 'clean' else 'adv'}/{image_id}.png", source=image_id,
                               label=None if labels is None else labels[slot // 2], label_name=None,
-                              method="fgsm", eps=16.0, model="fake", sha256=""))
+                              method="fgsm", eps=16.0, model="fake", sha256="0" * 64))
         result.append(Page(index, markers, (QRCode(qr_payload(run_id, index), (92.5, 10.0, 25.0, 25.0)),),
                            tuple(cells)))
     return Manifest(run_id=run_id, created="2025-01-01T00:00:00", paper="A4", page_size_mm=PAGE_MM,

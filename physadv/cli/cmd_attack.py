@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import torch
 
@@ -15,6 +14,7 @@ from physadv.cli.common import (
     add_model_options,
     add_seed_option,
     classifier_from_args,
+    output_dir,
     positive_int,
 )
 from physadv.datasets import load_image_set, prepare
@@ -46,7 +46,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="fgsm, bim (basic iterative), ll (iterative least-likely class), target")
     parser.add_argument("--label", help="class of every image (name, WordNet id or index)")
     parser.add_argument("--limit", type=positive_int, default=None, help="attack only the first N images")
-    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--out", required=True, type=output_dir, help="output folder")
     add_seed_option(parser)
     parser.set_defaults(func=run)
 
@@ -85,26 +85,28 @@ def resolve_target(classifier: Classifier, target: str | None) -> int | None:
 
 def run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
-    classifier = classifier_from_args(args)
-    attack = Attack(args.method, args.eps, args.alpha, args.iterations, amp=args.amp)
-    target = resolve_target(classifier, args.target)
-    if attack.goal.needs_target and target is None:
-        raise InputError("--method target needs --target CLASS")
-    images = prepare(load_image_set(args.images, classifier.labels, args.label, args.limit), classifier.image_size)
-    eot: dict = {}
-    if args.eot:
-        attack, eot = eot_variant(attack, args)
-    # The output folder is a run of its own: its store records this attack, and `physadv print` and
-    # `physadv capture` of it add their results, so `physadv status/report/evaluate OUT` work.
-    check_attack_inputs(attack, images, target, args.batch_size)  # before the output folder exists
-    with RunLock(args.out, "attack"), RunStore(args.out) as store:
-        record = attack_to_folder(classifier, attack, images, args.out, target=target, batch_size=args.batch_size,
-                                  seed=args.seed, eot=eot, label=args.label)
-        weights_sha256 = store.record_model(classifier.name, classifier.weights)
-        store.record_attack(attack_name(attack.label, attack.eps), args.out, weights_sha256, eot)
+    # The lock comes first: a second attack on OUT is refused at once, not after loading the model.
+    with RunLock(args.out, "attack"):
+        classifier = classifier_from_args(args)
+        attack = Attack(args.method, args.eps, args.alpha, args.iterations, amp=args.amp)
+        target = resolve_target(classifier, args.target)
+        if attack.goal.needs_target and target is None:
+            raise InputError("--method target needs --target CLASS")
+        images = prepare(load_image_set(args.images, classifier.labels, args.label, args.limit), classifier.image_size)
+        eot: dict = {}
+        if args.eot:
+            attack, eot = eot_variant(attack, args)
+        check_attack_inputs(attack, images, target, args.batch_size)
+        # The output folder is a run of its own: its store records this attack, and `physadv print` and
+        # `physadv capture` of it add their results, so `physadv status/report/evaluate OUT` work.
+        with RunStore(args.out) as store:
+            record = attack_to_folder(classifier, attack, images, args.out, target=target,
+                                      batch_size=args.batch_size, seed=args.seed, eot=eot, label=args.label)
+            weights_sha256 = store.record_model(classifier.name, classifier.weights)
+            store.record_attack(attack_name(attack.label, attack.eps), args.out, weights_sha256, eot)
     succeeded = sum(image.success for image in record.images)
     undone = sum(image.quantisation_undid for image in record.images)
-    print(f"{attack.label} ε={args.eps:g} ({attack.steps} iterations) on {classifier.name}: "
+    print(f"{attack.label} ε={attack.eps:g} ({attack.steps} iterations) on {classifier.name}: "
           f"{succeeded}/{len(record.images)} adversarial images reach their goal; "
           f"8-bit rounding undid {undone} attack(s).", file=sys.stderr)
     print(args.out / RECORD_FILE)

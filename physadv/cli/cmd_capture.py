@@ -8,6 +8,7 @@ import sys
 from physadv.classifiers import MODELS, load_classifier
 from physadv.cli.common import (
     add_device_option,
+    output_dir,
     print_json,
     resolve_device,
 )
@@ -29,7 +30,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help=f"classifier: {', '.join(MODELS)} (default: the run's own classifier)")
     parser.add_argument("--weights", metavar="PATH", default=None, help="weights file for --model")
     add_device_option(parser)
-    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (crops/, predictions.csv, "
+    parser.add_argument("--out", required=True, type=output_dir, metavar="DIR", help="output folder (crops/, predictions.csv, "
                                                                     "rejected.csv, results.json)")
     parser.add_argument("--json", action="store_true", help="print results.json's content instead of a summary")
     parser.set_defaults(func=run)
@@ -51,12 +52,15 @@ def run(args: argparse.Namespace) -> int:
     result = capture_folder(args.photos, args.manifest, classifier, args.out)
 
     def record(store: RunStore, attack: str) -> None:
-        store.record_capture(attack, Path(args.out))
-        store.record_results(f"capture:{attack}", list(result.rows))
+        if not store.record_captured(attack, Path(args.out), list(result.rows)):
+            print(f"note: no cell of these photos was captured; the run's earlier results for {attack} are kept",
+                  file=sys.stderr)
 
     # A run's store holds the results of its own classifier; another model's go to OUT only.
     if classifier.name == run_model:
-        record_in_run(resolve_attack_dir(manifest, Path(args.manifest).parent), record)
+        refused = record_in_run(resolve_attack_dir(manifest, Path(args.manifest).parent), record, manifest)
+        if refused:
+            print(f"note: {refused}; results are in {args.out} only", file=sys.stderr)
     else:
         print(f"note: {classifier.name} is not the run's model ({run_model}): results are in {args.out} only, "
               "not in the run's store", file=sys.stderr)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from physadv.attacks import METHODS
-from physadv.cli.common import add_device_option, positive_int, resolve_device
+from physadv.cli.common import add_device_option, output_dir, positive_int, resolve_device
 from physadv.eot import DISTRIBUTIONS
 from physadv.lab.reporting import build_report, summary
 from physadv.lab.session import AttackPlan, Session, SessionConfig
@@ -35,8 +34,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--photos-per-page", type=int, default=2, help="virtual photos of every sheet")
     parser.add_argument("--resolution", default="12mp", help="virtual camera: 12mp, 1080p or 720p")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, required=True, help="run folder")
-    add_device_option(parser)
+    parser.add_argument("--out", type=output_dir, required=True, help="run folder")
+    add_device_option(parser, session=True)
     parser.set_defaults(func=run)
 
 
@@ -47,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         eot_samples=args.eot_samples, adversariality_distribution=args.eot,
         adversariality_samples=args.adversariality_samples, transforms={}, photos_per_page=args.photos_per_page,
         resolution=args.resolution)
-    Session(args.out, config, resolve_device(args.device)).run("compare")
+    Session(args.out, config, resolve_device(args.device or config.device)).run("compare")
     files = build_report(args.out)
     print(summary(args.out))
     print(f"\nreport: {files.html}")

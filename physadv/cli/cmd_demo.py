@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from physadv.cli.common import add_device_option, resolve_device
+from physadv.cli.common import add_device_option, output_dir, resolve_device
 from physadv.lab.reporting import build_report, summary
 from physadv.lab.session import AttackPlan, Session, SessionConfig, load_config
 
@@ -23,12 +23,12 @@ def register(parser: argparse.ArgumentParser) -> None:
         "attacks the bundled photographs with FGSM, BIM and LL at eps 8 and 16 plus EOT-BIM at 16, prints\n"
         "the sheets to PDF, photographs them with the virtual camera (12 MP), finds, crops and re-classifies\n"
         "every cell and writes OUT/report/report.html and .pdf. Interrupted? Run the same command again.")
-    parser.add_argument("--out", type=Path, default=Path("physadv-demo"), help="run folder")
+    parser.add_argument("--out", type=output_dir, default=Path("physadv-demo"), help="run folder")
     parser.add_argument("--model", default=None, metavar="NAME", help="classifier (default: the config's, "
                         "else efficientnet_lite0)")
     parser.add_argument("--config", type=Path, help="TOML file with session settings (see examples/lab.toml)")
     parser.add_argument("--seed", type=int, default=None, help="seed for everything random")
-    add_device_option(parser)
+    add_device_option(parser, session=True)
     parser.set_defaults(func=run)
 
 
@@ -49,7 +49,8 @@ def session_config(args: argparse.Namespace) -> SessionConfig:
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    Session(args.out, session_config(args), resolve_device(args.device)).run("demo")
+    config = session_config(args)
+    Session(args.out, config, resolve_device(args.device or config.device)).run("demo")
     files = build_report(args.out)
     print(summary(args.out))
     print(f"\nreport: {files.html}\n        {files.pdf}\n({time.perf_counter() - started:.0f} s)")

@@ -19,6 +19,7 @@ from physadv.cli.common import (
     classifier_from_args,
     comma_floats,
     comma_list,
+    output_dir,
     positive_int,
 )
 from physadv.datasets import load_image_set, prepare
@@ -59,7 +60,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     add_attack_options(parser)
     parser.add_argument("--adversariality-samples", type=int, default=100,
                         help="with --eot: held-out transformations per image for the adversariality column")
-    parser.add_argument("--out", type=Path, default=Path("physadv-experiment"), help="output folder")
+    parser.add_argument("--out", type=output_dir, default=Path("physadv-experiment"), help="output folder")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     add_seed_option(parser)
     parser.set_defaults(func=run)
@@ -75,6 +76,8 @@ def parse_strengths(transforms: list[str], overrides: list[str]) -> dict[str, li
             chosen[name] = comma_floats(values)
         except argparse.ArgumentTypeError as error:
             raise InputError(f"--strengths {item!r}: {error}") from None
+        if not chosen[name]:
+            raise InputError(f"--strengths {item!r}: no strengths given (e.g. --strengths {name}=S1,S2)")
     for name, strengths in chosen.items():
         for strength in strengths:
             check_strength(name, strength)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from physadv.cli.common import add_model_options, classifier_from_args
+from physadv.cli.common import add_model_options, classifier_from_args, output_dir
 
 ORDER = 60
 HELP = "live webcam view: top-5 of the frame and, for a printed sheet in view, every cell's prediction"
@@ -21,7 +21,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     add_model_options(parser)
     parser.add_argument("--headless", action="store_true",
                         help="no window: write OUT/live.mp4 (annotated) and OUT/live.json")
-    parser.add_argument("--out", metavar="DIR", default=None, help="where annotated/saved frames go")
+    parser.add_argument("--out", metavar="DIR", type=output_dir, default=None, help="where annotated/saved frames go")
     parser.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
     parser.set_defaults(func=run)
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from physadv.cli.common import add_seed_option
+from physadv.cli.common import add_seed_option, output_dir
 
 ORDER = 40
 HELP = "simulate photographing printed sheets: tilted, lit, noisy JPEGs plus the true page homographies"
@@ -23,7 +23,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "homography, every drawn parameter). Photo i shows page i mod pages. Re-running the same\n"
         "command keeps the photos already taken.")
     parser.add_argument("pdf", type=Path, metavar="SHEETS_PDF", help="sheets written by `physadv print`")
-    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--out", required=True, type=output_dir, help="output folder")
     parser.add_argument("--n", type=int, default=20, help="number of photos")
     parser.add_argument("--resolution", choices=tuple(RESOLUTIONS), default="12mp",
                         help="12mp (4032x3024 phone), 1080p (1920x1080), 720p (1280x720 webcam)")

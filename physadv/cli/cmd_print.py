@@ -6,10 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from physadv.cli.common import output_dir
 from physadv.attackset import RECORD_FILE
 from physadv.errors import InputError
 from physadv.images import image_files
-from physadv.lab.store import record_in_run
+from physadv.lab.store import RunLock, record_in_run
 from physadv.printouts.sheets import (
     SheetImage,
     SheetLayout,
@@ -40,7 +41,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--cell-mm (or --dpi), so images are never resampled. Print at 100% / actual size.")
     parser.add_argument("source", metavar="ADV_DIR",
                         help="folder written by `physadv attack` (or image files/folders to print as they are)")
-    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--out", required=True, type=output_dir, help="output folder")
     parser.add_argument("--paper", choices=("a4", "letter"), default="a4", help="paper size")
     parser.add_argument("--grid", type=grid, default=(2, 3), metavar="CxR",
                         help="columns x rows of images per page (even columns for clean/adversarial pairs)")
@@ -60,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
                          dpi=args.dpi, margin_mm=args.margin_mm, marker_mm=args.marker_mm, qr_mm=args.qr_mm)
     source = Path(args.source)
     if (source / RECORD_FILE).is_file():
-        manifest = print_attack_set(source, args.out, layout, run_id=args.run_id, progress=True)
+        # An attack still being written holds its folder's lock: refuse before writing a partial PDF.
+        with RunLock(source, "print"):
+            manifest = print_attack_set(source, args.out, layout, run_id=args.run_id, progress=True)
         record_in_run(source, lambda store, attack: store.record_sheets(attack, manifest, args.out / "sheets.pdf"))
     else:
         images = [SheetImage(path=path, image_id=path.stem, file=str(path)) for path in image_files([source])]

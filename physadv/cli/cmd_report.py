@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from physadv.cli.common import output_dir
 from physadv.lab.reporting import build_report
 
 ORDER = 70
@@ -13,7 +13,7 @@ HELP = "write a run's report (self-contained HTML and PDF with tables, plots and
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.epilog = "example:\n  physadv report physadv-demo    # writes physadv-demo/report/report.html and .pdf"
-    parser.add_argument("run_dir", type=Path, metavar="RUN", help="run folder")
+    parser.add_argument("run_dir", type=output_dir, metavar="RUN", help="run folder")
     parser.set_defaults(func=run)
 
 

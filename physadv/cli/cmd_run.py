@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from physadv.cli.cmd_demo import session_config
-from physadv.cli.common import add_device_option, resolve_device
+from physadv.cli.common import add_device_option, output_dir, resolve_device
 from physadv.errors import InputError
 from physadv.lab.reporting import build_report, summary
 from physadv.lab.session import CONFIG_FILE, Session, stored_config
@@ -24,11 +24,11 @@ def register(parser: argparse.ArgumentParser) -> None:
         "  physadv run continue session1               # capture, re-classify, report\n"
         "  physadv status session1")
     parser.add_argument("action", choices=["new", "continue"], help="new: create RUN; continue: resume it")
-    parser.add_argument("run_dir", type=Path, metavar="RUN", help="run folder")
+    parser.add_argument("run_dir", type=output_dir, metavar="RUN", help="run folder")
     parser.add_argument("--config", type=Path, help="TOML session settings (new only; see examples/lab.toml)")
     parser.add_argument("--model", default=None, metavar="NAME", help="classifier (new only)")
     parser.add_argument("--seed", type=int, default=None, help="seed (new only)")
-    add_device_option(parser)
+    add_device_option(parser, session=True)
     parser.set_defaults(func=run)
 
 
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("a run keeps the configuration it was created with; --config, --model and --seed "
                              "only go with `run new`")
         config = stored_config(args.run_dir)
-    Session(args.run_dir, config, resolve_device(args.device)).run(f"run {args.action}")
+    Session(args.run_dir, config, resolve_device(args.device or config.device)).run(f"run {args.action}")
     files = build_report(args.run_dir)
     print(summary(args.run_dir))
     print(f"\nreport: {files.html}")

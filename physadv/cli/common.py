@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
 import torch
 
@@ -17,6 +19,24 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
     """Keeps the examples in epilogs as written and shows every option's default."""
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """Reports a bad option in one line (and where to read more) instead of the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def output_dir(text: str) -> Path:
+    """An output folder: an existing, writable folder, or one that can be made where it is named."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: exists and is not a folder")
+    existing = next((p for p in (path.absolute(), *path.absolute().parents) if p.exists()), None)
+    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{text}: cannot write there ({existing} is not a writable folder)")
+    return path
+
+
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME",
                         help=f"classifier: {', '.join(MODELS)} (see `physadv models`)")
@@ -25,8 +45,13 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     add_device_option(parser)
 
 
-def add_device_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+def add_device_option(parser: argparse.ArgumentParser, session: bool = False) -> None:
+    """``--device``; for a session the default is the configuration's ``device`` (itself ``auto``)."""
+    if session:
+        parser.add_argument("--device", default=None, help="auto (CUDA when present), cpu, cuda or cuda:N "
+                            "(default: the configuration's device, auto unless it says otherwise)")
+    else:
+        parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
 
 
 def add_seed_option(parser: argparse.ArgumentParser) -> None:

@@ -7,19 +7,22 @@ Each verb lives in a module ``physadv.cli.cmd_<verb>`` exposing ``ORDER`` (posit
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import pkgutil
+import sqlite3
 import sys
+import warnings
 
 import physadv.cli as cli_package
-from physadv.cli.common import HelpFormatter
+from physadv.cli.common import HelpFormatter, OneLineErrorParser
 from physadv.errors import InputError, PhysadvError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="physadv", formatter_class=HelpFormatter,
         description="Physical-world robustness testing for image classifiers (Kurakin et al. 2017): "
                     "attack images, print them, photograph the sheets, capture and re-classify the crops, "
@@ -42,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+
+    def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"physadv {args.verb}: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show_warning
     try:
         return int(args.func(args) or EXIT_OK)
     except InputError as error:
@@ -53,10 +61,26 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return EXIT_OK
+    except OSError as error:  # disk full, permissions, a file that vanished: the system's words, one line
+        print(f"physadv {args.verb}: error: {describe_os_error(error)}", file=sys.stderr)
+        return EXIT_FAILURE
+    except sqlite3.Error as error:
+        print(f"physadv {args.verb}: error: the run store failed: {error}"
+              f"{'; the disk may be full' if 'disk' in str(error) or 'full' in str(error) else ''} "
+              "(what it had recorded is kept: every import is one transaction)", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         print(f"\nphysadv {args.verb}: interrupted; finished outputs are kept, re-run the same command to resume",
               file=sys.stderr)
         return 130
+
+
+def describe_os_error(error: OSError) -> str:
+    where = f"{error.filename}: " if error.filename else ""
+    reason = error.strerror or str(error)
+    if error.errno == errno.ENOSPC:
+        reason += " (free some space and re-run the same command: finished outputs are kept)"
+    return where + reason
 
 
 if __name__ == "__main__":

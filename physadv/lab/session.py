@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -29,23 +30,25 @@ import numpy as np
 import torch
 
 from physadv.capture.pipeline import capture_folder, photo_files
-from physadv.attacks import Attack, attack_label
-from physadv.attackset import attack_to_folder
-from physadv.channel import check_strength
+from physadv.attacks import METHODS, Attack, attack_label
+from physadv.attackset import attack_to_folder, check_attack_inputs, read_attack_set
+from physadv.channel import TRANSFORMS, check_strength
 from physadv.classifiers import DEFAULT_MODEL, Classifier, load_classifier
 from physadv.datasets import load_image_set, prepare
-from physadv.eot import adversariality, eot_gradient
+from physadv.eot import DISTRIBUTIONS, adversariality, eot_gradient
 from physadv.errors import InputError
 from physadv.experiment import transformation_rows
 from physadv.fileio import atomic_write_json
 from physadv.images import read_rgb, to_tensor
 from physadv.lab.store import RunLock, RunStore
 from physadv.metrics import Predictions, format_fraction
-from physadv.printouts.camera import RESOLUTIONS, photograph
+from physadv.printouts.camera import RESOLUTIONS, TRUTH_FILE, photograph, read_truth
 from physadv.printouts.manifest import read_manifest
 from physadv.printouts.sheets import PAPERS_MM, SheetLayout, parse_grid, print_attack_set
+from physadv.validation import Record
 
 CONFIG_FILE = "config.json"
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d{1,2})?|mps")
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,8 @@ class SessionConfig:
                 raise InputError(f"{key} must be ≥ 1, got {getattr(self, key)}")
         if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
             raise InputError(f"limit must be a whole number ≥ 1, got {self.limit!r}")
+        if not isinstance(self.device, str) or not DEVICE_PATTERN.fullmatch(self.device):
+            raise InputError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if self.paper not in PAPERS_MM:
             raise InputError(f"paper must be one of {', '.join(PAPERS_MM)}, got {self.paper!r}")
         self.layout()
@@ -140,23 +145,52 @@ class SessionConfig:
         return json.loads(json.dumps(asdict(self)))
 
 
-def config_from_mapping(data: dict[str, Any], base: SessionConfig = SessionConfig()) -> SessionConfig:
-    """A :class:`SessionConfig` from parsed TOML/JSON; unknown keys are errors, not silently ignored."""
-    known = {f.name for f in fields(SessionConfig)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise InputError(f"unknown configuration key(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-    values = dict(data)
-    try:
-        if "attacks" in values:
-            values["attacks"] = tuple(AttackPlan(**plan) for plan in values["attacks"])
-        if "images" in values:
-            values["images"] = (values["images"],) if isinstance(values["images"], str) else tuple(values["images"])
-        if "transforms" in values:
-            values["transforms"] = {k: tuple(float(s) for s in v) for k, v in values["transforms"].items()}
-        return replace(base, **values)
-    except TypeError as error:
-        raise InputError(f"bad configuration: {error}") from None
+def config_from_mapping(data: object, base: SessionConfig = SessionConfig(),
+                        where: str = "configuration") -> SessionConfig:
+    """A :class:`SessionConfig` from parsed TOML/JSON, every key checked (a configuration is untrusted
+    input); unknown keys are errors, never silently ignored. ``where`` names the file in errors."""
+    record = Record(data, where)
+    record.only([f.name for f in fields(SessionConfig)], "configuration key")
+    readers = {
+        "model": lambda key: record.text(key, max_length=256),
+        "weights": lambda key: record.text(key, optional=True),
+        "device": lambda key: record.text(key, max_length=16),
+        "seed": lambda key: record.integer(key, 0, 2**63 - 1),
+        "images": lambda key: ((record.text(key),) if isinstance(record.data[key], str)
+                               else tuple(Record({"image": i}, f"{where}.{key}").text("image")
+                                          for i in record.items(key, 1, 10_000))),
+        "label": lambda key: record.text(key, optional=True, max_length=256),
+        "limit": lambda key: record.integer(key, 1, 10**9, optional=True),
+        "attacks": lambda key: tuple(_read_plan(plan) for plan in record.records(key, 1, 1000)),
+        "alpha": lambda key: record.number(key, 1e-6, 255),
+        "batch_size": lambda key: record.integer(key, 1, 65_536),
+        "eot_samples": lambda key: record.integer(key, 1, 100_000),
+        "eot_chunk": lambda key: record.integer(key, 1, 10**7, optional=True),
+        "adversariality_distribution": lambda key: record.choice(key, tuple(DISTRIBUTIONS)),
+        "adversariality_samples": lambda key: record.integer(key, 1, 1_000_000),
+        "transforms": lambda key: _read_transforms(record.record(key)),
+        "paper": lambda key: record.choice(key, tuple(PAPERS_MM)),
+        "grid": lambda key: record.text(key, max_length=16),
+        "cell_mm": lambda key: record.number(key, 1, 1000),
+        "photos_per_page": lambda key: record.integer(key, 0, 10_000),
+        "resolution": lambda key: record.choice(key, tuple(RESOLUTIONS)),
+    }
+    return replace(base, **{key: readers[key](key) for key in record.data})
+
+
+def _read_plan(record: Record) -> AttackPlan:
+    record.only([f.name for f in fields(AttackPlan)], "attack key")
+    target = record.data.get("target")
+    return AttackPlan(method=record.choice("method", METHODS), eps=record.number("eps", 0, 255),
+                      eot=record.choice("eot", tuple(DISTRIBUTIONS), optional=True),
+                      target=str(target) if isinstance(target, int) and not isinstance(target, bool)
+                      else record.text("target", optional=True, max_length=256))
+
+
+def _read_transforms(record: Record) -> dict[str, tuple[float, ...]]:
+    record.only(tuple(TRANSFORMS), "transformation")
+    return {name: tuple(Record({"strength": v}, f"{record.where}.{name}").number("strength", -1e6, 1e6)
+                        for v in record.items(name, 1, 100)) for name in record.data}
 
 
 def load_config(path: str | Path, base: SessionConfig = SessionConfig()) -> SessionConfig:
@@ -165,20 +199,212 @@ def load_config(path: str | Path, base: SessionConfig = SessionConfig()) -> Sess
             data = tomllib.load(stream)
     except FileNotFoundError:
         raise InputError(f"{path}: no such configuration file") from None
-    except tomllib.TOMLDecodeError as error:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: not valid TOML ({error})") from None
-    return config_from_mapping(data, base)
+    except OSError as error:
+        raise InputError(f"{path}: cannot read it ({error.strerror or error})") from None
+    return config_from_mapping(data, base, str(path))
 
 
 def stored_config(run_dir: Path) -> SessionConfig:
     path = run_dir / CONFIG_FILE
     if not path.is_file():
         raise InputError(f"{run_dir}: not a physadv run (no {CONFIG_FILE}; create one with `physadv run new`)")
-    return config_from_mapping(json.loads(path.read_text()))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: not a readable run configuration ({error}); it is damaged — restore it, "
+                         "or start a new run") from None
+    return config_from_mapping(data, SessionConfig(), str(path))
 
 
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+class Stage:
+    """One step of a session for one attack, in the manner of DVC's stages: it knows whether its
+    outputs are already there (:meth:`done`) and how to make them (:meth:`run`)."""
+
+    description = ""
+
+    def __init__(self, work: "AttackWork") -> None:
+        self.work = work
+
+    def done(self) -> bool:
+        raise NotImplementedError
+
+    def run(self) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class AttackWork:
+    """What the stages of one attack share: the session, the store, the classifier and the plan."""
+
+    session: "Session"
+    store: RunStore
+    classifier: Classifier
+    images: Sequence
+    plan: AttackPlan
+    target: int | None
+
+    @property
+    def folder(self) -> Path:
+        return self.session.run_dir / "attacks" / self.plan.name
+
+    @property
+    def sheets(self) -> Path:
+        return self.session.run_dir / "sheets" / self.plan.name
+
+    @property
+    def photos(self) -> Path:
+        return self.session.run_dir / "photos" / self.plan.name
+
+    @property
+    def capture(self) -> Path:
+        return self.session.run_dir / "capture" / self.plan.name
+
+    def attack(self) -> Attack:
+        config = self.session.config
+        attack = Attack(self.plan.method, self.plan.eps, config.alpha)
+        if self.plan.eot:
+            attack = attack.with_gradient(eot_gradient(self.plan.eot, config.eot_samples, config.eot_chunk,
+                                                       config.seed), eot=self.plan.eot)
+        return attack
+
+    def eot_record(self) -> dict:
+        return {"distribution": self.plan.eot, "samples": self.session.config.eot_samples} if self.plan.eot else {}
+
+    def extras(self) -> dict:
+        """What every result row of this attack carries besides its metrics."""
+        attack_set = read_attack_set(self.folder)
+        return {"adversariality": self.store.meta()[f"adversariality:{self.plan.name}"],
+                "quantisation_undid": sum(i.quantisation_undid for i in attack_set.images)}
+
+
+class AttackStage(Stage):
+    description = "attacking"
+
+    def done(self) -> bool:
+        return bool(self.work.store.query("SELECT 1 FROM attacks WHERE name = ?", self.work.plan.name))
+
+    def run(self) -> None:
+        work, config = self.work, self.work.session.config
+        attack_to_folder(work.classifier, work.attack(), work.images, work.folder, target=work.target,
+                         batch_size=config.batch_size, seed=config.seed, eot=work.eot_record(), label=config.label,
+                         progress=work.session.progress)
+        work.store.record_attack(work.plan.name, work.folder, work.store.meta()["weights_sha256"], work.eot_record())
+
+
+def _attacked_tensors(work: AttackWork) -> tuple:
+    attack_set = read_attack_set(work.folder)
+    clean = to_tensor([read_rgb(attack_set.clean_path(work.folder, i)) for i in attack_set.images])
+    adversarial = to_tensor([read_rgb(attack_set.adversarial_path(work.folder, i)) for i in attack_set.images])
+    goal = torch.tensor([i.target if i.target is not None else (i.label or 0) for i in attack_set.images])
+    labels = np.array([i.label if i.label is not None else -1 for i in attack_set.images])
+    return clean, adversarial, goal, labels
+
+
+class AdversarialityStage(Stage):
+    @property
+    def description(self) -> str:
+        config = self.work.session.config
+        return (f"adversariality under '{config.adversariality_distribution}' "
+                f"({config.adversariality_samples} held-out transformations per image)")
+
+    def done(self) -> bool:
+        return f"adversariality:{self.work.plan.name}" in self.work.store.meta()
+
+    def run(self) -> None:
+        work, config = self.work, self.work.session.config
+        _, adversarial, goal, _ = _attacked_tensors(work)
+        value = adversariality(work.classifier, adversarial, goal, work.attack().goal.targeted,
+                               config.adversariality_distribution, config.adversariality_samples, config.seed,
+                               config.eot_chunk)
+        work.store.set_meta(**{f"adversariality:{work.plan.name}": float(value.mean())})
+
+
+class TransformStage(Stage):
+    description = "artificial transformations"
+
+    def done(self) -> bool:
+        return not self.work.session.config.transforms or bool(self.work.store.query(
+            "SELECT 1 FROM results WHERE source = ? LIMIT 1", f"experiment:{self.work.plan.name}"))
+
+    def run(self) -> None:
+        work, config = self.work, self.work.session.config
+        clean, adversarial, _, labels = _attacked_tensors(work)
+        attack = work.attack()
+        clean_predictions = Predictions.from_probabilities(work.classifier.probabilities(clean, config.batch_size))
+        rows = transformation_rows(work.classifier, clean_predictions, adversarial, labels, config.transforms,
+                                   {"method": attack.label, "eot": attack.eot or "", "eps": float(attack.eps),
+                                    "iterations": attack.steps},
+                                   work.extras(), batch_size=config.batch_size, seed=config.seed)
+        work.store.record_results(f"experiment:{work.plan.name}", rows)
+
+
+class PrintStage(Stage):
+    description = "printing sheets"
+
+    def done(self) -> bool:
+        return ((self.work.sheets / "manifest.json").is_file() and (self.work.sheets / "sheets.pdf").is_file()
+                and bool(self.work.store.query("SELECT 1 FROM pages WHERE attack = ?", self.work.plan.name)))
+
+    def run(self) -> None:
+        work = self.work
+        if not (work.sheets / "manifest.json").is_file() or not (work.sheets / "sheets.pdf").is_file():
+            print_attack_set(work.folder, work.sheets, work.session.config.layout(), progress=work.session.progress)
+        work.store.record_sheets(work.plan.name, read_manifest(work.sheets / "manifest.json"),
+                                 work.sheets / "sheets.pdf")
+
+
+class PhotographStage(Stage):
+    """The virtual camera (``photos_per_page`` > 0); with real photos there is nothing to do."""
+
+    @property
+    def description(self) -> str:
+        return f"photographing ({self.work.session.config.resolution}, virtual camera)"
+
+    def _count(self) -> int:
+        manifest = read_manifest(self.work.sheets / "manifest.json")
+        return self.work.session.config.photos_per_page * len(manifest.pages)
+
+    def done(self) -> bool:
+        if not self.work.session.config.photos_per_page:
+            return True
+        truth = self.work.photos / TRUTH_FILE
+        return truth.is_file() and len(read_truth(truth)[1]) >= self._count()
+
+    def run(self) -> None:
+        work, config = self.work, self.work.session.config
+        photograph(work.sheets / "sheets.pdf", read_manifest(work.sheets / "manifest.json"), work.photos,
+                   self._count(), config.resolution, config.seed, progress=work.session.progress)
+
+
+class CaptureStage(Stage):
+    description = "capturing and re-classifying"
+
+    def photos(self) -> list[Path]:
+        return photo_files(self.work.photos) if self.work.photos.is_dir() else []
+
+    def done(self) -> bool:
+        """Done when the recorded capture covers exactly the photos there are now (or there are none)."""
+        photos = self.photos()
+        if not photos:
+            return True
+        recorded = {row["photo"] for row in self.work.store.query("SELECT DISTINCT photo FROM photos WHERE attack = ?",
+                                                                  self.work.plan.name)}
+        return recorded == {path.relative_to(self.work.photos).as_posix() for path in photos}
+
+    def run(self) -> None:
+        work = self.work
+        result = capture_folder(work.photos, work.sheets / "manifest.json", work.classifier, work.capture,
+                                progress=work.session.progress)
+        extras = work.extras()
+        if not work.store.record_captured(work.plan.name, work.capture, [{**row, **extras} for row in result.rows]):
+            work.session.say(f"  no cell of the photos in {work.photos} was captured; the earlier results are kept")
+
+
+STAGES: tuple[type[Stage], ...] = (AttackStage, AdversarialityStage, TransformStage, PrintStage, PhotographStage,
+                                   CaptureStage)
+"""The stages of every attack, in order."""
 
 
 class Session:
@@ -190,78 +416,49 @@ class Session:
         self.device = device
         self.progress = progress
 
+    def say(self, message: str) -> None:
+        if self.progress:
+            print(message, file=sys.stderr, flush=True)
+
     def run(self, command: str = "run") -> None:
-        with RunLock(self.run_dir, command), RunStore(self.run_dir) as store:
+        with RunLock(self.run_dir, command):
             path = self.run_dir / CONFIG_FILE
-            if path.is_file() and json.loads(path.read_text()) != self.config.to_json():
-                raise InputError(f"{self.run_dir} was started with another configuration; "
-                                 "continue it with `physadv run continue` or choose a new folder")
-            atomic_write_json(path, self.config.to_json())
+            if path.is_file() and stored_config(self.run_dir).to_json() != self.config.to_json():
+                hint = ("its config.json changed since it started; restore it" if command == "run continue"
+                        else f"continue it with `physadv run continue {self.run_dir}`")
+                raise InputError(f"{self.run_dir} was started with another configuration; {hint}, "
+                                 "or choose a new folder")
+            # Everything that can be wrong with the configuration is found before anything is written.
             classifier = load_classifier(self.config.model, weights=self.config.weights, device=self.device)
-            store.set_meta(config=self.config.to_json())
-            store.record_model(classifier.name, classifier.weights)
+            targets = {plan.name: self._target(classifier, plan) for plan in self.config.attacks}
             images = prepare(load_image_set(list(self.config.images), classifier.labels, self.config.label,
                                             self.config.limit), classifier.image_size)
-            for number, plan in enumerate(self.config.attacks, 1):
-                _say(f"[{number}/{len(self.config.attacks)}] {plan.name}")
-                self._one_attack(store, classifier, images, plan)
+            for plan in self.config.attacks:
+                check_attack_inputs(Attack(plan.method, plan.eps, self.config.alpha), images, targets[plan.name],
+                                    self.config.batch_size)
+            with RunStore(self.run_dir) as store:
+                atomic_write_json(path, self.config.to_json())
+                store.set_meta(config=self.config.to_json())
+                store.record_model(classifier.name, classifier.weights)
+                for number, plan in enumerate(self.config.attacks, 1):
+                    self.say(f"[{number}/{len(self.config.attacks)}] {plan.name}")
+                    work = AttackWork(self, store, classifier, images, plan, targets[plan.name])
+                    for stage in (stage_type(work) for stage_type in STAGES):
+                        if not stage.done():
+                            self.say(f"  {stage.description}")
+                            stage.run()
+                    if self.config.photos_per_page == 0 and not CaptureStage(work).photos():
+                        self.say(f"  waiting for photos: print {work.sheets / 'sheets.pdf'} at 100% and put photos "
+                                 f"of it in {work.photos}/")
 
-    def _one_attack(self, store: RunStore, classifier: Classifier, images, plan: AttackPlan) -> None:
-        config = self.config
-        folder = self.run_dir / "attacks" / plan.name
-        attack = Attack(plan.method, plan.eps, config.alpha)
-        eot = {}
-        if plan.eot:
-            eot = {"distribution": plan.eot, "samples": config.eot_samples}
-            attack = attack.with_gradient(eot_gradient(plan.eot, config.eot_samples, config.eot_chunk, config.seed),
-                                          eot=plan.eot)
-        target = classifier.labels.index(plan.target) if plan.target else None
-        attack_set = attack_to_folder(classifier, attack, images, folder, target=target, batch_size=config.batch_size,
-                                      seed=config.seed, eot=eot, label=config.label, progress=self.progress)
-        store.record_attack(plan.name, folder, store.meta()["weights_sha256"], eot)
-
-        clean = to_tensor([read_rgb(attack_set.clean_path(folder, i)) for i in attack_set.images])
-        adversarial = to_tensor([read_rgb(attack_set.adversarial_path(folder, i)) for i in attack_set.images])
-        goal = torch.tensor([i.target if i.target is not None else (i.label or 0) for i in attack_set.images])
-        labels = np.array([i.label if i.label is not None else -1 for i in attack_set.images])
-        key = f"adversariality:{plan.name}"
-        if key not in store.meta():
-            _say(f"  adversariality under '{config.adversariality_distribution}' "
-                 f"({config.adversariality_samples} held-out transformations per image)")
-            value = adversariality(classifier, adversarial, goal, attack.goal.targeted, config.adversariality_distribution,
-                                   config.adversariality_samples, config.seed, config.eot_chunk)
-            store.set_meta(**{key: float(value.mean())})
-        extras = {"adversariality": store.meta()[key],
-                  "quantisation_undid": sum(i.quantisation_undid for i in attack_set.images)}
-        if not store.count("results", f"source = 'experiment:{plan.name}'") and config.transforms:
-            _say("  artificial transformations")
-            clean_predictions = Predictions.from_probabilities(classifier.probabilities(clean, config.batch_size))
-            rows = transformation_rows(classifier, clean_predictions, adversarial, labels, config.transforms,
-                                       {"method": attack.label, "eot": attack.eot or "", "eps": float(plan.eps),
-                                        "iterations": attack.steps},
-                                       extras, batch_size=config.batch_size, seed=config.seed)
-            store.record_results(f"experiment:{plan.name}", rows)
-
-        sheets = self.run_dir / "sheets" / plan.name
-        if not (sheets / "manifest.json").is_file() or not (sheets / "sheets.pdf").is_file():
-            _say("  printing sheets")
-            print_attack_set(folder, sheets, config.layout(), progress=self.progress)
-        manifest = read_manifest(sheets / "manifest.json")
-        store.record_sheets(plan.name, manifest, sheets / "sheets.pdf")
-
-        photos = self.run_dir / "photos" / plan.name
-        if config.photos_per_page:
-            _say(f"  photographing ({config.resolution}, virtual camera)")
-            photograph(sheets / "sheets.pdf", manifest, photos, config.photos_per_page * len(manifest.pages),
-                       config.resolution, config.seed, progress=self.progress)
-        if photos.is_dir() and photo_files(photos):
-            _say("  capturing and re-classifying")
-            out = self.run_dir / "capture" / plan.name
-            result = capture_folder(photos, sheets / "manifest.json", classifier, out, progress=self.progress)
-            store.record_capture(plan.name, out)
-            store.record_results(f"capture:{plan.name}", [{**row, **extras} for row in result.rows])
-        else:
-            _say(f"  waiting for photos: print {sheets / 'sheets.pdf'} at 100% and put photos of it in {photos}/")
+    @staticmethod
+    def _target(classifier: Classifier, plan: AttackPlan) -> int | None:
+        if plan.target is None:
+            return None
+        try:
+            return classifier.labels.index(plan.target)
+        except KeyError as error:
+            raise InputError(f"attack {plan.name}: target {error.args[0]}") from None
 
 
 def next_steps(run_dir: Path, store: RunStore, planned: Sequence[str]) -> list[str]:

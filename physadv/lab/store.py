@@ -78,6 +78,9 @@ class RunLock:
     """Exclusive hold on a run folder for the life of one command (released by the OS if it dies)."""
 
     def __init__(self, run_dir: Path, command: str) -> None:
+        # A folder this lock creates and nothing else fills (the command failed on its input) is
+        # removed again on release: a refused command leaves nothing behind.
+        self._created = None if run_dir.is_dir() else run_dir
         run_dir.mkdir(parents=True, exist_ok=True)
         self._handle = open(run_dir / LOCK_FILE, "a+")
         try:
@@ -96,6 +99,9 @@ class RunLock:
     def release(self) -> None:
         fcntl.flock(self._handle, fcntl.LOCK_UN)
         self._handle.close()
+        if self._created is not None and [p.name for p in self._created.iterdir()] == [LOCK_FILE]:
+            (self._created / LOCK_FILE).unlink()
+            self._created.rmdir()
 
     def __enter__(self) -> "RunLock":
         return self
@@ -207,6 +213,18 @@ class RunStore:
             db.executemany("INSERT OR REPLACE INTO photos VALUES (?, ?, 0, ?)",
                            [(attack, r["photo"], r["reason"]) for r in rejected])
 
+    def record_captured(self, attack: str, capture_dir: Path, rows: list[dict]) -> bool:
+        """Import a capture of ``attack`` (:meth:`record_capture`) and its result ``rows``, unless it
+        captured no cell at all while the run already holds captured cells of that attack: photos that
+        match no page (another run's, or none) never wipe a run's results. Returns whether it imported."""
+        with open(capture_dir / "predictions.csv", newline="") as stream:
+            captured = any(True for _ in csv.DictReader(stream))
+        if not captured and self.query("SELECT 1 FROM predictions WHERE attack = ? LIMIT 1", attack):
+            return False
+        self.record_capture(attack, capture_dir)
+        self.record_results(f"capture:{attack}", rows)
+        return True
+
     def record_results(self, source: str, rows: list[dict]) -> None:
         """Replace the result rows of ``source`` by ``rows``."""
         with self.transaction() as db:
@@ -239,13 +257,35 @@ class RunStore:
         return list(self.connection.execute(sql, parameters))
 
 
-def record_in_run(attack_dir: Path, record: Callable[[RunStore, str], None]) -> None:
+def record_in_run(attack_dir: Path, record: Callable[[RunStore, str], None],
+                  manifest: Manifest | None = None) -> str | None:
     """If ``attack_dir`` was recorded in a run's store (``physadv attack`` makes its folder a run),
-    record this stage's outputs there too."""
+    record this stage's outputs there too.
+
+    With ``manifest`` (a capture of its sheets), the outputs go in only if that run printed exactly
+    these sheets: the same run id and every cell with the same image, kind and pixel hash. A
+    manifest is untrusted input; one that merely points at a run's folder must not write into it.
+
+    Returns:
+        Why nothing was recorded (``None`` when it was, or when ``attack_dir`` belongs to no run).
+    """
     run_dir = find_run(attack_dir)
     if run_dir is None:
-        return
+        return None
     with RunLock(run_dir, "record"), RunStore(run_dir) as store:
         attack = store.attack_at(attack_dir)
-        if attack is not None:
-            record(store, attack)
+        if attack is None:
+            return None
+        if manifest is not None and not _printed_by(store, attack, manifest):
+            return (f"the manifest's sheets are not the ones run {run_dir} printed for {attack}: "
+                    "nothing recorded in that run's store")
+        record(store, attack)
+    return None
+
+
+def _printed_by(store: RunStore, attack: str, manifest: Manifest) -> bool:
+    printed = {(r["page"], r["cell"], r["image_id"], r["kind"], r["sha256"])
+               for r in store.query("SELECT cells.* FROM cells JOIN pages USING (attack, page) "
+                                    "WHERE attack = ? AND sheet_run_id = ?", attack, manifest.run_id)}
+    cells = {(page.index, cell.index, cell.image_id, cell.kind, cell.sha256) for page, cell in manifest.cells()}
+    return bool(cells) and cells == printed

@@ -1,0 +1,168 @@
+"""Reading untrusted records: manifests, attack records, configurations, profiles, state files.
+
+These files travel between machines and people, so every field is checked on read: its type, its
+range, that numbers are finite, that sizes are capped, and that anything that may become part of a
+path is a plain name from a safe character set. Every error names the file and the field, e.g.
+``sheets/manifest.json: pages[0].cells[3].box_mm: expected 4 numbers, got 2``.
+
+Example:
+    >>> record = Record({"eps": 16, "kind": "clean"}, "attack.json")
+    >>> record.number("eps", 0, 255), record.choice("kind", ("clean", "adversarial"))
+    (16.0, 'clean')
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Callable, Iterator, Sequence, TypeVar
+
+from physadv.errors import InputError
+
+T = TypeVar("T")
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
+"""A name that may become a file or folder name: no separators, no leading dot, at most 128 characters."""
+
+MAX_CLASSES = 1_000_000
+"""Largest class count a record may name (ImageNet-21k has 21,841 classes)."""
+
+MAX_TEXT = 4096
+"""Longest free-text field accepted (sources, names); longer text is a corrupt or hostile file."""
+
+
+def is_safe_name(text: object) -> bool:
+    return isinstance(text, str) and SAFE_NAME.fullmatch(text) is not None and ".." not in text
+
+
+def _type_name(value: object) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+class Record:
+    """Checked access to one JSON/TOML object read from a file.
+
+    Args:
+        data: the parsed object (anything: a non-object is an error).
+        where: the file and field path used in error messages.
+        error: the exception raised (an :class:`InputError` subclass).
+    """
+
+    def __init__(self, data: Any, where: str, error: type[InputError] = InputError) -> None:
+        if not isinstance(data, dict):
+            raise error(f"{where}: expected an object, got {_type_name(data)}")
+        self.data, self.where, self.error = data, where, error
+
+    def fail(self, key: str | None, message: str) -> InputError:
+        return self.error(f"{self.where}{'.' + key if key else ''}: {message}")
+
+    def only(self, allowed: Sequence[str], what: str = "key") -> None:
+        """Refuse keys other than ``allowed`` (a misspelt key is an error, never silently ignored)."""
+        unknown = sorted(map(str, set(self.data) - set(allowed)))
+        if unknown:
+            raise self.fail(None, f"unknown {what}(s) {', '.join(map(repr, unknown))} "
+                                  f"(known: {', '.join(sorted(allowed))})")
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def _get(self, key: str, optional: bool) -> Any:
+        if key not in self.data:
+            if optional:
+                return None
+            raise self.fail(key, "missing")
+        return self.data[key]
+
+    def integer(self, key: str, low: int, high: int, optional: bool = False) -> int | None:
+        value = self._get(key, optional)
+        if value is None and optional:
+            return None
+        return check_integer(value, low, high, lambda m: self.fail(key, m))
+
+    def number(self, key: str, low: float, high: float, optional: bool = False) -> float | None:
+        value = self._get(key, optional)
+        if value is None and optional:
+            return None
+        return check_number(value, low, high, lambda m: self.fail(key, m))
+
+    def boolean(self, key: str) -> bool:
+        value = self._get(key, False)
+        if not isinstance(value, bool):
+            raise self.fail(key, f"expected true or false, got {_type_name(value)}")
+        return value
+
+    def text(self, key: str, optional: bool = False, max_length: int = MAX_TEXT) -> str | None:
+        value = self._get(key, optional)
+        if value is None and optional:
+            return None
+        if not isinstance(value, str):
+            raise self.fail(key, f"expected text, got {_type_name(value)}")
+        if len(value) > max_length:
+            raise self.fail(key, f"text longer than {max_length} characters")
+        return value
+
+    def name(self, key: str, optional: bool = False) -> str | None:
+        """A safe name (see :data:`SAFE_NAME`): it may become a file or folder name."""
+        value = self._get(key, optional)
+        if value is None and optional:
+            return None
+        if not is_safe_name(value):
+            raise self.fail(key, f"{value!r} is not a plain name (letters, digits, '.', '_', '+', '-'; "
+                                 "no path separators, no leading dot, at most 128 characters)")
+        return value
+
+    def choice(self, key: str, choices: Sequence[T], optional: bool = False) -> T | None:
+        value = self._get(key, optional)
+        if value is None and optional:
+            return None
+        if value not in choices or isinstance(value, bool):
+            raise self.fail(key, f"{value!r} is not one of {', '.join(map(repr, choices))}")
+        return value
+
+    def numbers(self, key: str, count: int, low: float, high: float) -> tuple[float, ...]:
+        values = self.items(key, count, count)
+        return tuple(check_number(v, low, high, lambda m, i=i: self.fail(f"{key}[{i}]", m))
+                     for i, v in enumerate(values))
+
+    def integers(self, key: str, count: int, low: int, high: int) -> tuple[int, ...]:
+        values = self.items(key, count, count)
+        return tuple(check_integer(v, low, high, lambda m, i=i: self.fail(f"{key}[{i}]", m))
+                     for i, v in enumerate(values))
+
+    def items(self, key: str, minimum: int, maximum: int) -> list:
+        value = self._get(key, False)
+        if not isinstance(value, list):
+            raise self.fail(key, f"expected a list, got {_type_name(value)}")
+        if not minimum <= len(value) <= maximum:
+            expected = f"{minimum}" if minimum == maximum else f"{minimum} to {maximum}"
+            raise self.fail(key, f"expected {expected} items, got {len(value)}")
+        return value
+
+    def records(self, key: str, minimum: int, maximum: int) -> Iterator["Record"]:
+        """The objects of the list at ``key``, each a :class:`Record`."""
+        for index, item in enumerate(self.items(key, minimum, maximum)):
+            yield Record(item, f"{self.where}.{key}[{index}]", self.error)
+
+    def record(self, key: str, optional: bool = False) -> "Record | None":
+        value = self._get(key, optional)
+        if value is None and optional:
+            return None
+        return Record(value, f"{self.where}.{key}", self.error)
+
+
+def check_integer(value: Any, low: int, high: int, fail: Callable[[str], InputError]) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise fail(f"expected a whole number, got {_type_name(value)} {value!r}"[:200])
+    if not low <= value <= high:
+        raise fail(f"{value} is outside [{low}, {high}]")
+    return value
+
+
+def check_number(value: Any, low: float, high: float, fail: Callable[[str], InputError]) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise fail(f"expected a number, got {_type_name(value)} {value!r}"[:200])
+    if not math.isfinite(value):
+        raise fail(f"expected a finite number, got {value!r}")
+    if not low <= value <= high:
+        raise fail(f"{value:g} is outside [{low:g}, {high:g}]")
+    return float(value) + 0.0  # + 0.0 turns -0.0 into 0.0

@@ -1,0 +1,395 @@
+"""Bad input, as an outside tester gives it: every case exits 1 or 2 with one line and no traceback,
+nothing is written outside the output folder, and no run's store is touched by a foreign file.
+
+The first half replays the cases found by hand (issue 11); the second half generates malformed
+manifests, attack records, configurations and images (hypothesis) and feeds them to the readers.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import sqlite3
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from physadv.attackset import read_attack_set
+from physadv.cli.main import main
+from physadv.errors import InputError, PhysadvWarning
+from physadv.images import read_rgb, write_png
+from physadv.lab.session import SessionConfig, config_from_mapping
+from physadv.lab.store import STORE_FILE, RunLock
+from physadv.printouts.manifest import Manifest, ManifestError
+
+DIGITS = ["--model", "digits"]
+
+
+def files_under(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in root.rglob("*") if p.is_file()}
+
+
+def one_line_error(capsys, code: int, expected_codes=(1, 2)) -> str:
+    """The command's error line, after checking it failed cleanly: one line, no traceback."""
+    err = capsys.readouterr().err
+    assert code in expected_codes, err
+    lines = [line for line in err.splitlines() if line.strip() and "warning:" not in line]
+    assert len(lines) == 1 and "error:" in lines[0] and "Traceback" not in err, err
+    return lines[0]
+
+
+def store_counts(run: Path) -> dict[str, int]:
+    with sqlite3.connect(run / STORE_FILE) as db:
+        return {t: db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+                for t in ("attacks", "images", "pages", "cells", "photos", "predictions", "results")}
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, digits_classifier):
+    """An attack run on 4 digits, printed, photographed once and captured: (root, attack run, sheets, photos)."""
+    root = tmp_path_factory.mktemp("bad-input")
+    run, sheets, photos = root / "adv", root / "sheets", root / "photos"
+    assert main(["attack", "digits", *DIGITS, "--method", "fgsm", "--eps", "32", "--limit", "4",
+                 "--out", str(run)]) == 0
+    assert main(["print", str(run), "--out", str(sheets)]) == 0
+    assert main(["photograph", str(sheets / "sheets.pdf"), "--out", str(photos), "--n", "1",
+                 "--resolution", "1080p"]) == 0
+    assert main(["capture", str(photos), "--manifest", str(sheets / "manifest.json"), "--out",
+                 str(root / "cap")]) == 0
+    assert store_counts(run)["predictions"] == 8
+    return root, run, sheets, photos
+
+
+def manifest_data(sheets: Path) -> dict:
+    return json.loads((sheets / "manifest.json").read_text())
+
+
+def capture_with(lab, tmp_path, mutate, capsys) -> tuple[int, str]:
+    """Capture the lab's photos with a mutated copy of its manifest (beside a copy of nothing else)."""
+    root, run, sheets, photos = lab
+    data = manifest_data(sheets)
+    data["attack_dir"] = str(run.resolve())  # the copy still points at the run, as a crafted one would
+    data = mutate(data)
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    (evil / "manifest.json").write_text(json.dumps(data))
+    before_root, before_store = files_under(root), store_counts(run)
+    out = tmp_path / "out"
+    code = main(["capture", str(photos), "--manifest", str(evil / "manifest.json"), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    # Nothing written outside --out: the lab's folders are as they were, and so is the run's store.
+    after = files_under(root)
+    changed = {k for k in set(before_root) | set(after) if before_root.get(k) != after.get(k)
+               and not k.startswith("adv/physadv.sqlite") and k != "adv/.lock"}
+    assert not changed, changed
+    assert store_counts(run) == before_store
+    outside = [p for p in tmp_path.rglob("*") if p.is_file() and not (p.is_relative_to(out) or p.is_relative_to(evil))]
+    assert not outside, outside
+    return code, err
+
+
+def set_cell(key, value):
+    def mutate(data):
+        data["pages"][0]["cells"][0][key] = value
+        return data
+    return mutate
+
+
+@pytest.mark.parametrize("mutate, what", [
+    (set_cell("kind", "/../../../../x"), "kind"),
+    (lambda d: [], "expected an object"),
+    (set_cell("index", "zero"), "index"),
+    (set_cell("box_mm", [1e308, 0, 10, 10]), "box_mm"),
+    (set_cell("size_px", [0, 0]), "size_px"),
+    (set_cell("size_px", [100000, 100000]), "size_px"),
+    (set_cell("label", -1), "label"),
+    (set_cell("image_id", 7), "image_id"),
+    (lambda d: {**d, "pages": [{**d["pages"][0], "index": "0"}]}, "index"),
+    (lambda d: {**d, "pages": [{**d["pages"][0], "markers": [{**m, "corners_mm": [[0, 0]]}
+                                                              for m in d["pages"][0]["markers"]]}]}, "corners_mm"),
+    (lambda d: {**d, "run_id": "../../x"}, "run_id"),
+    (lambda d: {**d, "layout_dpi": float("nan")}, "layout_dpi"),
+])
+def test_malformed_manifests_are_refused_in_one_line(lab, tmp_path, capsys, mutate, what):
+    code, err = capture_with(lab, tmp_path, mutate, capsys)
+    assert code == 2 and what in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_manifest_pointing_at_another_run_records_nothing_there(lab, tmp_path, capsys):
+    def other_run(data):
+        data["run_id"] = "deadbeef"  # photos then match no page: the run's results must stay
+        return data
+    code, err = capture_with(lab, tmp_path, other_run, capsys)
+    assert code == 0
+
+    def same_run_other_cells(data):
+        data["pages"][0]["cells"][0]["sha256"] = "0" * 64
+        return data
+    (tmp_path / "b").mkdir()
+    code, err = capture_with(lab, tmp_path / "b", same_run_other_cells, capsys)
+    assert code == 0 and "nothing recorded" in err
+
+
+@pytest.mark.parametrize("verb", ["attack", "print", "photograph", "capture", "experiment", "compare", "demo",
+                                  "run", "report", "live"])
+def test_an_output_folder_that_is_a_file_is_one_line(tmp_path, capsys, verb):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    args = {"attack": ["attack", "digits", "--out", str(blocker)],
+            "print": ["print", str(tmp_path), "--out", str(blocker)],
+            "photograph": ["photograph", str(tmp_path / "x.pdf"), "--out", str(blocker)],
+            "capture": ["capture", str(tmp_path), "--manifest", "m.json", "--out", str(blocker)],
+            "experiment": ["experiment", "--out", str(blocker)],
+            "compare": ["compare", "--out", str(blocker)],
+            "demo": ["demo", "--out", str(blocker)],
+            "run": ["run", "new", str(blocker)],
+            "report": ["report", str(blocker)],
+            "live": ["live", "--headless", "--out", str(blocker)]}[verb]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "is not a folder" in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def session_run(lab):
+    """A `run new` session on 4 digits with real photos pending (attack and print only)."""
+    root = lab[0]
+    config = root / "lab.toml"
+    config.write_text('model = "digits"\nimages = ["digits"]\nlimit = 4\nphotos_per_page = 0\ntransforms = {}\n'
+                      '[[attacks]]\nmethod = "fgsm"\neps = 32\n')
+    run = root / "session"
+    assert main(["run", "new", str(run), "--config", str(config)]) == 0
+    return run
+
+
+@pytest.mark.parametrize("verb", ["status", "evaluate", "run continue"])
+@pytest.mark.parametrize("damage", ["corrupt store", "truncated config"])
+def test_damaged_runs_are_one_line(session_run, tmp_path, capsys, verb, damage):
+    run = tmp_path / "copy"
+    run.mkdir()
+    for name in ("physadv.sqlite", "config.json"):
+        (run / name).write_bytes((session_run / name).read_bytes())
+    if damage == "corrupt store":
+        (run / STORE_FILE).write_bytes(b"this is not a database" * 100)
+    else:
+        (run / "config.json").write_text((session_run / "config.json").read_text()[:40])
+    if damage == "truncated config" and verb == "evaluate":
+        return  # evaluate reads the store only
+    code = main([*verb.split(), str(run)])
+    one_line_error(capsys, code)
+
+
+@pytest.mark.parametrize("toml, expected", [
+    (b'model = "digits"\nseed = "\xff\xfe"\n', "not valid TOML"),
+    (b'[transforms]\nblur = ["a"]\n', "transforms.blur"),
+    (b'device = "tpu"\n', "device"),
+    (b'batch_size = 0\n', "batch_size"),
+    (b'images = 3\n', "images"),
+    (b'[[attacks]]\nmethod = "bim"\neps = 1e400\n', "eps"),
+    (b'[[attacks]]\nmethod = "bim"\neps = 8\ncolour = 1\n', "colour"),
+    (b'model = "digits"\nimages = ["digits"]\nlimit = 2\ntransforms = {}\n'
+     b'[[attacks]]\nmethod = "fgsm"\neps = 8\n[[attacks]]\nmethod = "target"\neps = 8\ntarget = "goldfish"\n',
+     "goldfish"),
+])
+def test_bad_configurations_are_refused_before_anything_is_written(tmp_path, capsys, toml, expected):
+    config = tmp_path / "lab.toml"
+    config.write_bytes(toml)
+    run = tmp_path / "run"
+    code = main(["run", "new", str(run), "--config", str(config)])
+    assert expected in one_line_error(capsys, code)
+    assert not (run / "config.json").exists() and not (run / "attacks").exists()
+    if expected == "goldfish":  # the refused configuration blocks nothing: a good one starts in the same folder
+        config.write_bytes(toml.replace(b'"goldfish"', b'"3"'))
+        assert main(["run", "new", str(run), "--config", str(config)]) == 0
+
+
+def test_a_weights_file_that_is_no_state_dict(tmp_path, capsys):
+    import pickle
+
+    path = tmp_path / "evil.pt"
+    path.write_bytes(pickle.dumps({"a": Path("x")}))
+    code = main(["classify", "samples", "--model", "resnet50", "--weights", str(path)])
+    line = one_line_error(capsys, code)
+    assert "state dict" in line and "weights_only" not in line
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["attack", "digits", *DIGITS, "--method", "target", "--target=-1", "--limit", "2"], "out of range"),
+    (["attack", "digits", *DIGITS, "--iterations", "100000", "--limit", "2"], "iterations"),
+    (["experiment", *DIGITS, "--images", "digits", "--transforms", "blur", "--strengths", "blur"], "no strengths"),
+])
+def test_wrong_results_become_errors(tmp_path, capsys, digits_classifier, args, expected):
+    out = tmp_path / "out"
+    code = main(args + ["--out", str(out)])
+    assert expected in one_line_error(capsys, code)
+    assert not out.exists()
+
+
+def test_iterations_that_are_not_a_whole_number(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["attack", "digits", "--iterations", "1e12", "--out", str(tmp_path / "o")])
+    assert exit_info.value.code == 2 and "--iterations" in capsys.readouterr().err
+
+
+def test_minus_zero_eps_is_zero(tmp_path, capsys, digits_classifier):
+    assert main(["attack", "digits", *DIGITS, "--method", "fgsm", "--eps", "-0", "--limit", "2",
+                 "--out", str(tmp_path / "o")]) == 0
+    err = capsys.readouterr().err
+    assert "ε=0 " in err and "ε=-0" not in err and "eps=-0" not in err
+
+
+def test_live_on_a_text_file_is_an_error(tmp_path, capsys, digits_classifier):
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    code = main(["live", *DIGITS, "--camera", str(text), "--headless", "--out", str(tmp_path / "o")])
+    assert "no frame" in one_line_error(capsys, code)
+
+
+def test_photograph_refuses_a_manifest_of_another_run(lab, tmp_path, capsys):
+    _, _, sheets, _ = lab
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**manifest_data(sheets), "run_id": "0badc0de"}))
+    code = main(["photograph", str(sheets / "sheets.pdf"), "--manifest", str(other), "--out", str(tmp_path / "p")])
+    assert "not the PDF of the manifest's run 0badc0de" in one_line_error(capsys, code)
+    assert not (tmp_path / "p" / "truth.json").exists()
+
+
+def test_a_busy_output_folder_is_refused_before_the_model_loads(lab, tmp_path, capsys, monkeypatch):
+    _, run, _, _ = lab
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model was loaded although the folder is busy")
+
+    monkeypatch.setattr("physadv.cli.common.load_classifier", never)
+    with RunLock(run, "test"):
+        code = main(["attack", "digits", *DIGITS, "--limit", "4", "--out", str(run)])
+        assert "in use by `physadv test`" in one_line_error(capsys, code)
+        # print of an attack folder that is being written is refused before writing a PDF
+        code = main(["print", str(run), "--out", str(tmp_path / "sheets")])
+        one_line_error(capsys, code)
+    assert not (tmp_path / "sheets" / "sheets.pdf").exists()
+
+
+def test_a_decompression_bomb_is_said_once_in_our_words(tmp_path, monkeypatch):
+    path = tmp_path / "big.png"
+    write_png(path, np.zeros((40, 40, 3), np.uint8))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        read_rgb(path)
+    assert [w.category for w in caught] == [PhysadvWarning] and "megapixel" in str(caught[0].message)
+
+
+def test_disk_full_is_said_plainly_and_the_store_kept(session_run, tmp_path, capsys, monkeypatch):
+    run = tmp_path / "copy"
+    run.mkdir()
+    for name in ("physadv.sqlite", "config.json"):
+        (run / name).write_bytes((session_run / name).read_bytes())
+    before = store_counts(run)
+
+    def full(self, *args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr("physadv.lab.store.RunStore.set_meta", full)
+    code = main(["run", "continue", str(run)])
+    assert "full" in one_line_error(capsys, code)
+    assert store_counts(run) == before
+
+
+# --- generated malformed files --------------------------------------------------------------------------
+
+JUNK = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True),
+                 st.text(max_size=12), st.sampled_from(["../../x", "/etc/passwd", "zero", "", "\x00"]),
+                 st.lists(st.integers(-5, 5), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+
+
+def paths_of(data, prefix=()):
+    """Every (path, value) in a JSON tree."""
+    yield prefix, data
+    if isinstance(data, dict):
+        for key, value in data.items():
+            yield from paths_of(value, prefix + (key,))
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            yield from paths_of(value, prefix + (index,))
+
+
+def mutated(data, choice: int, junk, delete: bool):
+    data = copy.deepcopy(data)
+    paths = [p for p, _ in paths_of(data) if p]
+    path = paths[choice % len(paths)]
+    parent = data
+    for key in path[:-1]:
+        parent = parent[key]
+    if delete and isinstance(parent, dict):
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = junk
+    return data
+
+
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+@FUZZ
+@given(choice=st.integers(0, 10**6), junk=JUNK, delete=st.booleans())
+def test_generated_manifests_are_read_or_refused(lab, choice, junk, delete):
+    data = mutated(manifest_data(lab[2]), choice, junk, delete)
+    try:
+        manifest = Manifest.from_dict(data)
+    except ManifestError:
+        return
+    for _, cell in manifest.cells():  # what was accepted is safe to use as a crop name and a size
+        assert cell.kind in ("clean", "adversarial") and 1 <= min(cell.size_px) and max(cell.size_px) <= 4096
+
+
+@FUZZ
+@given(choice=st.integers(0, 10**6), junk=JUNK, delete=st.booleans())
+def test_generated_attack_records_are_read_or_refused(lab, tmp_path_factory, choice, junk, delete):
+    folder = tmp_path_factory.mktemp("record")
+    data = mutated(json.loads((lab[1] / "attack.json").read_text()), choice, junk, delete)
+    (folder / "attack.json").write_text(json.dumps(data))
+    try:
+        record = read_attack_set(folder)
+    except InputError:
+        return
+    for image in record.images:  # accepted file names stay inside the folder
+        assert (folder / "adv" / image.file).resolve().parent == (folder / "adv").resolve()
+
+
+@FUZZ
+@given(choice=st.integers(0, 10**6), junk=JUNK, delete=st.booleans())
+def test_generated_configurations_are_read_or_refused(choice, junk, delete):
+    data = mutated(SessionConfig().to_json(), choice, junk, delete)
+    try:
+        config_from_mapping(data)
+    except InputError:
+        pass
+
+
+@FUZZ
+@given(cut=st.integers(0, 2000), flip=st.integers(0, 2000), byte=st.integers(0, 255))
+def test_generated_broken_images_are_read_or_refused(tmp_path_factory, cut, flip, byte):
+    folder = tmp_path_factory.mktemp("image")
+    original = folder / "ok.png"
+    write_png(original, (np.arange(32 * 32 * 3) % 251).astype(np.uint8).reshape(32, 32, 3))
+    data = bytearray(original.read_bytes())
+    if flip < len(data):
+        data[flip] = byte
+    broken = folder / "broken.png"
+    broken.write_bytes(bytes(data[:max(cut, 1)]) if cut < len(data) else bytes(data))
+    try:
+        image = read_rgb(broken)
+    except InputError:
+        return
+    assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
