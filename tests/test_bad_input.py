@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import sqlite3
 import warnings
 from pathlib import Path
@@ -59,8 +58,8 @@ def lab(tmp_path_factory, digits_classifier):
     assert main(["attack", "digits", *DIGITS, "--method", "fgsm", "--eps", "32", "--limit", "4",
                  "--out", str(run)]) == 0
     assert main(["print", str(run), "--out", str(sheets)]) == 0
-    assert main(["photograph", str(sheets / "sheets.pdf"), "--out", str(photos), "--n", "1",
-                 "--resolution", "1080p"]) == 0
+    assert main(["photograph", str(sheets / "sheets.pdf"), "--out", str(photos), "--n", "2",
+                 "--resolution", "1080p"]) == 0  # 8 cells: two pages of 2 × 3
     assert main(["capture", str(photos), "--manifest", str(sheets / "manifest.json"), "--out",
                  str(root / "cap")]) == 0
     assert store_counts(run)["predictions"] == 8
@@ -248,11 +247,31 @@ def test_minus_zero_eps_is_zero(tmp_path, capsys, digits_classifier):
     assert "ε=0 " in err and "ε=-0" not in err and "eps=-0" not in err
 
 
-def test_live_on_a_text_file_is_an_error(tmp_path, capsys, digits_classifier):
+class OpensButGivesNothing:
+    """What some OpenCV builds make of a text file: a source that opens and yields no frame."""
+
+    def isOpened(self) -> bool:
+        return True
+
+    def read(self):
+        return False, None
+
+    def get(self, _):
+        return 0.0
+
+    def release(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("opens", [False, True])
+def test_live_on_a_text_file_is_an_error(tmp_path, capsys, monkeypatch, digits_classifier, opens):
     text = tmp_path / "notes.txt"
     text.write_text("hello")
+    if opens:
+        monkeypatch.setattr("physadv.capture.live.cv2.VideoCapture", lambda source: OpensButGivesNothing())
     code = main(["live", *DIGITS, "--camera", str(text), "--headless", "--out", str(tmp_path / "o")])
-    assert "no frame" in one_line_error(capsys, code)
+    line = one_line_error(capsys, code)
+    assert code == 2 and ("gave no frame" in line if opens else "cannot open" in line)
 
 
 def test_photograph_refuses_a_manifest_of_another_run(lab, tmp_path, capsys):

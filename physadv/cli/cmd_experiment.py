@@ -107,19 +107,20 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise InputError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     strengths = parse_strengths(comma_list(args.transforms), args.strengths)
-    classifier = classifier_from_args(args)
     attacks = [Attack(method, eps, args.alpha, args.iterations, amp=args.amp) for method in methods for eps in args.eps]
-    extras = None
     if args.eot:
         attacks += [eot_variant(attack, args)[0] for attack in attacks]
 
-        def extras(attack: Attack, classifier: Classifier, adversarial: torch.Tensor, goals: torch.Tensor) -> dict:
-            value = adversariality(classifier, adversarial, goals, attack.goal.targeted, args.eot,
-                                   args.adversariality_samples, args.seed, args.eot_chunk)
-            return {"adversariality": float(value.mean())}
+    def adversariality_under_eot(attack: Attack, classifier: Classifier, adversarial: torch.Tensor,
+                                 goals: torch.Tensor) -> dict:
+        value = adversariality(classifier, adversarial, goals, attack.goal.targeted, args.eot,
+                               args.adversariality_samples, args.seed, args.eot_chunk)
+        return {"adversariality": float(value.mean())}
+
+    classifier = classifier_from_args(args)
     target = resolve_target(classifier, args.target)
     config = ExperimentConfig(attacks=attacks, transforms=strengths, target=target, batch_size=args.batch_size,
-                              seed=args.seed, attack_extras=extras)
+                              seed=args.seed, attack_extras=adversariality_under_eot if args.eot else None)
     images = prepare(load_image_set(args.images, classifier.labels, args.label, args.limit), classifier.image_size)
     config_key = {"model": classifier.name, "weights": classifier.weights, "label": args.label,
                   "images": [i.source for i in images], "methods": methods,
