@@ -233,7 +233,7 @@ class Session:
             store.set_meta(**{key: float(value.mean())})
         extras = {"adversariality": store.meta()[key],
                   "quantisation_undid": sum(i.quantisation_undid for i in attack_set.images)}
-        if not store.count("results", f"source = 'experiment:{plan.name}'") and config.transforms:
+        if not store.count("results", source=f"experiment:{plan.name}") and config.transforms:
             _say("  artificial transformations")
             clean_predictions = Predictions.from_probabilities(classifier.probabilities(clean, config.batch_size))
             rows = transformation_rows(classifier, clean_predictions, adversarial, labels, config.transforms,
@@ -273,9 +273,9 @@ def next_steps(run_dir: Path, store: RunStore, planned: Sequence[str]) -> list[s
         here = os.path.normpath
         if not folder:
             steps.append(f"attack {name}")
-        elif not store.count("pages", f"attack = '{name}'"):
+        elif not store.count("pages", attack=name):
             steps.append(f"print {name}: physadv print {here(run_dir / folder[0]['folder'])} --out SHEETS_DIR")
-        elif not store.count("photos", f"attack = '{name}'"):
+        elif not store.count("photos", attack=name):
             pdf = store.query("SELECT pdf FROM pages WHERE attack = ? LIMIT 1", name)[0]["pdf"]
             steps.append(f"photograph the sheets of {name} ({here(run_dir / pdf)}) and capture the photos: "
                          f"physadv capture PHOTOS_DIR --manifest {here((run_dir / pdf).parent / 'manifest.json')}")
