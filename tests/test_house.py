@@ -25,3 +25,35 @@ def test_fileio_neither_reads_nor_sets_the_umask_and_outputs_follow_it(tmp_path)
     """)
     assert out == "[] 0o640"
     assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]  # no temporary left behind
+
+
+def test_training_and_attacking_leave_the_callers_rng_alone(tmp_path, digits_classifier):
+    import torch
+
+    from physadv.classifiers.digits import train_digits
+    from physadv.cli.main import main
+
+    after = []
+    for seed in ("0", "1"):  # building a model draws from the caller's RNG, but --seed must not reseed it
+        torch.manual_seed(1234)
+        assert main(["attack", "digits", "--model", "digits", "--method", "fgsm", "--eps", "32", "--limit", "2",
+                     "--seed", seed, "--out", str(tmp_path / f"adv{seed}")]) == 0
+        after.append(torch.random.get_rng_state())
+    assert torch.equal(*after)
+    before = torch.random.get_rng_state()
+    checkpoints = []
+    for name in ("a.pt", "b.pt"):  # one epoch: same weights for the same seed
+        train_digits(tmp_path / name, epochs=1, progress=False)
+        assert torch.equal(torch.random.get_rng_state(), before)
+        checkpoints.append(torch.load(tmp_path / name, weights_only=True)["state_dict"])
+    assert all(torch.equal(checkpoints[0][k], checkpoints[1][k]) for k in checkpoints[0])
+
+
+def test_a_quiet_session_says_nothing(tmp_path, capsys):
+    import torch
+
+    from physadv.lab.session import Session, SessionConfig
+
+    Session(tmp_path, SessionConfig(), torch.device("cpu"), progress=False)._say("printing sheets")
+    Session(tmp_path, SessionConfig(), torch.device("cpu"), progress=True)._say("printing sheets")
+    assert capsys.readouterr().err == "printing sheets\n"

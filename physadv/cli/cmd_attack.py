@@ -84,7 +84,6 @@ def resolve_target(classifier: Classifier, target: str | None) -> int | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    torch.manual_seed(args.seed)
     classifier = classifier_from_args(args)
     attack = Attack(args.method, args.eps, args.alpha, args.iterations, amp=args.amp)
     target = resolve_target(classifier, args.target)

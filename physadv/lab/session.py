@@ -177,10 +177,6 @@ def stored_config(run_dir: Path) -> SessionConfig:
     return config_from_mapping(json.loads(path.read_text()))
 
 
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 class Session:
     """Runs (or resumes) a session in ``run_dir``; holds the run's lock while it works."""
 
@@ -189,6 +185,11 @@ class Session:
         self.config = config
         self.device = device
         self.progress = progress
+
+    def _say(self, message: str) -> None:
+        """A stage's one-line news on stderr; quiet with ``progress=False``, like the progress bars."""
+        if self.progress:
+            print(message, file=sys.stderr, flush=True)
 
     def run(self, command: str = "run") -> None:
         with RunLock(self.run_dir, command), RunStore(self.run_dir) as store:
@@ -203,7 +204,7 @@ class Session:
             images = prepare(load_image_set(list(self.config.images), classifier.labels, self.config.label,
                                             self.config.limit), classifier.image_size)
             for number, plan in enumerate(self.config.attacks, 1):
-                _say(f"[{number}/{len(self.config.attacks)}] {plan.name}")
+                self._say(f"[{number}/{len(self.config.attacks)}] {plan.name}")
                 self._one_attack(store, classifier, images, plan)
 
     def _one_attack(self, store: RunStore, classifier: Classifier, images, plan: AttackPlan) -> None:
@@ -226,7 +227,7 @@ class Session:
         labels = np.array([i.label if i.label is not None else -1 for i in attack_set.images])
         key = f"adversariality:{plan.name}"
         if key not in store.meta():
-            _say(f"  adversariality under '{config.adversariality_distribution}' "
+            self._say(f"  adversariality under '{config.adversariality_distribution}' "
                  f"({config.adversariality_samples} held-out transformations per image)")
             value = adversariality(classifier, adversarial, goal, attack.goal.targeted, config.adversariality_distribution,
                                    config.adversariality_samples, config.seed, config.eot_chunk)
@@ -234,7 +235,7 @@ class Session:
         extras = {"adversariality": store.meta()[key],
                   "quantisation_undid": sum(i.quantisation_undid for i in attack_set.images)}
         if not store.count("results", source=f"experiment:{plan.name}") and config.transforms:
-            _say("  artificial transformations")
+            self._say("  artificial transformations")
             clean_predictions = Predictions.from_probabilities(classifier.probabilities(clean, config.batch_size))
             rows = transformation_rows(classifier, clean_predictions, adversarial, labels, config.transforms,
                                        {"method": attack.label, "eot": attack.eot or "", "eps": float(plan.eps),
@@ -244,24 +245,24 @@ class Session:
 
         sheets = self.run_dir / "sheets" / plan.name
         if not (sheets / "manifest.json").is_file() or not (sheets / "sheets.pdf").is_file():
-            _say("  printing sheets")
+            self._say("  printing sheets")
             print_attack_set(folder, sheets, config.layout(), progress=self.progress)
         manifest = read_manifest(sheets / "manifest.json")
         store.record_sheets(plan.name, manifest, sheets / "sheets.pdf")
 
         photos = self.run_dir / "photos" / plan.name
         if config.photos_per_page:
-            _say(f"  photographing ({config.resolution}, virtual camera)")
+            self._say(f"  photographing ({config.resolution}, virtual camera)")
             photograph(sheets / "sheets.pdf", manifest, photos, config.photos_per_page * len(manifest.pages),
                        config.resolution, config.seed, progress=self.progress)
         if photos.is_dir() and photo_files(photos):
-            _say("  capturing and re-classifying")
+            self._say("  capturing and re-classifying")
             out = self.run_dir / "capture" / plan.name
             result = capture_folder(photos, sheets / "manifest.json", classifier, out, progress=self.progress)
             store.record_capture(plan.name, out)
             store.record_results(f"capture:{plan.name}", [{**row, **extras} for row in result.rows])
         else:
-            _say(f"  waiting for photos: print {sheets / 'sheets.pdf'} at 100% and put photos of it in {photos}/")
+            self._say(f"  waiting for photos: print {sheets / 'sheets.pdf'} at 100% and put photos of it in {photos}/")
 
 
 def next_steps(run_dir: Path, store: RunStore, planned: Sequence[str]) -> list[str]:
