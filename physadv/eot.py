@@ -34,6 +34,7 @@ from kornia.augmentation.container.params import ParamItem
 from torch import nn
 
 from physadv.attacks import cross_entropy_gradient
+from physadv.catalog import ADVERSARIALITY_SAMPLES, DISTRIBUTION_NAMES, EOT_SAMPLES
 from physadv.channel import jpeg_roundtrip
 from physadv.classifiers import Classifier
 from physadv.errors import InputError
@@ -251,8 +252,8 @@ def identity() -> TransformDistribution:
     return TransformDistribution("identity", [], "no transformation (EOT equals the plain attack)")
 
 
-DISTRIBUTIONS: dict[str, Callable[[], TransformDistribution]] = {
-    "photo": photo, "athalye2018": athalye2018, "identity": identity}
+_FACTORIES = {"photo": photo, "athalye2018": athalye2018, "identity": identity}
+DISTRIBUTIONS: dict[str, Callable[[], TransformDistribution]] = {name: _FACTORIES[name] for name in DISTRIBUTION_NAMES}
 """Built-in distributions by name; each call builds fresh modules."""
 
 DistributionSpec = str | nn.Module | Sequence[nn.Module]

@@ -57,3 +57,13 @@ def test_a_quiet_session_says_nothing(tmp_path, capsys):
     Session(tmp_path, SessionConfig(), torch.device("cpu"), progress=False)._say("printing sheets")
     Session(tmp_path, SessionConfig(), torch.device("cpu"), progress=True)._say("printing sheets")
     assert capsys.readouterr().err == "printing sheets\n"
+
+
+def test_building_the_cli_parser_imports_no_heavy_module():
+    loaded = _python("""
+        import sys
+        from physadv.cli.main import build_parser
+        build_parser().format_help()
+        print(sorted({name.split(".")[0] for name in sys.modules} & {"torch", "cv2", "kornia", "numpy", "PIL"}))
+    """)
+    assert loaded == "[]"

@@ -5,9 +5,6 @@ from __future__ import annotations
 import argparse
 
 from physadv.cli.common import add_model_options, classifier_from_args, print_json
-from physadv.datasets import load_image_set, prepare
-from physadv.images import to_tensor
-from physadv.metrics import Predictions, accuracy
 
 ORDER = 10
 HELP = "classify images (top-5 each; accuracy when labels are known)"
@@ -30,6 +27,10 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from physadv.datasets import load_image_set, prepare
+    from physadv.images import to_tensor
+    from physadv.metrics import Predictions, accuracy
+
     classifier = classifier_from_args(args)
     images = prepare(load_image_set(args.images, classifier.labels, args.label), classifier.image_size)
     probabilities = classifier.probabilities(to_tensor([i.image for i in images]), args.batch_size)

@@ -1,16 +1,24 @@
-"""Options and helpers shared by the ``physadv`` verbs (top floor: imports stages, never the reverse)."""
+"""Options and helpers shared by the ``physadv`` verbs (top floor: imports stages, never the reverse).
+
+The ``cmd_*`` modules import only argparse-level names at their top (this module, :mod:`physadv.catalog`,
+:mod:`physadv.errors`) and the stages inside ``run``, so ``physadv --help`` does not load torch, kornia or
+OpenCV.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from physadv.classifiers import DEFAULT_MODEL, MODELS, Classifier, load_classifier
+from physadv.catalog import DEFAULT_MODEL
 from physadv.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
+
+    from physadv.classifiers import Classifier
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -19,7 +27,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME",
-                        help=f"classifier: {', '.join(MODELS)} (see `physadv models`)")
+                        help="classifier (`physadv models` lists them)")
     parser.add_argument("--weights", metavar="PATH", default=None,
                         help="weights file for --model (default: the torch cache / the package that ships them)")
     add_device_option(parser)
@@ -34,6 +42,8 @@ def add_seed_option(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -46,6 +56,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def classifier_from_args(args: argparse.Namespace) -> Classifier:
+    from physadv.classifiers import load_classifier
+
     return load_classifier(args.model, weights=args.weights, device=resolve_device(args.device))
 
 

@@ -40,7 +40,7 @@ from physadv.experiment import transformation_rows
 from physadv.fileio import atomic_write_json
 from physadv.images import read_rgb, to_tensor
 from physadv.lab.store import RunLock, RunStore
-from physadv.metrics import Predictions, format_fraction
+from physadv.metrics import Predictions, format_table
 from physadv.printouts.camera import RESOLUTIONS, photograph
 from physadv.printouts.manifest import read_manifest
 from physadv.printouts.sheets import PAPERS_MM, SheetLayout, parse_grid, print_attack_set
@@ -301,13 +301,4 @@ def headline(rows: Sequence[dict]) -> str:
     photo = [r for r in rows if r["transform"] == "photo"]
     if not photo:
         return "no photo results yet"
-    lines = [f"{'attack':<10}{'eps':>5}  {'case':<12}{'n':>4}  {'acc clean':>9}{'acc adv':>8}{'acc photo':>10}"
-             f"  {'destruction top-1':>18}  {'top-5':>14}  {'adversariality':>14}"]
-    for r in sorted(photo, key=lambda r: (r["method"], r["eps"], r["case"])):
-        lines.append(f"{r['method']:<10}{r['eps']:>5g}  {r['case']:<12}{r['n_images']:>4}  "
-                     f"{format_fraction(r['top1_clean']):>9}{format_fraction(r['top1_adv']):>8}"
-                     f"{format_fraction(r['top1_transformed']):>10}"
-                     f"  {format_fraction(r['destruction_top1'], r['destruction_top1_n']):>18}"
-                     f"  {format_fraction(r['destruction_top5'], r['destruction_top5_n']):>14}"
-                     f"  {format_fraction(r.get('adversariality')):>14}")
-    return "\n".join(lines)
+    return format_table(sorted(photo, key=lambda r: (r["method"], r["eps"], r["case"])))

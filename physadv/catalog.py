@@ -1,0 +1,45 @@
+"""Names and defaults of what physadv offers, with no dependencies, so ``physadv --help`` can list them
+without importing torch, kornia or OpenCV. The modules that implement them import their names from here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_MODEL = "efficientnet_lite0"
+
+METHODS = ("fgsm", "bim", "ll", "target")
+
+DISTRIBUTION_NAMES = ("photo", "athalye2018", "identity")
+"""The built-in EOT distributions (:data:`physadv.eot.DISTRIBUTIONS`)."""
+
+# One default for the attack and for a lab session (see README "EOT defaults" for the measurement).
+EOT_SAMPLES = 16
+"""Transformations averaged per EOT gradient step."""
+ADVERSARIALITY_SAMPLES = 100
+"""Held-out transformations per image when measuring adversariality."""
+
+
+@dataclass(frozen=True)
+class TransformDefaults:
+    """An artificial transformation's strength unit, its neutral strength and the strengths tried by default."""
+
+    name: str
+    unit: str
+    neutral: float | None
+    default_strengths: tuple[float, ...]
+
+
+TRANSFORM_DEFAULTS = {t.name: t for t in [
+    TransformDefaults("brightness", "offset, 0-255 units", 0.0, (-30.0, -10.0, 10.0, 30.0)),
+    TransformDefaults("contrast", "factor", 1.0, (0.7, 0.85, 1.15, 1.3)),
+    TransformDefaults("blur", "sigma, pixels", 0.0, (0.5, 1.0, 2.0)),
+    TransformDefaults("noise", "sigma, 0-255 units", 0.0, (5.0, 10.0, 20.0)),
+    # JPEG has no identity strength: even quality 100 re-quantises the DCT coefficients.
+    TransformDefaults("jpeg", "quality 1-100", None, (90.0, 75.0, 50.0, 10.0)),
+]}
+
+RESOLUTIONS = {"12mp": (4032, 3024), "1080p": (1920, 1080), "720p": (1280, 720)}
+"""Virtual camera sensors, (width, height) px: a 12 MP phone, a 1080p and a 720p webcam."""
+
+PAPERS_MM = {"a4": (210.0, 297.0), "letter": (215.9, 279.4)}
+"""Paper sizes, (width, height) mm."""
