@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 
 def _python(code: str) -> str:
     result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, check=True)
@@ -67,3 +69,39 @@ def test_building_the_cli_parser_imports_no_heavy_module():
         print(sorted({name.split(".")[0] for name in sys.modules} & {"torch", "cv2", "kornia", "numpy", "PIL"}))
     """)
     assert loaded == "[]"
+
+
+def test_version_and_help_defaults(capsys):
+    from physadv.cli.main import build_parser
+
+    parser = build_parser()
+    with pytest.raises(SystemExit) as exit_:
+        parser.parse_args(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.startswith("physadv ")
+    verbs = parser._subparsers._group_actions[0].choices
+    for verb, sub in verbs.items():
+        text = " ".join(sub.format_help().split())
+        assert "(default: None)" not in text, verb
+        assert "(default ceil" in text or verb != "attack"
+        assert "(default: auto)" in text or verb in {"evaluate", "report", "status", "models", "print",
+                                                     "photograph"}
+
+
+def test_images_positional_or_option_in_every_verb_that_takes_them():
+    from physadv.cli.common import images_from
+    from physadv.cli.main import build_parser
+    from physadv.errors import InputError
+
+    parser = build_parser()
+    for verb, default in (("attack", None), ("classify", None), ("experiment", ["samples"]),
+                          ("compare", ["samples"])):
+        out = [] if verb == "classify" else ["--out", "o"]
+        assert images_from(parser.parse_args([verb, "a", "b", *out])) == ["a", "b"]
+        assert images_from(parser.parse_args([verb, "--images", "a", "b", *out])) == ["a", "b"]
+        with pytest.raises(InputError, match="not both"):
+            images_from(parser.parse_args([verb, "a", "--images", "b", *out]))
+        if default:
+            assert images_from(parser.parse_args([verb, *out])) == default
+        else:
+            with pytest.raises(InputError, match="no images"):
+                images_from(parser.parse_args([verb, *out]))

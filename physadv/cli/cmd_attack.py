@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING
 
 from physadv.catalog import DISTRIBUTION_NAMES, EOT_SAMPLES, METHODS
 from physadv.cli.common import (
+    add_images_argument,
     add_model_options,
     add_seed_option,
     classifier_from_args,
+    images_from,
     positive_int,
 )
 from physadv.errors import InputError
@@ -34,8 +36,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "writes OUT/clean/*.png and OUT/adv/*.png (8-bit, at the size they will be printed) and\n"
         "OUT/attack.json. eps and alpha are in 0-255 pixel units, as in Kurakin et al. (2017);\n"
         "iterations default to ceil(min(eps + 4, 1.25 eps)). An interrupted run resumes when re-run.")
-    parser.add_argument("images", nargs="+", metavar="IMAGES",
-                        help="image files, folders, or a built-in set: samples, digits")
+    add_images_argument(parser)
     add_model_options(parser)
     add_attack_options(parser)
     parser.add_argument("--eps", type=float, default=16.0, help="L∞ budget ε in 0-255 pixel units")
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     target = resolve_target(classifier, args.target)
     if attack.goal.needs_target and target is None:
         raise InputError("--method target needs --target CLASS")
-    images = prepare(load_image_set(args.images, classifier.labels, args.label, args.limit), classifier.image_size)
+    images = prepare(load_image_set(images_from(args), classifier.labels, args.label, args.limit), classifier.image_size)
     eot: dict = {}
     if args.eot:
         attack, eot = eot_variant(attack, args)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from physadv.catalog import ADVERSARIALITY_SAMPLES, DEFAULT_MODEL, DISTRIBUTION_NAMES, EOT_SAMPLES, METHODS
-from physadv.cli.common import add_device_option, positive_int, resolve_device
+from physadv.cli.common import add_device_option, add_images_argument, images_from, positive_int, resolve_device
 
 ORDER = 26
 HELP = "compare a plain attack with its EOT variant: adversariality and destruction rate on photos"
@@ -22,7 +22,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "have the higher adversariality and the lower destruction rate. The folder is a run:\n"
         "`physadv report OUT` and `physadv status OUT` work on it, and re-running resumes.")
     parser.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME", help="classifier")
-    parser.add_argument("--images", nargs="+", default=["samples"], help="files, folders, samples or digits")
+    add_images_argument(parser, default=["samples"])
     parser.add_argument("--limit", type=positive_int, default=None, help="use only the first N images")
     parser.add_argument("--method", choices=[m for m in METHODS if m != "target"], default="bim")
     parser.add_argument("--eps", type=float, default=16.0, help="ε of both attacks (0-255 units)")
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from physadv.lab.session import AttackPlan, Session, SessionConfig
 
     config = SessionConfig(
-        model=args.model, images=tuple(args.images), limit=args.limit, seed=args.seed,
+        model=args.model, images=tuple(images_from(args)), limit=args.limit, seed=args.seed,
         attacks=(AttackPlan(args.method, args.eps), AttackPlan(args.method, args.eps, eot=args.eot)),
         eot_samples=args.eot_samples, adversariality_distribution=args.eot,
         adversariality_samples=args.adversariality_samples, transforms={}, photos_per_page=args.photos_per_page,

@@ -10,11 +10,13 @@ from pathlib import Path
 from physadv.catalog import ADVERSARIALITY_SAMPLES, METHODS, TRANSFORM_DEFAULTS
 from physadv.cli.cmd_attack import add_attack_options, eot_variant, resolve_target
 from physadv.cli.common import (
+    add_images_argument,
     add_model_options,
     add_seed_option,
     classifier_from_args,
     comma_floats,
     comma_list,
+    images_from,
     positive_int,
 )
 from physadv.errors import InputError
@@ -39,8 +41,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "under which the adversarial image still fools the model (Athalye et al. 2018).\n"
         "An interrupted run resumes: finished attacks are kept in OUT/results.json.")
     add_model_options(parser)
-    parser.add_argument("--images", nargs="+", default=["samples"], metavar="IMAGES",
-                        help="files, folders, or a built-in set: samples, digits")
+    add_images_argument(parser, default=["samples"])
     parser.add_argument("--label", help="class of every image (name, WordNet id or index)")
     parser.add_argument("--limit", type=positive_int, default=None, help="use only the first N images")
     parser.add_argument("--methods", default="fgsm,bim,ll", help=f"comma-separated, from {','.join(METHODS)}")
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     target = resolve_target(classifier, args.target)
     config = ExperimentConfig(attacks=attacks, transforms=strengths, target=target, batch_size=args.batch_size,
                               seed=args.seed, attack_extras=extras)
-    images = prepare(load_image_set(args.images, classifier.labels, args.label, args.limit), classifier.image_size)
+    images = prepare(load_image_set(images_from(args), classifier.labels, args.label, args.limit), classifier.image_size)
     config_key = {"model": classifier.name, "weights": classifier.weights, "label": args.label,
                   "images": [i.source for i in images], "methods": methods,
                   "eot": [args.eot, args.eot_samples, args.adversariality_samples] if args.eot else None,

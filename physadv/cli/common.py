@@ -22,7 +22,34 @@ if TYPE_CHECKING:
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keeps the examples in epilogs as written and shows every option's default."""
+    """Keeps the examples in epilogs as written and shows every option's default, except where there is
+    none (``None``) or the help already spells it out."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+IMAGES_HELP = "image files, folders, or a built-in set: samples, digits"
+
+
+def add_images_argument(parser: argparse.ArgumentParser, default: list[str] | None = None) -> None:
+    """The images of a verb, given either way: ``physadv VERB IMAGES...`` or ``physadv VERB --images IMAGES...``
+    (read them with :func:`images_from`)."""
+    parser.add_argument("images", nargs="*", metavar="IMAGES",
+                        help=IMAGES_HELP + (f" (default: {' '.join(default)})" if default else ""))
+    parser.add_argument("--images", nargs="+", dest="images_option", metavar="IMAGES", help="the same as IMAGES")
+    parser.set_defaults(images_default=default)
+
+
+def images_from(args: argparse.Namespace) -> list[str]:
+    if args.images and args.images_option:
+        raise InputError("give the images either as IMAGES or with --images, not both")
+    images = args.images or args.images_option or args.images_default
+    if not images:
+        raise InputError(f"no images given: name {IMAGES_HELP}")
+    return images
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:

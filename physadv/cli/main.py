@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import pkgutil
 import sys
 
@@ -16,6 +17,13 @@ from physadv.cli.common import HelpFormatter
 from physadv.errors import InputError, PhysadvError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("physadv")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "(not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  physadv experiment --images samples --eps 8,16 --out results/\n"
                "  physadv attack samples --method bim --eps 16 --out adv/\n"
                "run `physadv VERB --help` for each verb's options and examples.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     modules = [importlib.import_module(f"physadv.cli.{info.name}")
                for info in pkgutil.iter_modules(cli_package.__path__) if info.name.startswith("cmd_")]

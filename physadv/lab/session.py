@@ -34,7 +34,7 @@ from physadv.attackset import attack_to_folder
 from physadv.channel import check_strength
 from physadv.classifiers import DEFAULT_MODEL, Classifier, load_classifier
 from physadv.datasets import load_image_set, prepare
-from physadv.eot import adversariality, eot_gradient
+from physadv.eot import ADVERSARIALITY_SAMPLES, EOT_SAMPLES, adversariality, eot_gradient
 from physadv.errors import InputError
 from physadv.experiment import transformation_rows
 from physadv.fileio import atomic_write_json
@@ -92,10 +92,10 @@ class SessionConfig:
     attacks: tuple[AttackPlan, ...] = DEMO_ATTACKS
     alpha: float = 1.0
     batch_size: int = 16
-    eot_samples: int = 8
+    eot_samples: int = EOT_SAMPLES
     eot_chunk: int | None = None
     adversariality_distribution: str = "photo"
-    adversariality_samples: int = 50
+    adversariality_samples: int = ADVERSARIALITY_SAMPLES
     transforms: dict[str, tuple[float, ...]] = field(
         default_factory=lambda: {"brightness": (-30.0, 30.0), "blur": (1.0, 2.0), "noise": (10.0,), "jpeg": (75.0, 30.0)})
     paper: str = "a4"
