@@ -81,7 +81,7 @@ def test_version_and_help_defaults(capsys):
     verbs = parser._subparsers._group_actions[0].choices
     for verb, sub in verbs.items():
         text = " ".join(sub.format_help().split())
-        assert "(default: None)" not in text, verb
+        assert "(default: None)" not in text and "(default: False)" not in text, verb
         assert "(default ceil" in text or verb != "attack"
         assert "(default: auto)" in text or verb in {"evaluate", "report", "status", "models", "print",
                                                      "photograph"}

@@ -23,10 +23,10 @@ if TYPE_CHECKING:
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
     """Keeps the examples in epilogs as written and shows every option's default, except where there is
-    none (``None``) or the help already spells it out."""
+    none (``None``), the option is a flag, or the help already spells it out."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None or "default" in (action.help or ""):
+        if action.default is None or action.nargs == 0 or "default" in (action.help or ""):
             return action.help
         return super()._get_help_string(action)
 
