@@ -343,7 +343,7 @@ class EOTGradient:
         return mean_gradient(classifier, images, labels, self.distribution, transformations, self.chunk_size)
 
 
-def eot_gradient(distribution: DistributionSpec, samples: int, chunk_size: int | None = None,
+def eot_gradient(distribution: DistributionSpec, samples: int = EOT_SAMPLES, chunk_size: int | None = None,
                  seed: int = 0) -> EOTGradient:
     """The EOT gradient to plug into an attack:
     ``Attack("bim", eps=16).with_gradient(eot_gradient("photo", 16), eot="photo")``.
@@ -369,7 +369,7 @@ def held_out(distribution: TransformDistribution, n: int, image_shape: Sequence[
 
 @torch.no_grad()
 def adversariality(classifier: Classifier, images: torch.Tensor, goal: torch.Tensor, targeted: bool,
-                   distribution: DistributionSpec, n: int = 100, seed: int = 0,
+                   distribution: DistributionSpec, n: int = ADVERSARIALITY_SAMPLES, seed: int = 0,
                    chunk_size: int | None = None) -> torch.Tensor:
     """Athalye et al.'s adversariality: per image, the fraction of ``n`` held-out transformations under
     which it is still misclassified (``argmax ≠ goal``, untargeted) or classified as the target
