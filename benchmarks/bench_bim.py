@@ -2,6 +2,7 @@
 
 All three run the same model, batch, ε, α and number of iterations, interleaved in one process, so
 the ratios compare like with like. Not a test: run it by hand, on CPU and on a GPU when you have one.
+Needs torchattacks: ``pip install -e '.[bench]'``.
 
     python benchmarks/bench_bim.py --model efficientnet_lite0 --batch 8 --repeats 6
 """

@@ -4,6 +4,7 @@ Both attack the same classifier on the same images with the same transformation 
 of samples, ε, α and iterations; torchattacks sees the distribution as a model that draws fresh
 transformations at every call, which is how its EOT is meant to be used. Repeats alternate between
 the two so that load on the machine hits both alike; the best of the repeats is reported.
+Needs torchattacks: ``pip install -e '.[bench]'``.
 
     python benchmarks/bench_eot.py                  # CPU, and CUDA when available
     python benchmarks/bench_eot.py --sweep          # also images×samples/s per chunk size

@@ -26,13 +26,13 @@ from typing import Callable, Literal
 import torch
 import torch.nn.functional as F
 
+from physadv.catalog import METHODS
 from physadv.classifiers import Classifier
 from physadv.errors import InputError
 from physadv.images import check_images, quantise
 from physadv.validation import check_integer, check_number
 
-Method = Literal["fgsm", "bim", "ll", "target"]
-METHODS: tuple[Method, ...] = ("fgsm", "bim", "ll", "target")
+Method = Literal["fgsm", "bim", "ll", "target"]  # the names of physadv.catalog.METHODS
 
 
 def attack_label(method: str, eot: str | None) -> str:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from physadv.catalog import TRANSFORM_DEFAULTS
 from physadv.errors import InputError
 from physadv.images import check_images, quantise, to_tensor, to_uint8
 
@@ -90,16 +91,10 @@ class TransformKind:
     default_strengths: tuple[float, ...]
 
 
+_APPLY = {"brightness": brightness, "contrast": contrast, "blur": gaussian_blur, "noise": gaussian_noise, "jpeg": jpeg}
 TRANSFORMS: dict[str, TransformKind] = {
-    kind.name: kind for kind in [
-        TransformKind("brightness", brightness, "offset, 0-255 units", 0.0, (-30.0, -10.0, 10.0, 30.0)),
-        TransformKind("contrast", contrast, "factor", 1.0, (0.7, 0.85, 1.15, 1.3)),
-        TransformKind("blur", gaussian_blur, "sigma, pixels", 0.0, (0.5, 1.0, 2.0)),
-        TransformKind("noise", gaussian_noise, "sigma, 0-255 units", 0.0, (5.0, 10.0, 20.0)),
-        # JPEG has no identity strength: even quality 100 re-quantises the DCT coefficients.
-        TransformKind("jpeg", jpeg, "quality 1-100", None, (90.0, 75.0, 50.0, 10.0)),
-    ]
-}
+    name: TransformKind(name, _APPLY[name], d.unit, d.neutral, d.default_strengths)
+    for name, d in TRANSFORM_DEFAULTS.items()}
 
 
 def check_strength(name: str, strength: float) -> None:

@@ -34,6 +34,7 @@ from kornia.augmentation.container.params import ParamItem
 from torch import nn
 
 from physadv.attacks import cross_entropy_gradient
+from physadv.catalog import ADVERSARIALITY_SAMPLES, DISTRIBUTION_NAMES, EOT_SAMPLES
 from physadv.channel import jpeg_roundtrip
 from physadv.classifiers import Classifier
 from physadv.errors import InputError
@@ -251,8 +252,8 @@ def identity() -> TransformDistribution:
     return TransformDistribution("identity", [], "no transformation (EOT equals the plain attack)")
 
 
-DISTRIBUTIONS: dict[str, Callable[[], TransformDistribution]] = {
-    "photo": photo, "athalye2018": athalye2018, "identity": identity}
+_FACTORIES = {"photo": photo, "athalye2018": athalye2018, "identity": identity}
+DISTRIBUTIONS: dict[str, Callable[[], TransformDistribution]] = {name: _FACTORIES[name] for name in DISTRIBUTION_NAMES}
 """Built-in distributions by name; each call builds fresh modules."""
 
 DistributionSpec = str | nn.Module | Sequence[nn.Module]
@@ -342,7 +343,7 @@ class EOTGradient:
         return mean_gradient(classifier, images, labels, self.distribution, transformations, self.chunk_size)
 
 
-def eot_gradient(distribution: DistributionSpec, samples: int, chunk_size: int | None = None,
+def eot_gradient(distribution: DistributionSpec, samples: int = EOT_SAMPLES, chunk_size: int | None = None,
                  seed: int = 0) -> EOTGradient:
     """The EOT gradient to plug into an attack:
     ``Attack("bim", eps=16).with_gradient(eot_gradient("photo", 16), eot="photo")``.
@@ -368,7 +369,7 @@ def held_out(distribution: TransformDistribution, n: int, image_shape: Sequence[
 
 @torch.no_grad()
 def adversariality(classifier: Classifier, images: torch.Tensor, goal: torch.Tensor, targeted: bool,
-                   distribution: DistributionSpec, n: int = 100, seed: int = 0,
+                   distribution: DistributionSpec, n: int = ADVERSARIALITY_SAMPLES, seed: int = 0,
                    chunk_size: int | None = None) -> torch.Tensor:
     """Athalye et al.'s adversariality: per image, the fraction of ``n`` held-out transformations under
     which it is still misclassified (``argmax ≠ goal``, untargeted) or classified as the target

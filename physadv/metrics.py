@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -67,9 +68,29 @@ class Rate:
 
 
 def format_fraction(value: float | None, n: int | None = None) -> str:
-    """A result row's fraction for a table: ``0.40`` or ``n/a`` (undefined), with ``(n=…)`` when given."""
-    text = "n/a" if value is None or math.isnan(value) else f"{value:.2f}"
-    return text if n is None else f"{text} (n={n})"
+    """A fraction for people: ``0.40``, or ``0.40 (8/20)`` with its denominator ``n``; ``n/a`` (``n/a (n=0)``)
+    when undefined, never ``nan``."""
+    if value is None or not math.isfinite(value) or n == 0:
+        return "n/a" if n is None else f"n/a (n={n})"
+    return f"{value:.2f}" if n is None else f"{value:.2f} ({round(value * n)}/{n})"
+
+
+def format_table(rows: Sequence[dict]) -> str:
+    """Result rows as a text table, one line per row: accuracies over the row's images, then the
+    destruction rates (Kurakin et al.'s eq. (1)) with their counts and, where measured, adversariality."""
+    adversariality = any(r.get("adversariality") is not None for r in rows)
+    lines = [f"{'method':<10}{'eps':>5}  {'transform':<11}{'strength':>8}  {'case':<12}{'n':>4}  {'acc clean':>9}"
+             f"{'acc adv':>8}{'acc T(adv)':>11}  {'destruction top-1':>18}  {'top-5':>14}"
+             + (f"  {'adversariality':>14}" if adversariality else "")]
+    for r in rows:
+        strength = "" if r.get("strength") is None else f"{r['strength']:g}"
+        lines.append(f"{r['method']:<10}{r['eps']:>5g}  {r['transform']:<11}{strength:>8}  {r['case']:<12}"
+                     f"{r['n_images']:>4}  {format_fraction(r['top1_clean']):>9}{format_fraction(r['top1_adv']):>8}"
+                     f"{format_fraction(r['top1_transformed']):>11}"
+                     f"  {format_fraction(r['destruction_top1'], r['destruction_top1_n']):>18}"
+                     f"  {format_fraction(r['destruction_top5'], r['destruction_top5_n']):>14}"
+                     + (f"  {format_fraction(r.get('adversariality')):>14}" if adversariality else ""))
+    return "\n".join(lines)
 
 
 def accuracy(predictions: Predictions, labels: np.ndarray, k: int = 1) -> Rate:

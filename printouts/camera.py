@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
+from physadv.catalog import RESOLUTIONS
 from physadv.errors import InputError
 from physadv.fileio import atomic_write_bytes, atomic_write_json
 from physadv.validation import is_safe_name
@@ -39,7 +40,6 @@ from physadv.printouts.pdf import open_pdf, page_size_mm, render_page
 
 SCHEMA = "physadv.photos/1"
 TRUTH_FILE = "truth.json"
-RESOLUTIONS = {"12mp": (4032, 3024), "1080p": (1920, 1080), "720p": (1280, 720)}
 MAX_TILT_DEG = 25.0
 FILL_RANGE = (0.4, 0.9)
 # Rendering resolution relative to the sharpest part of the projected page: a little above 1 so the

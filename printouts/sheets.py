@@ -44,6 +44,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from physadv.attackset import ADV_DIR, CLEAN_DIR, read_attack_set
+from physadv.catalog import PAPERS_MM
 from physadv.errors import InputError
 from physadv.fileio import atomic_write_bytes
 from physadv.images import read_rgb
@@ -64,7 +65,6 @@ from physadv.printouts.manifest import (
 )
 from physadv.printouts.pdf import MM_PER_PT
 
-PAPERS_MM = {"a4": (210.0, 297.0), "letter": (215.9, 279.4)}
 SHEETS_FILE, MANIFEST_FILE = "sheets.pdf", "manifest.json"
 QUARTER_PT_MM = MM_PER_PT / 4
 MARKER_BITS = 6  # 4×4 data bits plus a one-bit black border

@@ -17,7 +17,8 @@ from PIL import Image
 
 from physadv.images import write_png
 from physadv.report import GalleryItem, ReportData, write_report
-from physadv.report.content import rate_text, thumbnail
+from physadv.metrics import format_fraction as rate_text
+from physadv.report.content import thumbnail
 
 N = 20
 

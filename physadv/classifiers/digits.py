@@ -103,28 +103,31 @@ def train_digits(path: Path | None = None, epochs: int = 30, seed: int = 0, prog
     from tqdm.auto import tqdm
 
     path = path or cache_dir() / WEIGHTS_NAME
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    train, test = digits_split("train"), digits_split("test")
-    x = torch.from_numpy(train.images).permute(0, 3, 1, 2).float().div(255)
-    x = F.interpolate(x, size=(MODEL_INPUT, MODEL_INPUT), mode="bilinear", antialias=True, align_corners=False)
-    y = torch.from_numpy(train.labels)
-    net = DigitsCNN()
-    classifier = build_digits_classifier(net)
-    optimiser = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
-    steps_per_epoch = (len(x) + 63) // 64
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=3e-3, total_steps=epochs * steps_per_epoch)
-    for _ in tqdm(range(epochs), desc="training digits CNN", unit="epoch", disable=not progress):
-        net.train()
-        order = torch.randperm(len(x), generator=generator)
-        for start in range(0, len(x), 64):
-            batch = order[start:start + 64]
-            logits = net(classifier.preprocess(_augment(x[batch], generator)))
-            loss = F.cross_entropy(logits, y[batch])
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            schedule.step()
+    # Weight initialisation and dropout draw from torch's global RNG: seed it inside a fork, so training is
+    # the same for a seed (the cached checkpoint stays valid) and the caller's RNG is left as it was.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)
+        train, test = digits_split("train"), digits_split("test")
+        x = torch.from_numpy(train.images).permute(0, 3, 1, 2).float().div(255)
+        x = F.interpolate(x, size=(MODEL_INPUT, MODEL_INPUT), mode="bilinear", antialias=True, align_corners=False)
+        y = torch.from_numpy(train.labels)
+        net = DigitsCNN()
+        classifier = build_digits_classifier(net)
+        optimiser = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
+        steps_per_epoch = (len(x) + 63) // 64
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=3e-3, total_steps=epochs * steps_per_epoch)
+        for _ in tqdm(range(epochs), desc="training digits CNN", unit="epoch", disable=not progress):
+            net.train()
+            order = torch.randperm(len(x), generator=generator)
+            for start in range(0, len(x), 64):
+                batch = order[start:start + 64]
+                logits = net(classifier.preprocess(_augment(x[batch], generator)))
+                loss = F.cross_entropy(logits, y[batch])
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                schedule.step()
     net.eval()
     probabilities = classifier.probabilities(torch.from_numpy(test.images).permute(0, 3, 1, 2).float().div(255))
     accuracy = (probabilities.argmax(-1).numpy() == test.labels).mean().item()

@@ -18,12 +18,12 @@ from typing import Callable
 import torch
 from torch import nn
 
+from physadv.catalog import DEFAULT_MODEL
 from physadv.classifiers import digits
 from physadv.classifiers.wrapper import IMAGENET_NORMALISE, Classifier, Normalise
 from physadv.errors import InputError, WeightsNotFoundError
 from physadv.labels import imagenet_labels
 
-DEFAULT_MODEL = "efficientnet_lite0"
 
 
 @dataclass(frozen=True)

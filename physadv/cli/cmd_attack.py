@@ -4,24 +4,23 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-import torch
-
-from physadv.attacks import METHODS, Attack
-from physadv.attackset import RECORD_FILE, attack_to_folder, check_attack_inputs
-from physadv.classifiers import Classifier
+from physadv.catalog import DISTRIBUTION_NAMES, EOT_SAMPLES, METHODS
 from physadv.cli.common import (
+    add_images_argument,
     add_model_options,
     add_seed_option,
     classifier_from_args,
+    images_from,
     output_dir,
     positive_int,
 )
-from physadv.datasets import load_image_set, prepare
-from physadv.eot import DISTRIBUTIONS, eot_gradient
 from physadv.errors import InputError
-from physadv.lab.session import attack_name
-from physadv.lab.store import RunLock, RunStore
+
+if TYPE_CHECKING:
+    from physadv.attacks import Attack
+    from physadv.classifiers import Classifier
 
 ORDER = 20
 HELP = "attack images with FGSM, BIM, least-likely class or a target class"
@@ -37,8 +36,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "writes OUT/clean/*.png and OUT/adv/*.png (8-bit, at the size they will be printed) and\n"
         "OUT/attack.json. eps and alpha are in 0-255 pixel units, as in Kurakin et al. (2017);\n"
         "iterations default to ceil(min(eps + 4, 1.25 eps)). An interrupted run resumes when re-run.")
-    parser.add_argument("images", nargs="+", metavar="IMAGES",
-                        help="image files, folders, or a built-in set: samples, digits")
+    add_images_argument(parser)
     add_model_options(parser)
     add_attack_options(parser)
     parser.add_argument("--eps", type=float, default=16.0, help="L∞ budget ε in 0-255 pixel units")
@@ -59,16 +57,18 @@ def add_attack_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", help="target class of --method target (name, WordNet id or index)")
     parser.add_argument("--batch-size", type=positive_int, default=16, help="images attacked at once")
     parser.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA (ignored on CPU)")
-    parser.add_argument("--eot", metavar="DISTRIBUTION", choices=sorted(DISTRIBUTIONS),
+    parser.add_argument("--eot", metavar="DISTRIBUTION", choices=sorted(DISTRIBUTION_NAMES),
                         help="expectation over transformation: follow the mean gradient over transformations "
-                             f"drawn from this distribution ({', '.join(sorted(DISTRIBUTIONS))})")
-    parser.add_argument("--eot-samples", type=int, default=16, help="transformations averaged per EOT step")
+                             f"drawn from this distribution ({', '.join(sorted(DISTRIBUTION_NAMES))})")
+    parser.add_argument("--eot-samples", type=int, default=EOT_SAMPLES, help="transformations averaged per EOT step")
     parser.add_argument("--eot-chunk", type=int, default=None,
                         help="images × samples per forward pass (default: by device; see benchmarks/bench_eot.py)")
 
 
 def eot_variant(attack: Attack, args: argparse.Namespace) -> tuple[Attack, dict]:
     """``attack`` with the EOT gradient of ``--eot`` (named e.g. ``bim+eot``) and its record."""
+    from physadv.eot import eot_gradient
+
     gradient = eot_gradient(args.eot, args.eot_samples, args.eot_chunk, args.seed)
     return (attack.with_gradient(gradient, eot=args.eot),
             {"distribution": args.eot, "samples": args.eot_samples})
@@ -84,15 +84,21 @@ def resolve_target(classifier: Classifier, target: str | None) -> int | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    torch.manual_seed(args.seed)
+    from physadv.attacks import Attack
+    from physadv.attackset import RECORD_FILE, attack_to_folder, check_attack_inputs
+    from physadv.datasets import load_image_set, prepare
+    from physadv.lab.session import attack_name
+    from physadv.lab.store import RunLock, RunStore
+
     # The lock comes first: a second attack on OUT is refused at once, not after loading the model.
     with RunLock(args.out, "attack"):
-        classifier = classifier_from_args(args)
         attack = Attack(args.method, args.eps, args.alpha, args.iterations, amp=args.amp)
+        classifier = classifier_from_args(args)
         target = resolve_target(classifier, args.target)
         if attack.goal.needs_target and target is None:
             raise InputError("--method target needs --target CLASS")
-        images = prepare(load_image_set(args.images, classifier.labels, args.label, args.limit), classifier.image_size)
+        images = prepare(load_image_set(images_from(args), classifier.labels, args.label, args.limit),
+                         classifier.image_size)
         eot: dict = {}
         if args.eot:
             attack, eot = eot_variant(attack, args)

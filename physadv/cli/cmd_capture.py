@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from physadv.classifiers import MODELS, load_classifier
 from physadv.cli.common import (
     add_device_option,
     output_dir,
@@ -13,7 +12,6 @@ from physadv.cli.common import (
     resolve_device,
 )
 from physadv.errors import InputError
-from physadv.lab.store import RunStore, record_in_run
 
 ORDER = 50
 HELP = "find the printed sheets in photos, crop and re-classify every cell, measure the destruction rate"
@@ -27,7 +25,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("photos", metavar="PHOTOS_DIR", help="folder of photos of the printed sheets (searched recursively)")
     parser.add_argument("--manifest", required=True, metavar="PATH", help="the run's manifest.json (written by physadv print)")
     parser.add_argument("--model", default=None, metavar="NAME",
-                        help=f"classifier: {', '.join(MODELS)} (default: the run's own classifier)")
+                        help="classifier, as `physadv models` lists them (default: the run's own classifier)")
     parser.add_argument("--weights", metavar="PATH", default=None, help="weights file for --model")
     add_device_option(parser)
     parser.add_argument("--out", required=True, type=output_dir, metavar="DIR", help="output folder (crops/, predictions.csv, "
@@ -40,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from physadv.capture.pipeline import capture_folder, photo_files, resolve_attack_dir
+    from physadv.classifiers import load_classifier
+    from physadv.lab.store import RunStore, record_in_run
     from physadv.printouts.manifest import read_manifest
 
     photo_files(Path(args.photos))

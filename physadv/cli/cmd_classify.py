@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from physadv.cli.common import add_model_options, classifier_from_args, print_json
-from physadv.datasets import load_image_set, prepare
-from physadv.images import to_tensor
-from physadv.metrics import Predictions, accuracy
+from physadv.cli.common import add_images_argument, add_model_options, classifier_from_args, images_from, print_json
 
 ORDER = 10
 HELP = "classify images (top-5 each; accuracy when labels are known)"
@@ -19,8 +16,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                      "  physadv classify photos/ --model digits --json\n"
                      "  physadv classify cat.jpg --label 'tabby'\n"
                      "labels come from a WordNet id (n01440764) or class name in the file or folder name.")
-    parser.add_argument("images", nargs="+", metavar="IMAGES",
-                        help="image files, folders, or a built-in set: samples, digits")
+    add_images_argument(parser)
     add_model_options(parser)
     parser.add_argument("--label", help="class of every image (name, WordNet id or index)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
@@ -30,8 +26,12 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from physadv.datasets import load_image_set, prepare
+    from physadv.images import to_tensor
+    from physadv.metrics import Predictions, accuracy
+
     classifier = classifier_from_args(args)
-    images = prepare(load_image_set(args.images, classifier.labels, args.label), classifier.image_size)
+    images = prepare(load_image_set(images_from(args), classifier.labels, args.label), classifier.image_size)
     probabilities = classifier.probabilities(to_tensor([i.image for i in images]), args.batch_size)
     predictions = Predictions.from_probabilities(probabilities)
     labelled = [n for n, i in enumerate(images) if i.label is not None]

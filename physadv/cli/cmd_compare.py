@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from physadv.attacks import METHODS
-from physadv.cli.common import add_device_option, output_dir, positive_int, resolve_device
-from physadv.eot import DISTRIBUTIONS
-from physadv.lab.reporting import build_report, summary
-from physadv.lab.session import AttackPlan, Session, SessionConfig
+from physadv.catalog import ADVERSARIALITY_SAMPLES, DEFAULT_MODEL, DISTRIBUTION_NAMES, EOT_SAMPLES, METHODS
+from physadv.cli.common import add_device_option, add_images_argument, images_from, output_dir, positive_int, resolve_device
 
 ORDER = 26
 HELP = "compare a plain attack with its EOT variant: adversariality and destruction rate on photos"
@@ -23,14 +20,15 @@ def register(parser: argparse.ArgumentParser) -> None:
         "(held-out transformations) and the destruction rate under the virtual camera; EOT should\n"
         "have the higher adversariality and the lower destruction rate. The folder is a run:\n"
         "`physadv report OUT` and `physadv status OUT` work on it, and re-running resumes.")
-    parser.add_argument("--model", default=SessionConfig.model, metavar="NAME", help="classifier")
-    parser.add_argument("--images", nargs="+", default=["samples"], help="files, folders, samples or digits")
+    parser.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME", help="classifier")
+    add_images_argument(parser, default=["samples"])
     parser.add_argument("--limit", type=positive_int, default=None, help="use only the first N images")
     parser.add_argument("--method", choices=[m for m in METHODS if m != "target"], default="bim")
     parser.add_argument("--eps", type=float, default=16.0, help="ε of both attacks (0-255 units)")
-    parser.add_argument("--eot", choices=sorted(DISTRIBUTIONS), default="photo", help="EOT distribution")
-    parser.add_argument("--eot-samples", type=int, default=16, help="transformations averaged per EOT step")
-    parser.add_argument("--adversariality-samples", type=int, default=100, help="held-out transformations per image")
+    parser.add_argument("--eot", choices=sorted(DISTRIBUTION_NAMES), default="photo", help="EOT distribution")
+    parser.add_argument("--eot-samples", type=int, default=EOT_SAMPLES, help="transformations averaged per EOT step")
+    parser.add_argument("--adversariality-samples", type=int, default=ADVERSARIALITY_SAMPLES,
+                        help="held-out transformations per image")
     parser.add_argument("--photos-per-page", type=int, default=2, help="virtual photos of every sheet")
     parser.add_argument("--resolution", default="12mp", help="virtual camera: 12mp, 1080p or 720p")
     parser.add_argument("--seed", type=int, default=0)
@@ -40,8 +38,11 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from physadv.lab.reporting import build_report, summary
+    from physadv.lab.session import AttackPlan, Session, SessionConfig
+
     config = SessionConfig(
-        model=args.model, images=tuple(args.images), limit=args.limit, seed=args.seed,
+        model=args.model, images=tuple(images_from(args)), limit=args.limit, seed=args.seed,
         attacks=(AttackPlan(args.method, args.eps), AttackPlan(args.method, args.eps, eot=args.eot)),
         eot_samples=args.eot_samples, adversariality_distribution=args.eot,
         adversariality_samples=args.adversariality_samples, transforms={}, photos_per_page=args.photos_per_page,

@@ -6,9 +6,12 @@ import argparse
 import time
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from physadv.cli.common import add_device_option, output_dir, resolve_device
-from physadv.lab.reporting import build_report, summary
-from physadv.lab.session import AttackPlan, Session, SessionConfig, load_config
+
+if TYPE_CHECKING:
+    from physadv.lab.session import SessionConfig
 
 ORDER = 1
 HELP = "run the whole loop offline: attack, print, photograph (virtual camera), capture, report"
@@ -33,6 +36,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def session_config(args: argparse.Namespace) -> SessionConfig:
+    from physadv.lab.session import AttackPlan, SessionConfig, load_config
+
     config = load_config(args.config) if args.config else SessionConfig()
     overrides = {}
     if args.model:
@@ -48,6 +53,9 @@ def session_config(args: argparse.Namespace) -> SessionConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    from physadv.lab.reporting import build_report, summary
+    from physadv.lab.session import Session
+
     started = time.perf_counter()
     config = session_config(args)
     Session(args.out, config, resolve_device(args.device or config.device)).run("demo")

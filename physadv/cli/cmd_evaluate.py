@@ -6,9 +6,6 @@ import argparse
 from pathlib import Path
 
 from physadv.cli.common import print_json
-from physadv.lab.reporting import photo_clean_accuracy
-from physadv.lab.session import headline
-from physadv.lab.store import RunStore
 
 ORDER = 65
 HELP = "print a run's results: accuracy on photos and destruction rates, with n"
@@ -24,6 +21,10 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from physadv.lab.reporting import photo_clean_accuracy
+    from physadv.lab.session import headline
+    from physadv.lab.store import RunStore
+
     with RunStore(args.run_dir, create=False) as store:
         rows = store.rows() if args.all else store.rows("capture:")
         clean = photo_clean_accuracy(store)

@@ -7,33 +7,27 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
-from physadv.attacks import METHODS, Attack
-from physadv.channel import TRANSFORMS, check_strength, transform_kind
-from physadv.classifiers import Classifier
+from physadv.catalog import ADVERSARIALITY_SAMPLES, METHODS, TRANSFORM_DEFAULTS
 from physadv.cli.cmd_attack import add_attack_options, eot_variant, resolve_target
 from physadv.cli.common import (
+    add_images_argument,
     add_model_options,
     add_seed_option,
     classifier_from_args,
     comma_floats,
     comma_list,
+    images_from,
     output_dir,
     positive_int,
 )
-from physadv.datasets import load_image_set, prepare
-from physadv.eot import adversariality
 from physadv.errors import InputError
-from physadv.experiment import ExperimentConfig, Row, experiment_to_folder
-from physadv.metrics import format_fraction
 
 ORDER = 25
 HELP = "attack, transform (brightness, contrast, blur, noise, JPEG) and measure the destruction rate"
 
 def register(parser: argparse.ArgumentParser) -> None:
     defaults = "; ".join(f"{k}: {','.join(f'{s:g}' for s in v.default_strengths)} ({v.unit})"
-                         for k, v in TRANSFORMS.items())
+                         for k, v in TRANSFORM_DEFAULTS.items())
     parser.epilog = (
         "examples:\n"
         "  physadv experiment --out results/                      # bundled photos, default model\n"
@@ -48,17 +42,16 @@ def register(parser: argparse.ArgumentParser) -> None:
         "under which the adversarial image still fools the model (Athalye et al. 2018).\n"
         "An interrupted run resumes: finished attacks are kept in OUT/results.json.")
     add_model_options(parser)
-    parser.add_argument("--images", nargs="+", default=["samples"], metavar="IMAGES",
-                        help="files, folders, or a built-in set: samples, digits")
+    add_images_argument(parser, default=["samples"])
     parser.add_argument("--label", help="class of every image (name, WordNet id or index)")
     parser.add_argument("--limit", type=positive_int, default=None, help="use only the first N images")
     parser.add_argument("--methods", default="fgsm,bim,ll", help=f"comma-separated, from {','.join(METHODS)}")
     parser.add_argument("--eps", default="8,16", type=comma_floats, help="comma-separated ε values (0-255 units)")
-    parser.add_argument("--transforms", default=",".join(TRANSFORMS), help="comma-separated transformations")
+    parser.add_argument("--transforms", default=",".join(TRANSFORM_DEFAULTS), help="comma-separated transformations")
     parser.add_argument("--strengths", action="append", default=[], metavar="NAME=S1,S2",
                         help="strengths of one transformation (repeatable), e.g. jpeg=90,50,10")
     add_attack_options(parser)
-    parser.add_argument("--adversariality-samples", type=int, default=100,
+    parser.add_argument("--adversariality-samples", type=int, default=ADVERSARIALITY_SAMPLES,
                         help="with --eot: held-out transformations per image for the adversariality column")
     parser.add_argument("--out", type=output_dir, default=Path("physadv-experiment"), help="output folder")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
@@ -67,6 +60,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_strengths(transforms: list[str], overrides: list[str]) -> dict[str, list[float]]:
+    from physadv.channel import check_strength, transform_kind
+
     chosen = {name: list(transform_kind(name).default_strengths) for name in transforms}
     for item in overrides:
         name, _, values = item.partition("=")
@@ -84,24 +79,16 @@ def parse_strengths(transforms: list[str], overrides: list[str]) -> dict[str, li
     return chosen
 
 
-def format_table(rows: list[Row]) -> str:
-    """One line per (method, ε, transformation, strength): accuracies of the average case and the
-    top-1 destruction rate of both cases, each with its denominator."""
-    cases = {(r["method"], r["eps"], r["transform"], r["strength"], r["case"]): r for r in rows}
-    lines = [f"{'method':<10}{'eps':>5}  {'transform':<11}{'strength':>8}  {'acc clean':>9}{'acc adv':>8}"
-             f"{'acc T(adv)':>11}  {'destruction avg':>16}  {'destruction prefilt.':>20}"]
-    for (method, eps, transform, strength, case), r in cases.items():
-        if case != "average":
-            continue
-        p = cases.get((method, eps, transform, strength, "prefiltered"), {})
-        lines.append(f"{method:<10}{eps:>5g}  {transform:<11}{strength:>8g}  {format_fraction(r['top1_clean']):>9}"
-                     f"{format_fraction(r['top1_adv']):>8}{format_fraction(r['top1_transformed']):>11}  "
-                     f"{format_fraction(r['destruction_top1'], r['destruction_top1_n']):>16}  "
-                     f"{format_fraction(p.get('destruction_top1'), p.get('destruction_top1_n', 0)):>20}")
-    return "\n".join(lines) + "\n(top-1; accuracies over all images; full table in results.csv)"
-
-
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from physadv.attacks import Attack
+    from physadv.classifiers import Classifier
+    from physadv.datasets import load_image_set, prepare
+    from physadv.eot import adversariality
+    from physadv.experiment import ExperimentConfig, experiment_to_folder
+    from physadv.metrics import format_table
+
     methods = comma_list(args.methods)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -121,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
     target = resolve_target(classifier, args.target)
     config = ExperimentConfig(attacks=attacks, transforms=strengths, target=target, batch_size=args.batch_size,
                               seed=args.seed, attack_extras=adversariality_under_eot if args.eot else None)
-    images = prepare(load_image_set(args.images, classifier.labels, args.label, args.limit), classifier.image_size)
+    images = prepare(load_image_set(images_from(args), classifier.labels, args.label, args.limit),
+                     classifier.image_size)
     config_key = {"model": classifier.name, "weights": classifier.weights, "label": args.label,
                   "images": [i.source for i in images], "methods": methods,
                   "eot": [args.eot, args.eot_samples, args.adversariality_samples] if args.eot else None,
@@ -133,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         print()
     else:
         print(format_table(rows))
+        print("(full table in results.csv)")
         print(f"\n{len(images)} images, model {classifier.name}; written {args.out / 'results.json'} "
               f"and {args.out / 'results.csv'}")
     return 0

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from physadv.classifiers import MODELS, availability
-from physadv.classifiers.digits import digits_split, train_digits
 from physadv.cli.common import print_json
 
 ORDER = 0
@@ -22,6 +20,9 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from physadv.classifiers import MODELS, availability
+    from physadv.classifiers.digits import digits_split, train_digits
+
     if args.train_digits:
         path, accuracy = train_digits()
         print(f"digits CNN: held-out accuracy {accuracy:.4f} on {len(digits_split('test').labels)} digits; "

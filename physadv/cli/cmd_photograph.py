@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from physadv.catalog import RESOLUTIONS
 from physadv.cli.common import add_seed_option, output_dir
 
 ORDER = 40
@@ -13,8 +14,6 @@ HELP = "simulate photographing printed sheets: tilted, lit, noisy JPEGs plus the
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    from physadv.printouts.camera import RESOLUTIONS
-
     parser.epilog = (
         "examples:\n"
         "  physadv photograph sheets/sheets.pdf --out photos/ --n 20\n"

@@ -6,24 +6,17 @@ import argparse
 import sys
 from pathlib import Path
 
+from physadv.catalog import PAPERS_MM
 from physadv.cli.common import output_dir
-from physadv.attackset import RECORD_FILE
 from physadv.errors import InputError
-from physadv.images import image_files
-from physadv.lab.store import RunLock, record_in_run
-from physadv.printouts.sheets import (
-    SheetImage,
-    SheetLayout,
-    parse_grid,
-    print_attack_set,
-    write_sheets,
-)
 
 ORDER = 30
 HELP = "lay out clean/adversarial pairs on printable PDF sheets with ArUco markers, QR codes and a manifest"
 
 
 def grid(text: str) -> tuple[int, int]:
+    from physadv.printouts.sheets import parse_grid
+
     try:
         return parse_grid(text)
     except InputError as error:
@@ -42,7 +35,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", metavar="ADV_DIR",
                         help="folder written by `physadv attack` (or image files/folders to print as they are)")
     parser.add_argument("--out", required=True, type=output_dir, help="output folder")
-    parser.add_argument("--paper", choices=("a4", "letter"), default="a4", help="paper size")
+    parser.add_argument("--paper", choices=tuple(PAPERS_MM), default="a4", help="paper size")
     parser.add_argument("--grid", type=grid, default=(2, 3), metavar="CxR",
                         help="columns x rows of images per page (even columns for clean/adversarial pairs)")
     size = parser.add_mutually_exclusive_group()
@@ -57,6 +50,11 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from physadv.attackset import RECORD_FILE
+    from physadv.images import image_files
+    from physadv.lab.store import RunLock, record_in_run
+    from physadv.printouts.sheets import SheetImage, SheetLayout, print_attack_set, write_sheets
+
     layout = SheetLayout(paper=args.paper, columns=args.grid[0], rows=args.grid[1], cell_mm=args.cell_mm,
                          dpi=args.dpi, margin_mm=args.margin_mm, marker_mm=args.marker_mm, qr_mm=args.qr_mm)
     source = Path(args.source)

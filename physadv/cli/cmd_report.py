@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from physadv.cli.common import output_dir
-from physadv.lab.reporting import build_report
 
 ORDER = 70
 HELP = "write a run's report (self-contained HTML and PDF with tables, plots and a gallery)"
@@ -18,6 +17,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from physadv.lab.reporting import build_report
+
     files = build_report(args.run_dir)
     print(files.html)
     print(files.pdf)

@@ -8,8 +8,6 @@ from pathlib import Path
 from physadv.cli.cmd_demo import session_config
 from physadv.cli.common import add_device_option, output_dir, resolve_device
 from physadv.errors import InputError
-from physadv.lab.reporting import build_report, summary
-from physadv.lab.session import CONFIG_FILE, Session, stored_config
 
 ORDER = 2
 HELP = "create or continue a lab session (a run folder with its store)"
@@ -33,6 +31,9 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from physadv.lab.reporting import build_report, summary
+    from physadv.lab.session import CONFIG_FILE, Session, stored_config
+
     if args.action == "new":
         if (args.run_dir / CONFIG_FILE).exists():
             raise InputError(f"{args.run_dir} already exists; use `physadv run continue {args.run_dir}`")

@@ -6,8 +6,6 @@ import argparse
 from pathlib import Path
 
 from physadv.cli.common import print_json
-from physadv.lab.session import CONFIG_FILE, next_steps, status_counts, stored_config
-from physadv.lab.store import RunStore
 
 ORDER = 80
 HELP = "say what a run has done and what is next"
@@ -21,6 +19,9 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from physadv.lab.session import CONFIG_FILE, next_steps, status_counts, stored_config
+    from physadv.lab.store import RunStore
+
     with RunStore(args.run_dir, create=False) as store:
         # A session run plans its attacks in config.json; a run made by `physadv attack` has just its own.
         planned = ([plan.name for plan in stored_config(args.run_dir).attacks]

@@ -1,4 +1,9 @@
-"""Options and helpers shared by the ``physadv`` verbs (top floor: imports stages, never the reverse)."""
+"""Options and helpers shared by the ``physadv`` verbs (top floor: imports stages, never the reverse).
+
+The ``cmd_*`` modules import only argparse-level names at their top (this module, :mod:`physadv.catalog`,
+:mod:`physadv.errors`) and the stages inside ``run``, so ``physadv --help`` does not load torch, kornia or
+OpenCV.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +12,46 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import torch
-
-from physadv.classifiers import DEFAULT_MODEL, MODELS, Classifier, load_classifier
+from physadv.catalog import DEFAULT_MODEL
 from physadv.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
+
+    from physadv.classifiers import Classifier
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keeps the examples in epilogs as written and shows every option's default."""
+    """Keeps the examples in epilogs as written and shows every option's default, except where there is
+    none (``None``), the option is a flag, or the help already spells it out."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.nargs == 0 or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+IMAGES_HELP = "image files, folders, or a built-in set: samples, digits"
+
+
+def add_images_argument(parser: argparse.ArgumentParser, default: list[str] | None = None) -> None:
+    """The images of a verb, given either way: ``physadv VERB IMAGES...`` or ``physadv VERB --images IMAGES...``
+    (read them with :func:`images_from`)."""
+    parser.add_argument("images", nargs="*", metavar="IMAGES",
+                        help=IMAGES_HELP + (f" (default: {' '.join(default)})" if default else ""))
+    parser.add_argument("--images", nargs="+", dest="images_option", metavar="IMAGES", help="the same as IMAGES")
+    parser.set_defaults(images_default=default)
+
+
+def images_from(args: argparse.Namespace) -> list[str]:
+    if args.images and args.images_option:
+        raise InputError("give the images either as IMAGES or with --images, not both")
+    images = args.images or args.images_option or args.images_default
+    if not images:
+        raise InputError(f"no images given: name {IMAGES_HELP}")
+    return images
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -39,7 +74,7 @@ def output_dir(text: str) -> Path:
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME",
-                        help=f"classifier: {', '.join(MODELS)} (see `physadv models`)")
+                        help="classifier (`physadv models` lists them)")
     parser.add_argument("--weights", metavar="PATH", default=None,
                         help="weights file for --model (default: the torch cache / the package that ships them)")
     add_device_option(parser)
@@ -59,6 +94,8 @@ def add_seed_option(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -71,6 +108,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def classifier_from_args(args: argparse.Namespace) -> Classifier:
+    from physadv.classifiers import load_classifier
+
     return load_classifier(args.model, weights=args.weights, device=resolve_device(args.device))
 
 

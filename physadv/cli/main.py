@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import importlib.metadata
 import pkgutil
 import sqlite3
 import sys
@@ -19,6 +20,13 @@ from physadv.cli.common import HelpFormatter, OneLineErrorParser
 from physadv.errors import InputError, PhysadvError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("physadv")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "(not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  physadv experiment --images samples --eps 8,16 --out results/\n"
                "  physadv attack samples --method bim --eps 16 --out adv/\n"
                "run `physadv VERB --help` for each verb's options and examples.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     modules = [importlib.import_module(f"physadv.cli.{info.name}")
                for info in pkgutil.iter_modules(cli_package.__path__) if info.name.startswith("cmd_")]

@@ -11,11 +11,8 @@ from physadv.report import GalleryItem, ReportData, ReportFiles, write_report
 
 
 def _top1(top5_json: str) -> str:
-    top5 = json.loads(top5_json)
-    first = top5[0]
-    if isinstance(first, dict):
-        return f"{first['name']} {first['probability']:.2f}"
-    return f"{first[1]} {first[2]:.2f}"
+    first = json.loads(top5_json)[0]
+    return f"{first['name']} {first['probability']:.2f}"
 
 
 def photo_clean_accuracy(store: RunStore) -> dict[str, float | int | None]:

@@ -35,13 +35,13 @@ from physadv.attackset import attack_to_folder, check_attack_inputs, read_attack
 from physadv.channel import TRANSFORMS, check_strength
 from physadv.classifiers import DEFAULT_MODEL, Classifier, load_classifier
 from physadv.datasets import load_image_set, prepare
-from physadv.eot import DISTRIBUTIONS, adversariality, eot_gradient
+from physadv.eot import ADVERSARIALITY_SAMPLES, DISTRIBUTIONS, EOT_SAMPLES, adversariality, eot_gradient
 from physadv.errors import InputError
 from physadv.experiment import transformation_rows
 from physadv.fileio import atomic_write_json
 from physadv.images import read_rgb, to_tensor
 from physadv.lab.store import RunLock, RunStore
-from physadv.metrics import Predictions, format_fraction
+from physadv.metrics import Predictions, format_table
 from physadv.printouts.camera import RESOLUTIONS, TRUTH_FILE, photograph, read_truth
 from physadv.printouts.manifest import read_manifest
 from physadv.printouts.sheets import PAPERS_MM, SheetLayout, parse_grid, print_attack_set
@@ -95,10 +95,10 @@ class SessionConfig:
     attacks: tuple[AttackPlan, ...] = DEMO_ATTACKS
     alpha: float = 1.0
     batch_size: int = 16
-    eot_samples: int = 8
+    eot_samples: int = EOT_SAMPLES
     eot_chunk: int | None = None
     adversariality_distribution: str = "photo"
-    adversariality_samples: int = 50
+    adversariality_samples: int = ADVERSARIALITY_SAMPLES
     transforms: dict[str, tuple[float, ...]] = field(
         default_factory=lambda: {"brightness": (-30.0, 30.0), "blur": (1.0, 2.0), "noise": (10.0,), "jpeg": (75.0, 30.0)})
     paper: str = "a4"
@@ -417,6 +417,7 @@ class Session:
         self.progress = progress
 
     def say(self, message: str) -> None:
+        """A stage's one-line news on stderr; quiet with ``progress=False``, like the progress bars."""
         if self.progress:
             print(message, file=sys.stderr, flush=True)
 
@@ -470,9 +471,9 @@ def next_steps(run_dir: Path, store: RunStore, planned: Sequence[str]) -> list[s
         here = os.path.normpath
         if not folder:
             steps.append(f"attack {name}")
-        elif not store.count("pages", f"attack = '{name}'"):
+        elif not store.count("pages", attack=name):
             steps.append(f"print {name}: physadv print {here(run_dir / folder[0]['folder'])} --out SHEETS_DIR")
-        elif not store.count("photos", f"attack = '{name}'"):
+        elif not store.count("photos", attack=name):
             pdf = store.query("SELECT pdf FROM pages WHERE attack = ? LIMIT 1", name)[0]["pdf"]
             steps.append(f"photograph the sheets of {name} ({here(run_dir / pdf)}) and capture the photos: "
                          f"physadv capture PHOTOS_DIR --manifest {here((run_dir / pdf).parent / 'manifest.json')}")
@@ -497,13 +498,4 @@ def headline(rows: Sequence[dict]) -> str:
     photo = [r for r in rows if r["transform"] == "photo"]
     if not photo:
         return "no photo results yet"
-    lines = [f"{'attack':<10}{'eps':>5}  {'case':<12}{'n':>4}  {'acc clean':>9}{'acc adv':>8}{'acc photo':>10}"
-             f"  {'destruction top-1':>18}  {'top-5':>14}  {'adversariality':>14}"]
-    for r in sorted(photo, key=lambda r: (r["method"], r["eps"], r["case"])):
-        lines.append(f"{r['method']:<10}{r['eps']:>5g}  {r['case']:<12}{r['n_images']:>4}  "
-                     f"{format_fraction(r['top1_clean']):>9}{format_fraction(r['top1_adv']):>8}"
-                     f"{format_fraction(r['top1_transformed']):>10}"
-                     f"  {format_fraction(r['destruction_top1'], r['destruction_top1_n']):>18}"
-                     f"  {format_fraction(r['destruction_top5'], r['destruction_top5_n']):>14}"
-                     f"  {format_fraction(r.get('adversariality')):>14}")
-    return "\n".join(lines)
+    return format_table(sorted(photo, key=lambda r: (r["method"], r["eps"], r["case"])))

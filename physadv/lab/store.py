@@ -6,6 +6,11 @@ by importing what each stage wrote. Every import is one transaction of upserts k
 keys, so importing twice (a re-run after a kill) never duplicates a row, and a kill mid-import
 leaves the previous state. JSON/CSV exports are derived from it.
 
+The schema version lives in SQLite's ``PRAGMA user_version``; a store of another version (older
+or newer) is refused with one line, never read or altered (as MLflow refuses an unknown schema). All
+SQL is parameterised. SQLite failures (a corrupt file, a full disk) become one
+:class:`~physadv.errors.PhysadvError` line; a failed write rolls back, so the store keeps its last state.
+
 A :class:`RunLock` (an exclusive ``flock`` on ``RUN/.lock``) keeps a second command off a run that
 is being worked on: it refuses at once with a message naming the holder.
 """
@@ -30,7 +35,10 @@ from physadv.printouts.manifest import Manifest
 from physadv.printouts.sheets import pixel_sha256
 
 STORE_FILE, LOCK_FILE = "physadv.sqlite", ".lock"
-SCHEMA_VERSION = 1
+# 2: top-5 predictions stored in one shape everywhere (images.clean_top5/adv_top5 and predictions.top5):
+# a JSON list of {"index", "name", "probability"}, as in attack.json.
+SCHEMA_VERSION = 2
+TABLES = ("meta", "attacks", "images", "pages", "cells", "photos", "predictions", "results")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -119,13 +127,51 @@ class RunStore:
             raise InputError(f"{run_dir}: not a physadv run (no {STORE_FILE}; `physadv demo` or `physadv run new` "
                              "make one)")
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.connection = sqlite3.connect(self.run_dir / STORE_FILE, timeout=30, isolation_level=None)
-        self.connection.row_factory = sqlite3.Row
-        self.connection.execute("PRAGMA journal_mode=WAL")
-        self.connection.execute("PRAGMA foreign_keys=ON")
-        self.connection.executescript(_SCHEMA)
-        with self.transaction():
-            self.connection.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        self.path = self.run_dir / STORE_FILE
+        with self._sqlite_errors("open"):
+            self.connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self.connection.row_factory = sqlite3.Row
+            self.connection.execute("PRAGMA journal_mode=WAL")
+            self.connection.execute("PRAGMA foreign_keys=ON")
+            self._check_schema()
+
+    def _check_schema(self) -> None:
+        """Create the tables in an empty store; refuse a store of another schema version."""
+        version = self.connection.execute("PRAGMA user_version").fetchone()[0]
+        empty = not self.connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
+        if version == SCHEMA_VERSION:
+            return
+        if version == 0 and empty:
+            with self.transaction() as db:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION:d}")
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            return
+        if not version:  # before schema 2 the version was only a row of the meta table
+            row = self.connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() \
+                if self.connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone() else None
+            version = int(row[0]) if row and str(row[0]).isdigit() else "unknown"
+        self.connection.close()
+        age = "a newer" if isinstance(version, int) and version > SCHEMA_VERSION else "an older"
+        found = version
+        raise InputError(f"{self.path}: store schema version {found}, written by {age} physadv; this one reads "
+                         f"version {SCHEMA_VERSION} only (use the physadv that made the run, or start a new run)")
+
+    @contextmanager
+    def _sqlite_errors(self, action: str) -> Iterator[None]:
+        """SQLite's failures as one line: a corrupt store, a full disk, a read-only folder."""
+        try:
+            yield
+        except sqlite3.OperationalError as error:
+            text = str(error)
+            hint = (" — is the disk full? The store keeps its previous state; free some space and re-run"
+                    if "disk" in text or "full" in text else "")
+            raise PhysadvError(f"{self.path}: could not {action} the run store ({text}){hint}") from None
+        except sqlite3.DatabaseError as error:  # "file is not a database", "database disk image is malformed"
+            raise InputError(f"{self.path}: not a readable physadv store ({error}); it is damaged — restore it "
+                             "from a copy or start a new run") from None
 
     def close(self) -> None:
         self.connection.close()
@@ -138,13 +184,15 @@ class RunStore:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        self.connection.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.connection
-        except BaseException:
-            self.connection.execute("ROLLBACK")
-            raise
-        self.connection.execute("COMMIT")
+        with self._sqlite_errors("write"):
+            self.connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.connection
+                self.connection.execute("COMMIT")
+            except BaseException:
+                if self.connection.in_transaction:
+                    self.connection.execute("ROLLBACK")
+                raise
 
     def _path(self, path: Path) -> str:
         """``path`` relative to the run folder (it may lie outside it when stages wrote elsewhere)."""
@@ -205,7 +253,8 @@ class RunStore:
             db.execute("DELETE FROM photos WHERE attack = ?", (attack,))
             db.executemany("INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
                 (attack, p["photo"], int(p["page"]), int(p["cell"]), p["image_id"], p["kind"],
-                 json.dumps([[int(p[f"class{k}"]), p[f"name{k}"], float(p[f"prob{k}"])] for k in range(1, 6)]),
+                 json.dumps([{"index": int(p[f"class{k}"]), "name": p[f"name{k}"], "probability": float(p[f"prob{k}"])}
+                             for k in range(1, 6)]),
                  flag(p["correct_top1"]), flag(p["correct_top5"]), self._path(capture_dir / p["crop"]))
                 for p in predictions])
             db.executemany("INSERT OR REPLACE INTO photos VALUES (?, ?, 1, '')",
@@ -236,11 +285,11 @@ class RunStore:
     # --- reading ---------------------------------------------------------------------------------------------
 
     def meta(self) -> dict[str, Any]:
-        return {r["key"]: json.loads(r["value"]) for r in self.connection.execute("SELECT * FROM meta")}
+        return {r["key"]: json.loads(r["value"]) for r in self.query("SELECT * FROM meta")}
 
     def rows(self, source_prefix: str = "") -> list[dict]:
         query = "SELECT row FROM results WHERE source LIKE ? ORDER BY source, method, eps, transform, strength, \"case\""
-        return [json.loads(r["row"]) for r in self.connection.execute(query, (source_prefix + "%",))]
+        return [json.loads(r["row"]) for r in self.query(query, source_prefix + "%")]
 
     def attack_at(self, folder: Path) -> str | None:
         """Name of the attack recorded from ``folder``, if any."""
@@ -248,13 +297,22 @@ class RunStore:
         return rows[0]["name"] if rows else None
 
     def attacks(self) -> list[sqlite3.Row]:
-        return list(self.connection.execute("SELECT * FROM attacks ORDER BY rowid"))
+        return self.query("SELECT * FROM attacks ORDER BY rowid")
 
-    def count(self, table: str, where: str = "1") -> int:
-        return self.connection.execute(f"SELECT COUNT(*) FROM {table} WHERE {where}").fetchone()[0]
+    def count(self, table: str, **equal: Any) -> int:
+        """Rows of ``table`` whose columns equal the given values, e.g. ``count("pages", attack=name)``."""
+        if table not in TABLES:
+            raise ValueError(f"no table {table!r} in the store")
+        columns = {row["name"] for row in self.query(f"PRAGMA table_info({table})")}
+        unknown = set(equal) - columns
+        if unknown:
+            raise ValueError(f"table {table} has no column(s) {', '.join(sorted(unknown))}")
+        where = " AND ".join(f'"{column}" = ?' for column in equal) or "1"
+        return self.query(f"SELECT COUNT(*) FROM {table} WHERE {where}", *equal.values())[0][0]
 
     def query(self, sql: str, *parameters: Any) -> list[sqlite3.Row]:
-        return list(self.connection.execute(sql, parameters))
+        with self._sqlite_errors("read"):
+            return list(self.connection.execute(sql, parameters))
 
 
 def record_in_run(attack_dir: Path, record: Callable[[RunStore, str], None],

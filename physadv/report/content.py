@@ -15,6 +15,7 @@ from PIL import Image
 
 from physadv.channel import TRANSFORMS
 from physadv.images import encode_png
+from physadv.metrics import format_fraction
 from physadv.report import plots
 
 PHOTO = "photo"
@@ -116,13 +117,6 @@ def _defined(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
 
 
-def rate_text(value: float | None, n: int | None) -> str:
-    """``0.40 (8/20)`` for a fraction of ``n``; ``n/a (n=0)`` when undefined (never ``nan``)."""
-    if not _defined(value) or not n:
-        return f"n/a (n={'?' if n is None else n})"
-    return f"{value:.2f} ({round(value * n)}/{n})"
-
-
 def _number(value: float | None) -> str:
     return f"{value:g}" if _defined(value) else "—"
 
@@ -143,11 +137,11 @@ def _sorted(rows: list[dict]) -> list[dict]:
 
 def _accuracies(row: dict, *of: str) -> tuple[str, ...]:
     """Top-1 and top-5 accuracy of each of ``of`` (``clean``, ``adv``, ``transformed``)."""
-    return tuple(rate_text(row.get(f"top{k}_{name}"), row.get("n_images")) for name in of for k in (1, 5))
+    return tuple(format_fraction(row.get(f"top{k}_{name}"), row.get("n_images")) for name in of for k in (1, 5))
 
 
 def _destruction(row: dict | None, k: int) -> str:
-    return "—" if row is None else rate_text(row.get(f"destruction_top{k}"), row.get(f"destruction_top{k}_n"))
+    return "—" if row is None else format_fraction(row.get(f"destruction_top{k}"), row.get(f"destruction_top{k}_n"))
 
 
 def _by_attack(rows: list[dict]) -> dict[tuple[str, float, str], dict]:
@@ -192,8 +186,8 @@ def _photo_section(rows: list[dict], photo_clean: dict | None) -> Section:
     blocks: list[Block] = [destruction, accuracy]
     if photo_clean:
         n = photo_clean.get("n")
-        blocks.append(Text(f"Photos of the clean images: top-1 {rate_text(photo_clean.get('top1'), n)}, "
-                           f"top-5 {rate_text(photo_clean.get('top5'), n)}."))
+        blocks.append(Text(f"Photos of the clean images: top-1 {format_fraction(photo_clean.get('top1'), n)}, "
+                           f"top-5 {format_fraction(photo_clean.get('top5'), n)}."))
     return Section("Print → photo channel", tuple(blocks))
 
 

@@ -1,0 +1,116 @@
+"""The run store: schema version on open, parameterised SQL, one top-5 shape, SQLite failures as one line."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+
+import pytest
+
+from physadv.attackset import Guess
+from physadv.cli.main import main
+from physadv.errors import InputError, PhysadvError
+from physadv.lab.session import CONFIG_FILE, SessionConfig
+from physadv.lab.store import SCHEMA_VERSION, STORE_FILE, RunStore
+from printouts_fixtures import make_attack_dir
+
+
+def test_store_refuses_other_schema_versions(tmp_path):
+    with RunStore(tmp_path / "new") as store:
+        assert store.query("PRAGMA user_version")[0][0] == SCHEMA_VERSION
+    newer = tmp_path / "newer"
+    with RunStore(newer) as store:
+        store.connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(InputError, match="newer physadv"):
+        RunStore(newer, create=False)
+    older = tmp_path / "older"  # schema 1 kept its version in the meta table only
+    older.mkdir()
+    with sqlite3.connect(older / STORE_FILE) as db:
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    with pytest.raises(InputError, match="version 1, written by an older physadv"):
+        RunStore(older, create=False)
+    with sqlite3.connect(older / STORE_FILE) as db:  # refused, not altered
+        assert db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 2
+
+
+def test_count_takes_values_as_parameters(tmp_path):
+    with RunStore(tmp_path) as store:
+        with store.transaction() as db:
+            db.execute("INSERT INTO pages VALUES ('bim-eps16', 0, 'r', 'sheets.pdf')")
+        assert store.count("pages", attack="bim-eps16") == 1
+        assert store.count("pages", attack="x' OR '1'='1") == 0
+        assert store.count("pages") == 1
+        with pytest.raises(ValueError, match="no table"):
+            store.count("pages WHERE 1; DROP TABLE pages --")
+        with pytest.raises(ValueError, match="no column"):
+            store.count("pages", **{"1=1 OR attack": "x"})
+
+
+def test_top5_has_one_shape_in_images_and_predictions(tmp_path):
+    attack_dir = make_attack_dir(tmp_path / "adv", ["chelsea"], size=32)
+    capture = tmp_path / "capture"
+    capture.mkdir()
+    row = {"photo": "p.jpg", "page": 0, "cell": 0, "image_id": "chelsea", "kind": "clean",
+           **{f"class{k}": k for k in range(1, 6)}, **{f"name{k}": f"c{k}" for k in range(1, 6)},
+           **{f"prob{k}": 0.1 for k in range(1, 6)}, "correct_top1": 1, "correct_top5": 1, "crop": "crops/a.png"}
+    for name, rows in (("predictions.csv", [row]), ("rejected.csv", [])):
+        with open(capture / name, "w", newline="") as stream:
+            writer = csv.DictWriter(stream, fieldnames=list(row) if rows else ["photo", "reason"])
+            writer.writeheader()
+            writer.writerows(rows)
+    with RunStore(tmp_path / "run") as store:
+        store.record_attack("bim-eps16", attack_dir, "")
+        store.record_capture("bim-eps16", capture)
+        image = store.query("SELECT clean_top5 FROM images")[0][0]
+        prediction = store.query("SELECT top5 FROM predictions")[0][0]
+    keys = set(Guess.__dataclass_fields__)
+    assert {tuple(sorted(g)) for g in json.loads(image)} == {tuple(sorted(keys))}
+    assert json.loads(prediction)[0] == {"index": 1, "name": "c1", "probability": 0.1}
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_damaged_store_is_one_line_for_every_reading_verb(tmp_path, capsys, damage):
+    run = tmp_path / "run"
+    with RunStore(run) as store:
+        store.set_meta(config=SessionConfig().to_json())
+        with store.transaction() as db:
+            db.executemany("INSERT INTO results VALUES (?, 'bim', 16, 'photo', '', 'average', ?)",
+                           [(f"capture:{n}", json.dumps({"pad": "x" * 3000})) for n in range(20)])
+    (run / CONFIG_FILE).write_text(json.dumps(SessionConfig().to_json()))
+    path = run / STORE_FILE
+    data = path.read_bytes()
+    path.write_bytes(b"\x00garbage\xff" * 500 if damage == "garbage" else data[:len(data) // 2])
+    for argv in (["status", str(run)], ["evaluate", str(run)], ["report", str(run)], ["run", "continue", str(run)]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "not a readable physadv store" in err, (argv, err)
+
+
+class _FullDisk:
+    """A connection whose writes fail as SQLite's do when the disk is full."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
+
+    def execute(self, sql: str, *args):
+        if sql.startswith("INSERT"):
+            raise sqlite3.OperationalError("disk I/O error")
+        return self._connection.execute(sql, *args)
+
+    def executemany(self, sql: str, *args):
+        return self.execute(sql, *args)
+
+    def __getattr__(self, name: str):
+        return getattr(self._connection, name)
+
+
+def test_full_disk_says_so_and_keeps_the_store(tmp_path):
+    with RunStore(tmp_path) as store:
+        store.set_meta(seed=1)
+        real, store.connection = store.connection, _FullDisk(store.connection)
+        with pytest.raises(PhysadvError, match="disk I/O error.*disk full.*keeps its previous state"):
+            store.set_meta(seed=2)
+        store.connection = real
+        assert not real.in_transaction and store.meta()["seed"] == 1
