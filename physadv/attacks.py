@@ -159,7 +159,8 @@ class Attack:
         object.__setattr__(self, "eps", check_number(self.eps, 0, 255, lambda m: InputError(f"eps (0–255 pixel units): {m}")))
         check_number(self.alpha, 1e-6, 255, lambda m: InputError(f"alpha (0–255 pixel units, positive): {m}"))
         if self.iterations is not None:
-            check_integer(self.iterations, 0, MAX_ITERATIONS, lambda m: InputError(f"iterations: {m}"))
+            check_integer(self.iterations, 0, MAX_ITERATIONS,
+                          lambda m: InputError(f"iterations must be a whole number: {m}"))
 
     @property
     def steps(self) -> int:

@@ -289,7 +289,7 @@ def test_a_busy_output_folder_is_refused_before_the_model_loads(lab, tmp_path, c
     def never(*args, **kwargs):
         raise AssertionError("the model was loaded although the folder is busy")
 
-    monkeypatch.setattr("physadv.cli.common.load_classifier", never)
+    monkeypatch.setattr("physadv.classifiers.load_classifier", never)
     with RunLock(run, "test"):
         code = main(["attack", "digits", *DIGITS, "--limit", "4", "--out", str(run)])
         assert "in use by `physadv test`" in one_line_error(capsys, code)

@@ -56,8 +56,8 @@ def test_a_quiet_session_says_nothing(tmp_path, capsys):
 
     from physadv.lab.session import Session, SessionConfig
 
-    Session(tmp_path, SessionConfig(), torch.device("cpu"), progress=False)._say("printing sheets")
-    Session(tmp_path, SessionConfig(), torch.device("cpu"), progress=True)._say("printing sheets")
+    Session(tmp_path, SessionConfig(), torch.device("cpu"), progress=False).say("printing sheets")
+    Session(tmp_path, SessionConfig(), torch.device("cpu"), progress=True).say("printing sheets")
     assert capsys.readouterr().err == "printing sheets\n"
 
 
@@ -84,7 +84,8 @@ def test_version_and_help_defaults(capsys):
         assert "(default: None)" not in text and "(default: False)" not in text, verb
         assert "(default ceil" in text or verb != "attack"
         assert "(default: auto)" in text or verb in {"evaluate", "report", "status", "models", "print",
-                                                     "photograph"}
+                                                     "photograph"} or (
+            verb in {"demo", "run", "compare"} and "default: the configuration's device" in text)
 
 
 def test_images_positional_or_option_in_every_verb_that_takes_them():
