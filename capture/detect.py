@@ -17,13 +17,13 @@ pixels in OpenCV's convention (pixel centres at integer coordinates).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import cv2
 import numpy as np
 
-from physadv.printouts.manifest import Manifest, Page, page_of_marker, parse_qr_payload
+from physadv.printouts.manifest import IdentityBlock, Manifest, Page, identity_bits, page_of_marker, parse_qr_payload
 
 DETECT_MAX_SIDE = 1600
 MIN_MARKERS = 3
@@ -49,6 +49,16 @@ MIN_MARKER_SIDE_PX = 14.0
 # searched again down to 2 % (far markers of a small, strongly tilted page).
 MIN_PERIMETER_RATE, RETRY_PERIMETER_RATE = 0.04, 0.02
 MARKER_BITS = 6  # 4×4 data bits plus a one-bit black border on each side
+# Identity code (physadv.printouts.manifest.identity_bits): a Manchester pair is read when its two
+# modules differ by at least IDENTITY_CONFIDENCE of the block's contrast (10th–90th percentile of
+# its modules); a page is confirmed when at least IDENTITY_MIN_BITS pairs are read and every one
+# equals this run's bit. Another run's code matches IDENTITY_MIN_BITS read bits with probability
+# 2^-40 ≈ 9e-13 (fewer bits read: "unconfirmed identity"; IDENTITY_MAX_MISREAD or fewer differing
+# bits are taken for misreads of our own code, also unconfirmed, more for another run).
+IDENTITY_MIN_BITS = 40
+IDENTITY_CONFIDENCE = 0.25
+IDENTITY_MIN_CONTRAST = 20.0
+IDENTITY_MAX_MISREAD = 2
 
 REASONS = {
     "unreadable": "the file is not an image OpenCV/Pillow can read",
@@ -58,7 +68,11 @@ REASONS = {
     "too small": "the page's markers are too small in the photo",
     "too blurry": "the marker edges are too blurred for trustworthy corners",
     "inconsistent geometry": "the markers do not fit one flat page (reprojection error too high)",
-    "another run": "the page's QR code names another run",
+    "another run": "the page's identity code or QR code names another run",
+    "unconfirmed identity": "the page's identity code could not be read (covered, glare, too small)",
+    "content mismatch": "a cell's crop does not match its source image (wrong picture, occluded, unexplained warp)",
+    "misaligned": "a cell's crop is displaced from its source by more than the allowed fraction of the cell",
+    "glare": "too many of a cell's pixels are clipped highlights",
 }
 
 
@@ -69,6 +83,7 @@ class Rejection:
     reason: str
     detail: str
     page: int | None = None
+    cell: int | None = None
 
 
 @dataclass(frozen=True)
@@ -80,8 +95,10 @@ class PageDetection:
         homography: ``(3, 3)`` float64, page mm → photo pixels.
         marker_ids: ids of the markers used (inliers).
         rms_px: RMS reprojection error of the inlier marker corners, photo pixels.
-        blur_px: estimated Gaussian σ of the marker edges, photo pixels.
+        blur_px: estimated Gaussian σ of the marker edges (the blurrier image axis), photo pixels.
         marker_side_px: mean marker side in the photo, pixels.
+        identity_bits_read: identity-code bits read (all equal to this run's).
+        marker_corners_px: ``{id: (4, 2) photo px}`` of the markers used.
     """
 
     page: int
@@ -90,6 +107,8 @@ class PageDetection:
     rms_px: float
     blur_px: float
     marker_side_px: float
+    identity_bits_read: int = 0
+    marker_corners_px: dict[int, np.ndarray] = field(default_factory=dict)
 
     def project(self, points_mm: np.ndarray) -> np.ndarray:
         """Page mm ``(N, 2)`` → photo pixels ``(N, 2)``."""
@@ -176,11 +195,13 @@ def _refine_corners(grey_image: np.ndarray, corners: np.ndarray) -> np.ndarray:
 
 
 def blur_bits(grey_image: np.ndarray, homography: np.ndarray, marker_corners_mm: np.ndarray) -> float:
-    """Gaussian σ of a marker's edges in marker bits (0 = perfectly sharp).
+    """Gaussian σ of a marker's edges in marker bits (0 = perfectly sharp), along the blurrier axis.
 
     The marker plus one bit of margin is warped to a canonical 8 px/bit image; for a blurred step
     of contrast ``c`` the steepest gradient is ``c / (σ √(2π))``, so σ follows from the robust
-    contrast (5th–95th percentile) and the 99th-percentile gradient.
+    contrast (5th–95th percentile) and the 99th-percentile gradient. Each axis is measured on its
+    own (the marker's edges run along both), so motion blur, which leaves edges along the motion
+    sharp, is measured by the edges it smears.
     """
     per_bit = 8
     side_mm = float(np.linalg.norm(marker_corners_mm[1] - marker_corners_mm[0]))
@@ -194,7 +215,7 @@ def blur_bits(grey_image: np.ndarray, homography: np.ndarray, marker_corners_mm:
     low, high = np.percentile(patch, (5, 95))
     gx = cv2.Sobel(patch, cv2.CV_32F, 1, 0, ksize=3) / 8
     gy = cv2.Sobel(patch, cv2.CV_32F, 0, 1, ksize=3) / 8
-    steepest = float(np.percentile(np.hypot(gx, gy), 99))
+    steepest = float(min(np.percentile(np.abs(gx), 99), np.percentile(np.abs(gy), 99)))
     if high - low < 1 or steepest <= 0:
         return math.inf
     return float((high - low) / (steepest * math.sqrt(2 * math.pi)) / per_bit)
@@ -261,6 +282,86 @@ def _qr_run(grey_image: np.ndarray, homography: np.ndarray, page: Page) -> str |
     return None
 
 
+@dataclass(frozen=True)
+class IdentityReading:
+    """What was read of a page's identity code: pairs read with confidence, and how many of them
+    differ from this run's bits, out of ``total``."""
+
+    read: int
+    differing: int
+    total: int
+
+
+def read_identity(grey_image: np.ndarray, homography: np.ndarray, page: Page, run_id: str) -> IdentityReading:
+    """Compare the identity code printed on ``page`` with the one of ``run_id``.
+
+    Each block is warped upright at 8 px per module and every module's mean is taken over its
+    central half (robust to a module of misregistration on a curled page); a Manchester pair's
+    bit is the sign of (right − left), read only when the difference is at least
+    :data:`IDENTITY_CONFIDENCE` of the block's contrast — a differential reading that needs no
+    threshold and survives light gradients.
+    """
+    expected = identity_bits(run_id, page.index)
+    per_module, read, differing, offset = 8, 0, 0, 0
+    for block in page.identity:
+        values = _module_means(grey_image, homography, block, per_module)
+        low, high = np.percentile(values, (10, 90))
+        contrast = float(high - low)
+        differences = (values[:, 1::2] - values[:, 0::2]).reshape(-1)  # light − dark when the bit is 1
+        bits = np.array(expected[offset:offset + block.bits])
+        offset += block.bits
+        if contrast < IDENTITY_MIN_CONTRAST:
+            continue
+        confident = np.abs(differences) >= IDENTITY_CONFIDENCE * contrast
+        read += int(confident.sum())
+        differing += int(((differences > 0) != (bits == 1))[confident].sum())
+    return IdentityReading(read, differing, offset)
+
+
+def _module_means(grey_image: np.ndarray, homography: np.ndarray, block: IdentityBlock, per_module: int) -> np.ndarray:
+    x, y, w, h = block.box_mm
+    unit = w / block.columns
+    to_mm = np.array([[unit / per_module, 0, x + 0.5 * unit / per_module],
+                      [0, unit / per_module, y + 0.5 * unit / per_module], [0, 0, 1]])
+    patch = cv2.warpPerspective(grey_image, homography @ to_mm, (block.columns * per_module, block.rows * per_module),
+                                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+    quarter = per_module // 4
+    modules = patch.reshape(block.rows, per_module, block.columns, per_module).astype(np.float32)
+    return modules[:, quarter:per_module - quarter, :, quarter:per_module - quarter].mean(axis=(1, 3))
+
+
+def photo_blur_px(grey_image: np.ndarray, max_side: int = DETECT_MAX_SIDE) -> float:
+    """Gaussian σ (full-resolution photo pixels) of the sharpest high-contrast edges of a photo,
+    along its blurrier axis: for a photo where no page could be read, it tells a motion-blurred or
+    defocused photo ("too blurry") from one without a sheet.
+
+    On a copy downscaled like marker detection, every 32-px tile with a contrast (5th–95th
+    percentile) of at least 40 grey levels gives σ = contrast / (steepest gradient · √(2π)) per
+    axis; the 5th percentile over tiles is the photo's per axis, and the larger of the two is returned.
+    """
+    scale = min(1.0, max_side / max(grey_image.shape))
+    small = grey_image if scale == 1.0 else cv2.resize(grey_image, None, fx=scale, fy=scale,
+                                                       interpolation=cv2.INTER_AREA)
+    tile = 32
+    rows, cols = small.shape[0] // tile, small.shape[1] // tile
+    if rows == 0 or cols == 0:
+        return math.inf
+    image = small[:rows * tile, :cols * tile].astype(np.float32)
+    tiles = image.reshape(rows, tile, cols, tile).transpose(0, 2, 1, 3).reshape(rows * cols, -1)
+    low, high = np.percentile(tiles, (5, 95), axis=1)
+    contrast = high - low
+    busy = contrast >= 40
+    if not busy.any():
+        return math.inf
+    worst = 0.0
+    for dx, dy in ((1, 0), (0, 1)):
+        gradient = np.abs(cv2.Sobel(image, cv2.CV_32F, dx, dy, ksize=3) / 8)
+        steepest = gradient.reshape(rows, tile, cols, tile).transpose(0, 2, 1, 3).reshape(rows * cols, -1).max(axis=1)
+        sigma = contrast[busy] / (np.maximum(steepest[busy], 1e-3) * math.sqrt(2 * math.pi))
+        worst = max(worst, float(np.percentile(sigma, 5)))
+    return worst / scale
+
+
 def find_pages(image: np.ndarray, manifest: Manifest, *, max_side: int = DETECT_MAX_SIDE,
                check_qr: bool = True) -> PhotoDetection:
     """Find every sheet of ``manifest``'s run in a photo.
@@ -268,8 +369,9 @@ def find_pages(image: np.ndarray, manifest: Manifest, *, max_side: int = DETECT_
     Markers are grouped by the page their id belongs to (:func:`physadv.printouts.manifest.page_of_marker`);
     ids that map to no page of the manifest come from another run. Each page needs at least
     :data:`MIN_MARKERS` of its four corner markers, a consistent fit, sharp enough edges and a
-    readable size; when its QR code is readable it must name this run (marker ids of two runs can
-    coincide, QR payloads cannot).
+    readable size, and its identity code (:func:`read_identity`) must be read and equal this run's:
+    marker ids of two runs can coincide, identity codes practically cannot. When the QR code is
+    readable it must name this run too; pages of manifests without an identity code need it.
 
     Args:
         image: ``(H, W, 3)`` uint8 RGB or BGR, or ``(H, W)`` uint8 grey.
@@ -283,6 +385,10 @@ def find_pages(image: np.ndarray, manifest: Manifest, *, max_side: int = DETECT_
     grey_image = grey(image)
     ids, corners = detect_markers(grey_image, manifest.aruco_dictionary, max_side)
     if len(ids) == 0:
+        blur = photo_blur_px(grey_image, max_side)
+        if blur > MAX_BLUR_PX:
+            return PhotoDetection((), (Rejection("too blurry", f"no marker readable; photo edge σ {blur:.1f} px > "
+                                                               f"{MAX_BLUR_PX} px"),), 0)
         return PhotoDetection((), (Rejection("no markers", "no ArUco marker in the photo"),), 0)
     pages = {page.index: page for page in manifest.pages}
     groups = _group_by_page(ids, corners, manifest.run_id, pages)
@@ -296,6 +402,11 @@ def find_pages(image: np.ndarray, manifest: Manifest, *, max_side: int = DETECT_
     for page_index, found in sorted(groups.items()):
         outcome = _check_page(grey_image, manifest, pages[page_index], found, check_qr)
         (accepted if isinstance(outcome, PageDetection) else rejected).append(outcome)
+    if not accepted and rejected and all(r.reason == "too few markers" for r in rejected):
+        blur = photo_blur_px(grey_image, max_side)
+        if blur > MAX_BLUR_PX:
+            rejected = [Rejection("too blurry", f"{r.detail} readable; photo edge σ {blur:.1f} px > {MAX_BLUR_PX} px",
+                                  r.page) for r in rejected]
     return PhotoDetection(tuple(accepted), tuple(rejected), len(ids))
 
 
@@ -326,8 +437,19 @@ def _check_page(grey_image: np.ndarray, manifest: Manifest, page: Page, found: l
     blur = float(np.median([blur_bits(grey_image, homography, by_id[i]) for i in set(kept)])) * side / MARKER_BITS
     if blur > MAX_BLUR_PX:
         return Rejection("too blurry", f"edge σ {blur:.1f} px > {MAX_BLUR_PX} px", page.index)
-    if check_qr:
-        run = _qr_run(grey_image, homography, page)
-        if run is not None and run != manifest.run_id:
-            return Rejection("another run", f"QR code says run {run!r}, manifest is {manifest.run_id!r}", page.index)
-    return PageDetection(page.index, homography, tuple(sorted(set(kept))), rms, blur, side)
+    identity = read_identity(grey_image, homography, page, manifest.run_id) if page.identity else None
+    if identity is not None and identity.differing > IDENTITY_MAX_MISREAD:
+        return Rejection("another run", f"identity code: {identity.differing} of {identity.read} bits read differ "
+                                        f"from run {manifest.run_id!r}", page.index)
+    run = _qr_run(grey_image, homography, page) if check_qr or identity is None else None
+    if run is not None and run != manifest.run_id:
+        return Rejection("another run", f"QR code says run {run!r}, manifest is {manifest.run_id!r}", page.index)
+    if identity is None and run is None:
+        return Rejection("unconfirmed identity", "the manifest has no identity code and the QR code is unreadable",
+                         page.index)
+    if identity is not None and (identity.read < IDENTITY_MIN_BITS or identity.differing):
+        return Rejection("unconfirmed identity", f"identity code: {identity.read} of {identity.total} bits read "
+                                                 f"({identity.differing} differ), {IDENTITY_MIN_BITS} needed", page.index)
+    corners_px = {i: c for i, c in found if i in set(kept)}
+    return PageDetection(page.index, homography, tuple(sorted(set(kept))), rms, blur, side,
+                         identity.read if identity else 0, corners_px)

@@ -4,15 +4,16 @@ Coordinates are millimetres on the page, origin at the top-left corner, x to the
 downwards (image convention), so a page-to-photo homography maps ``(x_mm, y_mm)`` directly.
 
 Page identity is carried by the four ArUco corner markers, which are found even in 720p webcam
-frames; the QR codes (run and page, readable by any phone) are a human-facing extra. Marker ids
-are derived from the run id so that a sheet of another run is recognised as foreign without its QR
-code: see :func:`marker_ids`.
+frames, and confirmed by the page's identity code (:func:`identity_bits`: 50 bits of a hash of
+the run id and page, in two blocks of large modules); marker ids alone take one of 250 values, so
+two runs can share them. The QR codes (run and page, readable by any phone) are a cross-check.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -53,6 +54,35 @@ def page_of_marker(run_id: str, marker_id: int) -> tuple[int, int]:
     return relative // 4, relative % 4
 
 
+IDENTITY_BITS = 50  # Manchester-coded: two modules per bit, in two 5 × 10-module blocks per page
+MAX_IDENTITY_MODULES = 400
+
+
+def identity_bits(run_id: str, page: int, count: int = IDENTITY_BITS) -> tuple[int, ...]:
+    """The page's identity code: the first ``count`` bits of SHA-256 of the run id and page.
+
+    Printed as Manchester-coded module pairs (see :func:`identity_modules`); capture requires the
+    bits read from the sheet to equal these before it crops anything, so a sheet of another run is
+    refused even when its marker ids coincide with ours and its QR code is unreadable.
+    """
+    digest = int.from_bytes(hashlib.sha256(f"physadv-identity:{run_id}:{page}".encode()).digest(), "big")
+    return tuple((digest >> (255 - k)) & 1 for k in range(count))
+
+
+def identity_modules(bits: tuple[int, ...], columns: int, rows: int) -> "list[list[bool]]":
+    """Dark (True) / light modules of one identity block, row-major: bit ``b`` is the pair
+    (dark, light) when ``b`` is 1 and (light, dark) when 0; pairs run along each row."""
+    pairs = iter(bits)
+    matrix = []
+    for _ in range(rows):
+        line: list[bool] = []
+        for _ in range(columns // 2):
+            bit = next(pairs)
+            line += [bool(bit), not bit]
+        matrix.append(line)
+    return matrix
+
+
 def qr_payload(run_id: str, page: int) -> str:
     return f"physadv:run={run_id};page={page}"
 
@@ -82,6 +112,21 @@ class Marker:
 class QRCode:
     payload: str
     box_mm: tuple[float, float, float, float]  # x, y, width, height
+
+
+@dataclass(frozen=True)
+class IdentityBlock:
+    """One block of the page's identity code: ``box_mm`` (x, y, width, height) split into
+    ``columns`` × ``rows`` square modules; the page's blocks carry consecutive bits of
+    :func:`identity_bits`, in the order listed, each block row-major."""
+
+    box_mm: tuple[float, float, float, float]
+    columns: int
+    rows: int
+
+    @property
+    def bits(self) -> int:
+        return self.columns * self.rows // 2
 
 
 @dataclass(frozen=True)
@@ -115,6 +160,7 @@ class Page:
     markers: tuple[Marker, ...]
     qr_codes: tuple[QRCode, ...]
     cells: tuple[Cell, ...]
+    identity: tuple[IdentityBlock, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -148,16 +194,43 @@ class Manifest:
                                    for m in p["markers"]),
                      qr_codes=tuple(QRCode(q["payload"], tuple(q["box_mm"])) for q in p["qr_codes"]),
                      cells=tuple(Cell(**{**c, "box_mm": tuple(c["box_mm"]), "size_px": tuple(c["size_px"])})
-                                 for c in p["cells"]))
+                                 for c in p["cells"]),
+                     identity=tuple(IdentityBlock(tuple(b["box_mm"]), b["columns"], b["rows"])
+                                    for b in p.get("identity", ())))
                 for p in data["pages"])
             fields = {k: v for k, v in data.items() if k != "pages"}
             fields["page_size_mm"] = tuple(fields["page_size_mm"])
-            return cls(pages=pages, **fields)
-        except (KeyError, TypeError) as error:
+            manifest = cls(pages=pages, **fields)
+        except (KeyError, TypeError, AttributeError) as error:
             raise ManifestError(f"malformed manifest: {error}") from None
+        for page in manifest.pages:
+            _check_identity(page, manifest.page_size_mm)
+        return manifest
 
     def cells(self) -> list[tuple[Page, Cell]]:
         return [(page, cell) for page in self.pages for cell in page.cells]
+
+
+def _check_identity(page: Page, page_size_mm: tuple[float, float]) -> None:
+    """The identity blocks of a page read from a file: whole module grids inside the page, at most
+    :data:`MAX_IDENTITY_MODULES` modules and :data:`IDENTITY_BITS` bits in all."""
+    total = 0
+    for block in page.identity:
+        numbers = block.box_mm
+        if not (len(numbers) == 4 and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                                          for v in numbers)):
+            raise ManifestError(f"page {page.index}: identity box_mm must be 4 finite numbers, got {numbers!r}")
+        x, y, w, h = numbers
+        if not (w > 0 and h > 0 and x >= 0 and y >= 0 and x + w <= page_size_mm[0] + 1e-6
+                and y + h <= page_size_mm[1] + 1e-6):
+            raise ManifestError(f"page {page.index}: identity box {numbers!r} lies outside the page")
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (block.columns, block.rows)) \
+                or block.columns < 2 or block.rows < 1 or block.columns % 2:
+            raise ManifestError(f"page {page.index}: identity grid {block.columns}x{block.rows} "
+                                "(an even number of columns ≥ 2 and ≥ 1 row expected)")
+        total += block.columns * block.rows
+    if total > MAX_IDENTITY_MODULES or total // 2 > IDENTITY_BITS:
+        raise ManifestError(f"page {page.index}: {total} identity modules, at most {2 * IDENTITY_BITS}")
 
 
 def write_manifest(manifest: Manifest, path: str | Path) -> None:
