@@ -40,6 +40,11 @@ MAX_RMS_FRACTION = 0.015
 # extra Gaussian blur: every page found with σ ≤ 4.2 px had a p95 cell-corner error ≤ 0.3 px; the one
 # page still found at σ ≈ 5.5 px (12 MP) was off by 4 px. Blurrier markers are mostly not decoded.
 MAX_BLUR_PX = 5.0
+# A photo where no page is read is called "too blurry" (not "no markers") when its sharpest edges
+# have σ above 2 px in the copy markers are searched in: about one bit of the smallest decodable
+# marker (MIN_MARKER_SIDE_PX / MARKER_BITS = 2.3 px), so its border and bits wash out. Sharp
+# virtual-camera photos measure 0.7–0.9 px there (12 MP, 1080p), motion-blurred ones 3 px and more.
+MAX_DETECT_BLUR_PX = 2.0
 # Smaller markers give fewer than 2.3 px per bit, where decoding and corners become unreliable; the
 # smallest virtual-camera pages at 720p (40 % fill) have ~19 px markers and p95 corner errors ≤ 0.3 px.
 MIN_MARKER_SIDE_PX = 14.0
@@ -331,9 +336,9 @@ def _module_means(grey_image: np.ndarray, homography: np.ndarray, block: Identit
 
 
 def photo_blur_px(grey_image: np.ndarray, max_side: int = DETECT_MAX_SIDE) -> float:
-    """Gaussian σ (full-resolution photo pixels) of the sharpest high-contrast edges of a photo,
-    along its blurrier axis: for a photo where no page could be read, it tells a motion-blurred or
-    defocused photo ("too blurry") from one without a sheet.
+    """Gaussian σ, in pixels of the copy markers are searched in, of the sharpest high-contrast
+    edges of a photo along its blurrier axis: for a photo where no page could be read, it tells a
+    motion-blurred or defocused photo ("too blurry") from one without a sheet.
 
     On a copy downscaled like marker detection, every 32-px tile with a contrast (5th–95th
     percentile) of at least 40 grey levels gives σ = contrast / (steepest gradient · √(2π)) per
@@ -359,7 +364,7 @@ def photo_blur_px(grey_image: np.ndarray, max_side: int = DETECT_MAX_SIDE) -> fl
         steepest = gradient.reshape(rows, tile, cols, tile).transpose(0, 2, 1, 3).reshape(rows * cols, -1).max(axis=1)
         sigma = contrast[busy] / (np.maximum(steepest[busy], 1e-3) * math.sqrt(2 * math.pi))
         worst = max(worst, float(np.percentile(sigma, 5)))
-    return worst / scale
+    return worst
 
 
 def find_pages(image: np.ndarray, manifest: Manifest, *, max_side: int = DETECT_MAX_SIDE,
@@ -386,9 +391,9 @@ def find_pages(image: np.ndarray, manifest: Manifest, *, max_side: int = DETECT_
     ids, corners = detect_markers(grey_image, manifest.aruco_dictionary, max_side)
     if len(ids) == 0:
         blur = photo_blur_px(grey_image, max_side)
-        if blur > MAX_BLUR_PX:
+        if blur > MAX_DETECT_BLUR_PX:
             return PhotoDetection((), (Rejection("too blurry", f"no marker readable; photo edge σ {blur:.1f} px > "
-                                                               f"{MAX_BLUR_PX} px"),), 0)
+                                                               f"{MAX_DETECT_BLUR_PX} px (at {max_side} px)"),), 0)
         return PhotoDetection((), (Rejection("no markers", "no ArUco marker in the photo"),), 0)
     pages = {page.index: page for page in manifest.pages}
     groups = _group_by_page(ids, corners, manifest.run_id, pages)
@@ -404,9 +409,9 @@ def find_pages(image: np.ndarray, manifest: Manifest, *, max_side: int = DETECT_
         (accepted if isinstance(outcome, PageDetection) else rejected).append(outcome)
     if not accepted and rejected and all(r.reason == "too few markers" for r in rejected):
         blur = photo_blur_px(grey_image, max_side)
-        if blur > MAX_BLUR_PX:
-            rejected = [Rejection("too blurry", f"{r.detail} readable; photo edge σ {blur:.1f} px > {MAX_BLUR_PX} px",
-                                  r.page) for r in rejected]
+        if blur > MAX_DETECT_BLUR_PX:
+            rejected = [Rejection("too blurry", f"{r.detail} readable; photo edge σ {blur:.1f} px > "
+                                                f"{MAX_DETECT_BLUR_PX} px (at {max_side} px)", r.page) for r in rejected]
     return PhotoDetection(tuple(accepted), tuple(rejected), len(ids))
 
 

@@ -33,9 +33,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from physadv.capture.crops import cell_to_page
 from physadv.capture.detect import PhotoDetection, Rejection, find_pages
-from physadv.capture.verify import check_cell
+from physadv.capture.verify import check_page
 from physadv.attackset import read_attack_set
 from physadv.classifiers import Classifier
 from physadv.errors import InputError
@@ -179,9 +178,8 @@ def process_photo(image: np.ndarray, manifest: Manifest, classifier: Classifier,
     for page_detection in detection.pages:
         page = pages[page_detection.page]
         checks = []
-        for cell in page.cells:
-            crop, check = check_cell(image, cell.index, page_detection.homography @ cell_to_page(cell),
-                                     sources[page.index, cell.index])
+        page_sources = {cell.index: sources[page.index, cell.index] for cell in page.cells}
+        for cell, (crop, check) in zip(page.cells, check_page(image, page_detection, page, page_sources)):
             checks.append(check.record())
             if check.reason is not None:
                 rejected.append(Rejection(check.reason, check.detail, page.index, cell.index))

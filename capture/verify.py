@@ -15,11 +15,14 @@ The alignment gives
 - a **displacement**: the largest shift of a cell corner it implies, in source pixels.
 
 A cell is kept when the score is at least :data:`MIN_SCORE` and the displacement at most
-:data:`MAX_SHIFT_FRACTION` of the cell's longer side. When the displacement exceeds
-:data:`REFINE_MIN_PX`, the cell's geometry (not its pixels) is refined: the photo is resampled
-again with the page geometry composed with the alignment — the page homography
-shifted for this cell, a per-cell homography and the local model of a curled page — and aligned once more; a residual above :data:`MAX_RESIDUAL_PX` means the page
-is not explained by it, and the cell is rejected. The crop is always the photo's own pixels.
+:data:`MAX_SHIFT_FRACTION` of the cell's longer side (:data:`MAX_RESIDUAL_PX` for the final
+geometry). When some cell's content sits more than :data:`REFINE_MIN_PX` from the page homography
+(a curled or bent sheet), the page gets a local model: a thin-plate spline of the displacement
+over the page through the reference points — the 12–16 marker corners (their fit residuals) and
+the centres of the cells whose content was found — gives each cell its own homography (from its
+four corners); the photo is resampled on it and aligned again. A cell whose residual is still
+above :data:`MAX_RESIDUAL_PX` is not explained by the model and is rejected. The crop is always
+the photo's own pixels; only their geometry is refined.
 
 Two more flags per cell:
 
@@ -38,8 +41,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from physadv.capture.crops import density, warp_cell
-from physadv.capture.detect import MAX_BLUR_PX, project
+from physadv.capture.crops import cell_corners_mm, cell_to_page, density, warp_cell
+from physadv.capture.detect import MAX_BLUR_PX, PageDetection, project
+from physadv.printouts.manifest import Cell, Page
 
 BAND_SIDE = 64
 BAND_SIGMA = 1.0
@@ -67,9 +71,9 @@ class CellCheck:
     Attributes:
         cell: the manifest cell index.
         cell_to_photo: ``(3, 3)`` source pixel centres → photo pixels: the crop's final geometry.
-        refined: whether the alignment replaced the page geometry for this cell.
-        shift_px: largest cell-corner displacement between the page geometry and the content, source px.
-        residual_px: the same after refinement (equal to ``shift_px`` when not refined).
+        refined: whether the page mesh replaced the page homography for this cell.
+        shift_px: largest cell-corner displacement between the page homography and the content, source px.
+        residual_px: the same for the final geometry (equal to ``shift_px`` when not refined).
         score: ECC correlation of the band-limited crop and source at the final geometry.
         glare: fraction of clipped crop pixels.
         blur_px: the cell's blur σ along its blurrier axis, photo pixels.
@@ -192,42 +196,100 @@ def blur_px(crop_grey: np.ndarray, source_grey: np.ndarray, photo_per_source: fl
     return worst
 
 
-def check_cell(image: np.ndarray, cell_index: int, cell_to_photo: np.ndarray,
-               source: np.ndarray) -> tuple[np.ndarray, CellCheck]:
-    """Crop one cell and check it against its source.
+@dataclass(frozen=True)
+class _Measurement:
+    crop: np.ndarray
+    score: float
+    warp: np.ndarray
+    shift_px: float
+
+
+def _measure(image: np.ndarray, cell_to_photo: np.ndarray, source: np.ndarray) -> _Measurement:
+    size = (source.shape[1], source.shape[0])
+    crop = warp_cell(image, cell_to_photo, size)
+    score, warp = align(grey_float(crop), source)
+    return _Measurement(crop, score, warp, corner_shift(warp, size) if math.isfinite(score) else math.inf)
+
+
+def _usable(measurement: _Measurement, size: tuple[int, int]) -> bool:
+    """Content found, near enough, and not washed out by glare: fit to be a reference point."""
+    return (measurement.score >= MIN_SCORE and measurement.shift_px <= MAX_SHIFT_FRACTION * max(size)
+            and glare_fraction(measurement.crop) <= GLARE_MAX_FRACTION)
+
+
+def _mesh(detection: PageDetection, page: Page, cells: list[tuple[Cell, np.ndarray, _Measurement]]):
+    """Thin-plate spline of the photo-pixel displacement from the page homography over page mm,
+    through the reference points: every corner of the markers used (their fit residuals) and the
+    centre of every cell whose content was found (its measured shift)."""
+    from scipy.interpolate import RBFInterpolator
+
+    by_id = {marker.id: np.asarray(marker.corners_mm, dtype=np.float64) for marker in page.markers}
+    points, shifts = [], []
+    for marker_id, corners_px in detection.marker_corners_px.items():
+        points.append(by_id[marker_id])
+        shifts.append(np.asarray(corners_px) - project(detection.homography, by_id[marker_id]))
+    for cell, cell_to_photo, measurement in cells:
+        if _usable(measurement, cell.size_px):
+            centre = np.array([[(cell.size_px[0] - 1) / 2, (cell.size_px[1] - 1) / 2]])
+            moved = project(measurement.warp, centre)
+            points.append(project(cell_to_page(cell), centre))
+            shifts.append(project(cell_to_photo, moved) - project(cell_to_photo, centre))
+    return RBFInterpolator(np.concatenate(points) / 100, np.concatenate(shifts), kernel="thin_plate_spline")
+
+
+def check_page(image: np.ndarray, detection: PageDetection, page: Page,
+               sources: dict[int, np.ndarray]) -> list[tuple[np.ndarray, CellCheck]]:
+    """Crop every cell of a detected page and check it against its source (see the module doc).
 
     Args:
         image: ``(H, W, 3)`` uint8 RGB photo.
-        cell_index: the cell's manifest index (recorded).
-        cell_to_photo: ``(3, 3)`` source pixel centres → photo pixels from the page geometry.
-        source: ``(h, w, 3)`` uint8 RGB source image of the cell.
+        detection: the page found in it.
+        page: the manifest page.
+        sources: per cell index, the ``(h, w, 3)`` uint8 RGB source image.
 
     Returns:
-        the crop ``(h, w, 3)`` uint8 (the photo's pixels on the final geometry) and its check.
+        per cell, in manifest order: the crop ``(h, w, 3)`` uint8 (the photo's pixels on the final
+        geometry) and its check.
     """
+    first = []
+    for cell in page.cells:
+        cell_to_photo = detection.homography @ cell_to_page(cell)
+        first.append((cell, cell_to_photo, _measure(image, cell_to_photo, sources[cell.index])))
+    curled = any(_usable(m, cell.size_px) and m.shift_px > REFINE_MIN_PX for cell, _, m in first)
+    mesh = _mesh(detection, page, first) if curled else None
+    results = []
+    for cell, cell_to_photo, measurement in first:
+        size, source = cell.size_px, sources[cell.index]
+        final, refined = measurement, False
+        if mesh is not None and _usable(measurement, size):
+            corners_mm = cell_corners_mm(cell)
+            corners_px = project(detection.homography, corners_mm) + mesh(corners_mm / 100)
+            cell_corners_px = np.array([[-0.5, -0.5], [size[0] - 0.5, -0.5], [size[0] - 0.5, size[1] - 0.5],
+                                        [-0.5, size[1] - 0.5]])
+            cell_to_photo = cv2.getPerspectiveTransform(cell_corners_px.astype(np.float32),
+                                                        corners_px.astype(np.float32)).astype(np.float64)
+            final, refined = _measure(image, cell_to_photo, source), True
+        results.append((final.crop, _verdict(cell.index, cell_to_photo, refined, measurement, final, source)))
+    return results
+
+
+def _verdict(cell_index: int, cell_to_photo: np.ndarray, refined: bool, first: _Measurement,
+             final: _Measurement, source: np.ndarray) -> CellCheck:
     size = (source.shape[1], source.shape[0])
-    source_grey = grey_float(source)
-    crop = warp_cell(image, cell_to_photo, size)
-    score, warp = align(grey_float(crop), source)
-    shift = corner_shift(warp, size) if math.isfinite(score) else math.inf
-    residual, refined = shift, False
+    glare = glare_fraction(final.crop)
+    blur = blur_px(grey_float(final.crop), grey_float(source), density(cell_to_photo, size))
     limit = MAX_SHIFT_FRACTION * max(size)
-    if math.isfinite(score) and REFINE_MIN_PX < shift <= limit:
-        cell_to_photo, refined = cell_to_photo @ warp, True
-        crop = warp_cell(image, cell_to_photo, size)
-        score, warp = align(grey_float(crop), source)
-        residual = corner_shift(warp, size) if math.isfinite(score) else math.inf
-    glare = glare_fraction(crop)
-    blur = blur_px(grey_float(crop), source_grey, density(cell_to_photo, size))
     reason, detail = None, ""
     if glare > GLARE_MAX_FRACTION:
         reason, detail = "glare", f"{glare:.0%} of the cell clipped > {GLARE_MAX_FRACTION:.0%}"
-    elif not score >= MIN_SCORE:
-        reason, detail = "content mismatch", f"match score {score:.3f} < {MIN_SCORE}"
-    elif shift > limit:
-        reason, detail = "misaligned", f"content {shift:.1f} source px from the page geometry > {limit:.1f} px"
-    elif residual > MAX_RESIDUAL_PX:
-        reason, detail = "misaligned", f"residual {residual:.2f} source px after refinement > {MAX_RESIDUAL_PX} px"
+    elif not (first.score >= MIN_SCORE and final.score >= MIN_SCORE):
+        reason, detail = "content mismatch", f"match score {min(first.score, final.score):.3f} < {MIN_SCORE}"
+    elif first.shift_px > limit:
+        reason, detail = "misaligned", f"content {first.shift_px:.1f} source px from the page geometry > {limit:.1f} px"
+    elif final.shift_px > MAX_RESIDUAL_PX:
+        reason, detail = "misaligned", (f"residual {final.shift_px:.2f} source px > {MAX_RESIDUAL_PX} px "
+                                        f"({'after the page mesh' if refined else 'page homography'})")
     elif blur > MAX_CELL_BLUR_PX:
         reason, detail = "too blurry", f"cell blur σ {blur:.1f} photo px > {MAX_CELL_BLUR_PX} px"
-    return crop, CellCheck(cell_index, cell_to_photo, refined, shift, residual, score, glare, blur, reason, detail)
+    return CellCheck(cell_index, cell_to_photo, refined, first.shift_px, final.shift_px, final.score, glare, blur,
+                     reason, detail)
