@@ -204,8 +204,10 @@ class RunStore:
                 for p in predictions])
             db.executemany("INSERT OR REPLACE INTO photos VALUES (?, ?, 1, '')",
                            sorted({(attack, p["photo"]) for p in predictions}))
+            # rejected.csv also lists single cells of accepted photos: a photo with any cell is accepted.
+            accepted = {p["photo"] for p in predictions}
             db.executemany("INSERT OR REPLACE INTO photos VALUES (?, ?, 0, ?)",
-                           [(attack, r["photo"], r["reason"]) for r in rejected])
+                           [(attack, r["photo"], r["reason"]) for r in rejected if r["photo"] not in accepted])
 
     def record_results(self, source: str, rows: list[dict]) -> None:
         """Replace the result rows of ``source`` by ``rows``."""
