@@ -303,6 +303,17 @@ def test_capture_folder_contract_metrics_and_resume(tmp_path, monkeypatch):
     assert average["destruction_top1"] == pytest.approx(0.5)
     assert results["photo_clean"] == {"n": 18, "top1": 1.0, "top5": 1.0}
     assert len(result.observations) == 36
+    # capture.json: enough to re-derive every crop from the photo, bit for bit.
+    from physadv.capture.crops import warp_cell
+    from physadv.capture.pipeline import photo_key
+    from physadv.images import read_rgb
+    audit = json.loads((out / "crops" / photo_key("sheet0.jpg") / "capture.json").read_text())
+    [page] = audit["pages"]
+    assert page["identity_bits_read"] >= 40 and len(page["markers"]) >= 3 and len(page["cells"]) == 12
+    assert all(c["accepted"] and c["score"] >= 0.8 for c in page["cells"])
+    cell = page["cells"][5]
+    saved = read_rgb(out / "crops" / photo_key("sheet0.jpg") / "p0_c005_adversarial.png")
+    assert np.array_equal(warp_cell(read_rgb(photos / "sheet0.jpg"), np.array(cell["cell_to_photo"]), (64, 64)), saved)
 
     import physadv.capture.pipeline as pipeline
     original, processed = pipeline.process_photo, []
