@@ -1,4 +1,4 @@
-"""Find printed sheets in a photo: ArUco corner markers → page identity → page homography.
+"""Find printed sheets in a photo: ArUco corner markers → page homography → identity code check.
 
 Detection runs on a grey copy downscaled to at most :data:`DETECT_MAX_SIDE` pixels (ArUco's
 adaptive thresholding costs grow with the pixel count, and 4×4 markers need only ~20 px), then
@@ -6,7 +6,11 @@ every marker corner is refined with :func:`cv2.cornerSubPix` on the full-resolut
 All corners of all markers of a page (up to 16 points) go into a RANSAC homography, re-fitted by
 least squares + Levenberg–Marquardt on the inliers (:func:`cv2.findHomography` with method 0).
 
-A page is only accepted when its geometry can be trusted; otherwise it becomes a
+The marker ids name a candidate page (one of 250 id blocks, so two runs may share them); the
+page's 50-bit identity code, sampled through the homography, must then equal this run's
+(:func:`read_identity`) before the page is accepted, whether or not its QR code can be read.
+
+A page is only accepted when its geometry and identity can be trusted; otherwise it becomes a
 :class:`Rejection` with a fixed reason keyword (see :data:`REASONS`) — a wrong crop is worse than
 no crop, as Kurakin et al. discarded photos whose codes failed.
 
