@@ -45,10 +45,13 @@ MAX_RMS_FRACTION = 0.015
 # page still found at σ ≈ 5.5 px (12 MP) was off by 4 px. Blurrier markers are mostly not decoded.
 MAX_BLUR_PX = 5.0
 # A photo where no page is read is called "too blurry" (not "no markers") when its sharpest edges
-# have σ above 2 px in the copy markers are searched in: about one bit of the smallest decodable
-# marker (MIN_MARKER_SIDE_PX / MARKER_BITS = 2.3 px), so its border and bits wash out. Sharp
-# virtual-camera photos measure 0.7–0.9 px there (12 MP, 1080p), motion-blurred ones 3 px and more.
-MAX_DETECT_BLUR_PX = 2.0
+# are blurred beyond MAX_DETECT_BLUR_PX (photo_blur_px, pixels of the copy markers are searched
+# in). photo_blur_px is an index, not a calibrated σ: its 32-px tiles under-read long blurs. Measured
+# on virtual-camera photos: sharp ones (720p, 1080p, 12 MP; 20 each) ≤ 0.22, 1080p photos with
+# 13–38 px of motion blur (stress condition, 20) 1.14–2.85, none of which had a readable page.
+MAX_DETECT_BLUR_PX = 1.0
+PRESMOOTH_PX = 1.0
+SHARPEST_TILE = 5  # the photo's blur is that of its 5th-sharpest tile: robust to a spike, blind to smooth areas
 # Smaller markers give fewer than 2.3 px per bit, where decoding and corners become unreliable; the
 # smallest virtual-camera pages at 720p (40 % fill) have ~19 px markers and p95 corner errors ≤ 0.3 px.
 MIN_MARKER_SIDE_PX = 14.0
@@ -68,6 +71,7 @@ IDENTITY_MIN_BITS = 40
 IDENTITY_CONFIDENCE = 0.25
 IDENTITY_MIN_CONTRAST = 20.0
 IDENTITY_MAX_MISREAD = 2
+IDENTITY_SEARCH = (-4, -2, 0, 2, 4)  # module-grid shifts searched, in eighths of a module
 
 REASONS = {
     "unreadable": "the file is not an image OpenCV/Pillow can read",
@@ -305,7 +309,7 @@ def read_identity(grey_image: np.ndarray, homography: np.ndarray, page: Page, ru
     """Compare the identity code printed on ``page`` with the one of ``run_id``.
 
     Each block is warped upright at 8 px per module and every module's mean is taken over its
-    central half (robust to a module of misregistration on a curled page); a Manchester pair's
+    central half, on the best-registered grid (:func:`_module_means`); a Manchester pair's
     bit is the sign of (right − left), read only when the difference is at least
     :data:`IDENTITY_CONFIDENCE` of the block's contrast — a differential reading that needs no
     threshold and survives light gradients.
@@ -328,25 +332,43 @@ def read_identity(grey_image: np.ndarray, homography: np.ndarray, page: Page, ru
 
 
 def _module_means(grey_image: np.ndarray, homography: np.ndarray, block: IdentityBlock, per_module: int) -> np.ndarray:
+    """``(rows, columns)`` mean grey of each module's central half, on the module grid shifted by
+    up to half a module (:data:`IDENTITY_SEARCH`) to where the Manchester pairs differ most: a
+    curled page moves the block off the homography by a millimetre or two. The search maximises
+    the contrast of the pairs, whatever bits they carry, so it favours no run's code."""
     x, y, w, h = block.box_mm
     unit = w / block.columns
-    to_mm = np.array([[unit / per_module, 0, x + 0.5 * unit / per_module],
-                      [0, unit / per_module, y + 0.5 * unit / per_module], [0, 0, 1]])
-    patch = cv2.warpPerspective(grey_image, homography @ to_mm, (block.columns * per_module, block.rows * per_module),
+    step = unit / per_module
+    to_mm = np.array([[step, 0, x - unit + 0.5 * step], [0, step, y - unit + 0.5 * step], [0, 0, 1]])
+    size = ((block.columns + 2) * per_module, (block.rows + 2) * per_module)
+    patch = cv2.warpPerspective(grey_image, homography @ to_mm, size,
                                 flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+    patch = patch.astype(np.float32)
     quarter = per_module // 4
-    modules = patch.reshape(block.rows, per_module, block.columns, per_module).astype(np.float32)
-    return modules[:, quarter:per_module - quarter, :, quarter:per_module - quarter].mean(axis=(1, 3))
+    best, best_contrast = None, -1.0
+    for dy in IDENTITY_SEARCH:
+        for dx in IDENTITY_SEARCH:
+            top, left = per_module + dy, per_module + dx
+            grid = patch[top:top + block.rows * per_module, left:left + block.columns * per_module]
+            modules = grid.reshape(block.rows, per_module, block.columns, per_module)
+            means = modules[:, quarter:per_module - quarter, :, quarter:per_module - quarter].mean(axis=(1, 3))
+            contrast = float(np.abs(means[:, 1::2] - means[:, 0::2]).mean())
+            if contrast > best_contrast:
+                best, best_contrast = means, contrast
+    return best
 
 
 def photo_blur_px(grey_image: np.ndarray, max_side: int = DETECT_MAX_SIDE) -> float:
     """Gaussian σ, in pixels of the copy markers are searched in, of the sharpest high-contrast
-    edges of a photo along its blurrier axis: for a photo where no page could be read, it tells a
+    edges of a photo along its blurriest direction: for a photo where no page could be read, it tells a
     motion-blurred or defocused photo ("too blurry") from one without a sheet.
 
     On a copy downscaled like marker detection, every 32-px tile with a contrast (5th–95th
-    percentile) of at least 40 grey levels gives σ = contrast / (steepest gradient · √(2π)) per
-    axis; the 5th percentile over tiles is the photo's per axis, and the larger of the two is returned.
+    percentile) of at least 40 grey levels gives σ = contrast / (steepest derivative · √(2π)) along
+    each of four directions (0°, 45°, 90°, 135°); the :data:`SHARPEST_TILE`-th smallest over tiles
+    is the photo's σ in that direction, and the largest is returned. Along a motion blur's direction every edge is
+    smeared (an edge at angle α to it by L·cos α, its derivative there reduced by cos α), so one of
+    the four directions, within 22.5° of the motion, sees it whatever the edges.
     """
     scale = min(1.0, max_side / max(grey_image.shape))
     small = grey_image if scale == 1.0 else cv2.resize(grey_image, None, fx=scale, fy=scale,
@@ -356,19 +378,24 @@ def photo_blur_px(grey_image: np.ndarray, max_side: int = DETECT_MAX_SIDE) -> fl
     if rows == 0 or cols == 0:
         return math.inf
     image = small[:rows * tile, :cols * tile].astype(np.float32)
+    # Sensor noise would make the steepest derivative of a tile a noise spike (and blur look small):
+    # measure on a copy smoothed by PRESMOOTH_PX and take that σ back out in quadrature.
+    image = cv2.GaussianBlur(image, (0, 0), PRESMOOTH_PX)
     tiles = image.reshape(rows, tile, cols, tile).transpose(0, 2, 1, 3).reshape(rows * cols, -1)
     low, high = np.percentile(tiles, (5, 95), axis=1)
     contrast = high - low
     busy = contrast >= 40
     if not busy.any():
         return math.inf
+    gx = cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=3) / 8
+    gy = cv2.Sobel(image, cv2.CV_32F, 0, 1, ksize=3) / 8
     worst = 0.0
-    for dx, dy in ((1, 0), (0, 1)):
-        gradient = np.abs(cv2.Sobel(image, cv2.CV_32F, dx, dy, ksize=3) / 8)
+    for angle in (0.0, 45.0, 90.0, 135.0):
+        gradient = np.abs(math.cos(math.radians(angle)) * gx + math.sin(math.radians(angle)) * gy)
         steepest = gradient.reshape(rows, tile, cols, tile).transpose(0, 2, 1, 3).reshape(rows * cols, -1).max(axis=1)
         sigma = contrast[busy] / (np.maximum(steepest[busy], 1e-3) * math.sqrt(2 * math.pi))
-        worst = max(worst, float(np.percentile(sigma, 5)))
-    return worst
+        worst = max(worst, float(np.sort(sigma)[min(SHARPEST_TILE, len(sigma)) - 1]))
+    return math.sqrt(max(worst ** 2 - PRESMOOTH_PX ** 2, 0.0))
 
 
 def find_pages(image: np.ndarray, manifest: Manifest, *, max_side: int = DETECT_MAX_SIDE,
