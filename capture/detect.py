@@ -65,12 +65,14 @@ MARKER_BITS = 6  # 4×4 data bits plus a one-bit black border on each side
 # modules differ by at least IDENTITY_CONFIDENCE of the block's contrast (10th–90th percentile of
 # its modules); a page is confirmed when at least IDENTITY_MIN_BITS pairs are read and every one
 # equals this run's bit. Another run's code matches IDENTITY_MIN_BITS read bits with probability
-# 2^-40 ≈ 9e-13 (fewer bits read: "unconfirmed identity"; IDENTITY_MAX_MISREAD or fewer differing
-# bits are taken for misreads of our own code, also unconfirmed, more for another run).
+# 2^-40 ≈ 9e-13 (fewer bits read: "unconfirmed identity"). Any differing bit refuses the page;
+# up to IDENTITY_MAX_MISREAD of the bits read differing is taken for a misread of our own code
+# (seen on strongly curled pages, "unconfirmed identity"); more, for another run's code, which
+# differs in half its bits (then "another run").
 IDENTITY_MIN_BITS = 40
 IDENTITY_CONFIDENCE = 0.25
 IDENTITY_MIN_CONTRAST = 20.0
-IDENTITY_MAX_MISREAD = 2
+IDENTITY_MAX_MISREAD = 0.25
 IDENTITY_SEARCH = (-4, -2, 0, 2, 4)  # module-grid shifts searched, in eighths of a module
 
 REASONS = {
@@ -474,7 +476,7 @@ def _check_page(grey_image: np.ndarray, manifest: Manifest, page: Page, found: l
     if blur > MAX_BLUR_PX:
         return Rejection("too blurry", f"edge σ {blur:.1f} px > {MAX_BLUR_PX} px", page.index)
     identity = read_identity(grey_image, homography, page, manifest.run_id) if page.identity else None
-    if identity is not None and identity.differing > IDENTITY_MAX_MISREAD:
+    if identity is not None and identity.differing > IDENTITY_MAX_MISREAD * max(identity.read, 1):
         return Rejection("another run", f"identity code: {identity.differing} of {identity.read} bits read differ "
                                         f"from run {manifest.run_id!r}", page.index)
     run = _qr_run(grey_image, homography, page) if check_qr or identity is None else None
