@@ -38,17 +38,32 @@ def cell_corners_mm(cell: Cell) -> np.ndarray:
     return np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]], dtype=np.float64)
 
 
-def oversampling(detection: PageDetection, cell: Cell) -> int:
-    """Photo pixels per source pixel along the cell's longer projected edge, rounded up (≥ 1)."""
-    corners = project(detection.homography, cell_corners_mm(cell))
+def density(cell_to_photo: np.ndarray, size_px: tuple[int, int]) -> float:
+    """Photo pixels per source pixel along the longest projected edge of a cell whose pixel
+    centres map to the photo by ``cell_to_photo`` ``(3, 3)``."""
+    width, height = size_px
+    corners = project(cell_to_photo, np.array([[-0.5, -0.5], [width - 0.5, -0.5], [width - 0.5, height - 0.5],
+                                                [-0.5, height - 0.5]]))
     edges = np.linalg.norm(np.roll(corners, -1, axis=0) - corners, axis=1)
-    density = max(edges[0] / cell.size_px[0], edges[2] / cell.size_px[0],
-                  edges[1] / cell.size_px[1], edges[3] / cell.size_px[1])
-    return int(min(MAX_OVERSAMPLING, max(1, math.ceil(density - 1e-6))))
+    return float(max(edges[0] / width, edges[2] / width, edges[1] / height, edges[3] / height))
+
+
+def warp_cell(image: np.ndarray, cell_to_photo: np.ndarray, size_px: tuple[int, int]) -> np.ndarray:
+    """The photo resampled on a cell's pixel grid: ``cell_to_photo`` maps the centres of the
+    ``size_px`` = (w, h) source pixels to photo pixels; area-averaged as in the module docstring."""
+    scale = int(min(MAX_OVERSAMPLING, max(1, math.ceil(density(cell_to_photo, size_px) - 1e-6))))
+    width, height = size_px
+    # Pixel centres at ``scale`` × the source size → source pixel centres: u = (u_k + 0.5) / k − 0.5.
+    finer = np.array([[1 / scale, 0, 0.5 / scale - 0.5], [0, 1 / scale, 0.5 / scale - 0.5], [0, 0, 1]])
+    warped = cv2.warpPerspective(image, cell_to_photo @ finer, (scale * width, scale * height),
+                                 flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+    if scale == 1:
+        return warped
+    return cv2.resize(warped, (width, height), interpolation=cv2.INTER_AREA)
 
 
 def crop_cell(image: np.ndarray, detection: PageDetection, cell: Cell) -> np.ndarray:
-    """The cell rectified at its source size.
+    """The cell rectified at its source size with the page homography.
 
     Args:
         image: ``(H, W, C)`` or ``(H, W)`` uint8 photo.
@@ -58,14 +73,7 @@ def crop_cell(image: np.ndarray, detection: PageDetection, cell: Cell) -> np.nda
     Returns:
         ``(h, w, C)`` (or ``(h, w)``) uint8 with ``(w, h) = cell.size_px``; photo channel order kept.
     """
-    scale = oversampling(detection, cell)
-    width, height = cell.size_px
-    warped = cv2.warpPerspective(image, detection.homography @ cell_to_page(cell, scale),
-                                 (scale * width, scale * height),
-                                 flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
-    if scale == 1:
-        return warped
-    return cv2.resize(warped, (width, height), interpolation=cv2.INTER_AREA)
+    return warp_cell(image, detection.homography @ cell_to_page(cell), cell.size_px)
 
 
 def crop_cells(image: np.ndarray, detection: PageDetection, page: Page) -> list[np.ndarray]:

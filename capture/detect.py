@@ -1,4 +1,4 @@
-"""Find printed sheets in a photo: ArUco corner markers → page identity → page homography.
+"""Find printed sheets in a photo: ArUco corner markers → page homography → identity code check.
 
 Detection runs on a grey copy downscaled to at most :data:`DETECT_MAX_SIDE` pixels (ArUco's
 adaptive thresholding costs grow with the pixel count, and 4×4 markers need only ~20 px), then
@@ -6,7 +6,11 @@ every marker corner is refined with :func:`cv2.cornerSubPix` on the full-resolut
 All corners of all markers of a page (up to 16 points) go into a RANSAC homography, re-fitted by
 least squares + Levenberg–Marquardt on the inliers (:func:`cv2.findHomography` with method 0).
 
-A page is only accepted when its geometry can be trusted; otherwise it becomes a
+The marker ids name a candidate page (one of 250 id blocks, so two runs may share them); the
+page's 50-bit identity code, sampled through the homography, must then equal this run's
+(:func:`read_identity`) before the page is accepted, whether or not its QR code can be read.
+
+A page is only accepted when its geometry and identity can be trusted; otherwise it becomes a
 :class:`Rejection` with a fixed reason keyword (see :data:`REASONS`) — a wrong crop is worse than
 no crop, as Kurakin et al. discarded photos whose codes failed.
 
@@ -17,13 +21,13 @@ pixels in OpenCV's convention (pixel centres at integer coordinates).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import cv2
 import numpy as np
 
-from physadv.printouts.manifest import Manifest, Page, page_of_marker, parse_qr_payload
+from physadv.printouts.manifest import IdentityBlock, Manifest, Page, identity_bits, page_of_marker, parse_qr_payload
 
 DETECT_MAX_SIDE = 1600
 MIN_MARKERS = 3
@@ -40,6 +44,14 @@ MAX_RMS_FRACTION = 0.015
 # extra Gaussian blur: every page found with σ ≤ 4.2 px had a p95 cell-corner error ≤ 0.3 px; the one
 # page still found at σ ≈ 5.5 px (12 MP) was off by 4 px. Blurrier markers are mostly not decoded.
 MAX_BLUR_PX = 5.0
+# A photo where no page is read is called "too blurry" (not "no markers") when its sharpest edges
+# are blurred beyond MAX_DETECT_BLUR_PX (photo_blur_px, pixels of the copy markers are searched
+# in). photo_blur_px is an index, not a calibrated σ: its 32-px tiles under-read long blurs. Measured
+# on virtual-camera photos: sharp ones (720p, 1080p, 12 MP; 20 each) ≤ 0.22, 1080p photos with
+# 13–38 px of motion blur (stress condition, 20) 1.14–2.85, none of which had a readable page.
+MAX_DETECT_BLUR_PX = 1.0
+PRESMOOTH_PX = 1.0
+SHARPEST_TILE = 5  # the photo's blur is that of its 5th-sharpest tile: robust to a spike, blind to smooth areas
 # Smaller markers give fewer than 2.3 px per bit, where decoding and corners become unreliable; the
 # smallest virtual-camera pages at 720p (40 % fill) have ~19 px markers and p95 corner errors ≤ 0.3 px.
 MIN_MARKER_SIDE_PX = 14.0
@@ -49,6 +61,19 @@ MIN_MARKER_SIDE_PX = 14.0
 # searched again down to 2 % (far markers of a small, strongly tilted page).
 MIN_PERIMETER_RATE, RETRY_PERIMETER_RATE = 0.04, 0.02
 MARKER_BITS = 6  # 4×4 data bits plus a one-bit black border on each side
+# Identity code (physadv.printouts.manifest.identity_bits): a Manchester pair is read when its two
+# modules differ by at least IDENTITY_CONFIDENCE of the block's contrast (10th–90th percentile of
+# its modules); a page is confirmed when at least IDENTITY_MIN_BITS pairs are read and every one
+# equals this run's bit. Another run's code matches IDENTITY_MIN_BITS read bits with probability
+# 2^-40 ≈ 9e-13 (fewer bits read: "unconfirmed identity"). Any differing bit refuses the page;
+# up to IDENTITY_MAX_MISREAD of the bits read differing is taken for a misread of our own code
+# (seen on strongly curled pages, "unconfirmed identity"); more, for another run's code, which
+# differs in half its bits (then "another run").
+IDENTITY_MIN_BITS = 40
+IDENTITY_CONFIDENCE = 0.25
+IDENTITY_MIN_CONTRAST = 20.0
+IDENTITY_MAX_MISREAD = 0.25
+IDENTITY_SEARCH = (-4, -2, 0, 2, 4)  # module-grid shifts searched, in eighths of a module
 
 REASONS = {
     "unreadable": "the file is not an image OpenCV/Pillow can read",
@@ -58,7 +83,11 @@ REASONS = {
     "too small": "the page's markers are too small in the photo",
     "too blurry": "the marker edges are too blurred for trustworthy corners",
     "inconsistent geometry": "the markers do not fit one flat page (reprojection error too high)",
-    "another run": "the page's QR code names another run",
+    "another run": "the page's identity code or QR code names another run",
+    "unconfirmed identity": "the page's identity code could not be read (covered, glare, too small)",
+    "content mismatch": "a cell's crop does not match its source image (wrong picture, occluded, unexplained warp)",
+    "misaligned": "a cell's crop is displaced from its source by more than the allowed fraction of the cell",
+    "glare": "too many of a cell's pixels are clipped highlights",
 }
 
 
@@ -69,6 +98,7 @@ class Rejection:
     reason: str
     detail: str
     page: int | None = None
+    cell: int | None = None
 
 
 @dataclass(frozen=True)
@@ -80,8 +110,10 @@ class PageDetection:
         homography: ``(3, 3)`` float64, page mm → photo pixels.
         marker_ids: ids of the markers used (inliers).
         rms_px: RMS reprojection error of the inlier marker corners, photo pixels.
-        blur_px: estimated Gaussian σ of the marker edges, photo pixels.
+        blur_px: estimated Gaussian σ of the marker edges (the blurrier image axis), photo pixels.
         marker_side_px: mean marker side in the photo, pixels.
+        identity_bits_read: identity-code bits read (all equal to this run's).
+        marker_corners_px: ``{id: (4, 2) photo px}`` of the markers used.
     """
 
     page: int
@@ -90,6 +122,8 @@ class PageDetection:
     rms_px: float
     blur_px: float
     marker_side_px: float
+    identity_bits_read: int = 0
+    marker_corners_px: dict[int, np.ndarray] = field(default_factory=dict)
 
     def project(self, points_mm: np.ndarray) -> np.ndarray:
         """Page mm ``(N, 2)`` → photo pixels ``(N, 2)``."""
@@ -176,11 +210,13 @@ def _refine_corners(grey_image: np.ndarray, corners: np.ndarray) -> np.ndarray:
 
 
 def blur_bits(grey_image: np.ndarray, homography: np.ndarray, marker_corners_mm: np.ndarray) -> float:
-    """Gaussian σ of a marker's edges in marker bits (0 = perfectly sharp).
+    """Gaussian σ of a marker's edges in marker bits (0 = perfectly sharp), along the blurrier axis.
 
     The marker plus one bit of margin is warped to a canonical 8 px/bit image; for a blurred step
     of contrast ``c`` the steepest gradient is ``c / (σ √(2π))``, so σ follows from the robust
-    contrast (5th–95th percentile) and the 99th-percentile gradient.
+    contrast (5th–95th percentile) and the 99th-percentile gradient. Each axis is measured on its
+    own (the marker's edges run along both), so motion blur, which leaves edges along the motion
+    sharp, is measured by the edges it smears.
     """
     per_bit = 8
     side_mm = float(np.linalg.norm(marker_corners_mm[1] - marker_corners_mm[0]))
@@ -194,7 +230,7 @@ def blur_bits(grey_image: np.ndarray, homography: np.ndarray, marker_corners_mm:
     low, high = np.percentile(patch, (5, 95))
     gx = cv2.Sobel(patch, cv2.CV_32F, 1, 0, ksize=3) / 8
     gy = cv2.Sobel(patch, cv2.CV_32F, 0, 1, ksize=3) / 8
-    steepest = float(np.percentile(np.hypot(gx, gy), 99))
+    steepest = float(min(np.percentile(np.abs(gx), 99), np.percentile(np.abs(gy), 99)))
     if high - low < 1 or steepest <= 0:
         return math.inf
     return float((high - low) / (steepest * math.sqrt(2 * math.pi)) / per_bit)
@@ -261,6 +297,109 @@ def _qr_run(grey_image: np.ndarray, homography: np.ndarray, page: Page) -> str |
     return None
 
 
+@dataclass(frozen=True)
+class IdentityReading:
+    """What was read of a page's identity code: pairs read with confidence, and how many of them
+    differ from this run's bits, out of ``total``."""
+
+    read: int
+    differing: int
+    total: int
+
+
+def read_identity(grey_image: np.ndarray, homography: np.ndarray, page: Page, run_id: str) -> IdentityReading:
+    """Compare the identity code printed on ``page`` with the one of ``run_id``.
+
+    Each block is warped upright at 8 px per module and every module's mean is taken over its
+    central half, on the best-registered grid (:func:`_module_means`); a Manchester pair's
+    bit is the sign of (right − left), read only when the difference is at least
+    :data:`IDENTITY_CONFIDENCE` of the block's contrast — a differential reading that needs no
+    threshold and survives light gradients.
+    """
+    expected = identity_bits(run_id, page.index)
+    per_module, read, differing, offset = 8, 0, 0, 0
+    for block in page.identity:
+        values = _module_means(grey_image, homography, block, per_module)
+        low, high = np.percentile(values, (10, 90))
+        contrast = float(high - low)
+        differences = (values[:, 1::2] - values[:, 0::2]).reshape(-1)  # light − dark when the bit is 1
+        bits = np.array(expected[offset:offset + block.bits])
+        offset += block.bits
+        if contrast < IDENTITY_MIN_CONTRAST:
+            continue
+        confident = np.abs(differences) >= IDENTITY_CONFIDENCE * contrast
+        read += int(confident.sum())
+        differing += int(((differences > 0) != (bits == 1))[confident].sum())
+    return IdentityReading(read, differing, offset)
+
+
+def _module_means(grey_image: np.ndarray, homography: np.ndarray, block: IdentityBlock, per_module: int) -> np.ndarray:
+    """``(rows, columns)`` mean grey of each module's central half, on the module grid shifted by
+    up to half a module (:data:`IDENTITY_SEARCH`) to where the Manchester pairs differ most: a
+    curled page moves the block off the homography by a millimetre or two. The search maximises
+    the contrast of the pairs, whatever bits they carry, so it favours no run's code."""
+    x, y, w, h = block.box_mm
+    unit = w / block.columns
+    step = unit / per_module
+    to_mm = np.array([[step, 0, x - unit + 0.5 * step], [0, step, y - unit + 0.5 * step], [0, 0, 1]])
+    size = ((block.columns + 2) * per_module, (block.rows + 2) * per_module)
+    patch = cv2.warpPerspective(grey_image, homography @ to_mm, size,
+                                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+    patch = patch.astype(np.float32)
+    quarter = per_module // 4
+    best, best_contrast = None, -1.0
+    for dy in IDENTITY_SEARCH:
+        for dx in IDENTITY_SEARCH:
+            top, left = per_module + dy, per_module + dx
+            grid = patch[top:top + block.rows * per_module, left:left + block.columns * per_module]
+            modules = grid.reshape(block.rows, per_module, block.columns, per_module)
+            means = modules[:, quarter:per_module - quarter, :, quarter:per_module - quarter].mean(axis=(1, 3))
+            contrast = float(np.abs(means[:, 1::2] - means[:, 0::2]).mean())
+            if contrast > best_contrast:
+                best, best_contrast = means, contrast
+    return best
+
+
+def photo_blur_px(grey_image: np.ndarray, max_side: int = DETECT_MAX_SIDE) -> float:
+    """Gaussian σ, in pixels of the copy markers are searched in, of the sharpest high-contrast
+    edges of a photo along its blurriest direction: for a photo where no page could be read, it tells a
+    motion-blurred or defocused photo ("too blurry") from one without a sheet.
+
+    On a copy downscaled like marker detection, every 32-px tile with a contrast (5th–95th
+    percentile) of at least 40 grey levels gives σ = contrast / (steepest derivative · √(2π)) along
+    each of four directions (0°, 45°, 90°, 135°); the :data:`SHARPEST_TILE`-th smallest over tiles
+    is the photo's σ in that direction, and the largest is returned. Along a motion blur's direction every edge is
+    smeared (an edge at angle α to it by L·cos α, its derivative there reduced by cos α), so one of
+    the four directions, within 22.5° of the motion, sees it whatever the edges.
+    """
+    scale = min(1.0, max_side / max(grey_image.shape))
+    small = grey_image if scale == 1.0 else cv2.resize(grey_image, None, fx=scale, fy=scale,
+                                                       interpolation=cv2.INTER_AREA)
+    tile = 32
+    rows, cols = small.shape[0] // tile, small.shape[1] // tile
+    if rows == 0 or cols == 0:
+        return math.inf
+    image = small[:rows * tile, :cols * tile].astype(np.float32)
+    # Sensor noise would make the steepest derivative of a tile a noise spike (and blur look small):
+    # measure on a copy smoothed by PRESMOOTH_PX and take that σ back out in quadrature.
+    image = cv2.GaussianBlur(image, (0, 0), PRESMOOTH_PX)
+    tiles = image.reshape(rows, tile, cols, tile).transpose(0, 2, 1, 3).reshape(rows * cols, -1)
+    low, high = np.percentile(tiles, (5, 95), axis=1)
+    contrast = high - low
+    busy = contrast >= 40
+    if not busy.any():
+        return math.inf
+    gx = cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=3) / 8
+    gy = cv2.Sobel(image, cv2.CV_32F, 0, 1, ksize=3) / 8
+    worst = 0.0
+    for angle in (0.0, 45.0, 90.0, 135.0):
+        gradient = np.abs(math.cos(math.radians(angle)) * gx + math.sin(math.radians(angle)) * gy)
+        steepest = gradient.reshape(rows, tile, cols, tile).transpose(0, 2, 1, 3).reshape(rows * cols, -1).max(axis=1)
+        sigma = contrast[busy] / (np.maximum(steepest[busy], 1e-3) * math.sqrt(2 * math.pi))
+        worst = max(worst, float(np.sort(sigma)[min(SHARPEST_TILE, len(sigma)) - 1]))
+    return math.sqrt(max(worst ** 2 - PRESMOOTH_PX ** 2, 0.0))
+
+
 def find_pages(image: np.ndarray, manifest: Manifest, *, max_side: int = DETECT_MAX_SIDE,
                check_qr: bool = True) -> PhotoDetection:
     """Find every sheet of ``manifest``'s run in a photo.
@@ -268,8 +407,9 @@ def find_pages(image: np.ndarray, manifest: Manifest, *, max_side: int = DETECT_
     Markers are grouped by the page their id belongs to (:func:`physadv.printouts.manifest.page_of_marker`);
     ids that map to no page of the manifest come from another run. Each page needs at least
     :data:`MIN_MARKERS` of its four corner markers, a consistent fit, sharp enough edges and a
-    readable size; when its QR code is readable it must name this run (marker ids of two runs can
-    coincide, QR payloads cannot).
+    readable size, and its identity code (:func:`read_identity`) must be read and equal this run's:
+    marker ids of two runs can coincide, identity codes practically cannot. When the QR code is
+    readable it must name this run too; pages of manifests without an identity code need it.
 
     Args:
         image: ``(H, W, 3)`` uint8 RGB or BGR, or ``(H, W)`` uint8 grey.
@@ -283,6 +423,10 @@ def find_pages(image: np.ndarray, manifest: Manifest, *, max_side: int = DETECT_
     grey_image = grey(image)
     ids, corners = detect_markers(grey_image, manifest.aruco_dictionary, max_side)
     if len(ids) == 0:
+        blur = photo_blur_px(grey_image, max_side)
+        if blur > MAX_DETECT_BLUR_PX:
+            return PhotoDetection((), (Rejection("too blurry", f"no marker readable; photo edge σ {blur:.1f} px > "
+                                                               f"{MAX_DETECT_BLUR_PX} px (at {max_side} px)"),), 0)
         return PhotoDetection((), (Rejection("no markers", "no ArUco marker in the photo"),), 0)
     pages = {page.index: page for page in manifest.pages}
     groups = _group_by_page(ids, corners, manifest.run_id, pages)
@@ -296,6 +440,11 @@ def find_pages(image: np.ndarray, manifest: Manifest, *, max_side: int = DETECT_
     for page_index, found in sorted(groups.items()):
         outcome = _check_page(grey_image, manifest, pages[page_index], found, check_qr)
         (accepted if isinstance(outcome, PageDetection) else rejected).append(outcome)
+    if not accepted and rejected and all(r.reason == "too few markers" for r in rejected):
+        blur = photo_blur_px(grey_image, max_side)
+        if blur > MAX_DETECT_BLUR_PX:
+            rejected = [Rejection("too blurry", f"{r.detail} readable; photo edge σ {blur:.1f} px > "
+                                                f"{MAX_DETECT_BLUR_PX} px (at {max_side} px)", r.page) for r in rejected]
     return PhotoDetection(tuple(accepted), tuple(rejected), len(ids))
 
 
@@ -326,8 +475,19 @@ def _check_page(grey_image: np.ndarray, manifest: Manifest, page: Page, found: l
     blur = float(np.median([blur_bits(grey_image, homography, by_id[i]) for i in set(kept)])) * side / MARKER_BITS
     if blur > MAX_BLUR_PX:
         return Rejection("too blurry", f"edge σ {blur:.1f} px > {MAX_BLUR_PX} px", page.index)
-    if check_qr:
-        run = _qr_run(grey_image, homography, page)
-        if run is not None and run != manifest.run_id:
-            return Rejection("another run", f"QR code says run {run!r}, manifest is {manifest.run_id!r}", page.index)
-    return PageDetection(page.index, homography, tuple(sorted(set(kept))), rms, blur, side)
+    identity = read_identity(grey_image, homography, page, manifest.run_id) if page.identity else None
+    if identity is not None and identity.differing > IDENTITY_MAX_MISREAD * max(identity.read, 1):
+        return Rejection("another run", f"identity code: {identity.differing} of {identity.read} bits read differ "
+                                        f"from run {manifest.run_id!r}", page.index)
+    run = _qr_run(grey_image, homography, page) if check_qr or identity is None else None
+    if run is not None and run != manifest.run_id:
+        return Rejection("another run", f"QR code says run {run!r}, manifest is {manifest.run_id!r}", page.index)
+    if identity is None and run is None:
+        return Rejection("unconfirmed identity", "the manifest has no identity code and the QR code is unreadable",
+                         page.index)
+    if identity is not None and (identity.read < IDENTITY_MIN_BITS or identity.differing):
+        return Rejection("unconfirmed identity", f"identity code: {identity.read} of {identity.total} bits read "
+                                                 f"({identity.differing} differ), {IDENTITY_MIN_BITS} needed", page.index)
+    corners_px = {i: c for i, c in found if i in set(kept)}
+    return PageDetection(page.index, homography, tuple(sorted(set(kept))), rms, blur, side,
+                         identity.read if identity else 0, corners_px)

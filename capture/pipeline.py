@@ -3,12 +3,18 @@
 Output folder (``physadv capture``)::
 
     OUT/crops/<photo>/p<page>_c<cell>_<kind>.png   every accepted cell, at its source size
-    OUT/predictions.csv                           one row per cell per photo
-    OUT/rejected.csv                              photo, reason (a key of physadv.capture.detect.REASONS), detail
+    OUT/crops/<photo>/capture.json                the audit record: page homographies, markers used,
+                                                  identity bits read, every cell's crop geometry,
+                                                  match score, displacement, glare and blur
+    OUT/predictions.csv                           one row per accepted cell per photo
+    OUT/rejected.csv                              photo, reason (a key of physadv.capture.detect.REASONS),
+                                                  page, cell, detail — a photo, a page or a single cell
     OUT/results.json                              rows with the keys of ``physadv experiment``
     OUT/.state/<photo key>.json                   what was done per photo (re-runs resume from these)
 
-Each (photo, cell) is one observation: a cell photographed three times counts three times in
+Every cell is checked against its own source PNG before it is classified
+(:mod:`physadv.capture.verify`); a cell that fails is a rejection, never an observation, so it
+is left out of every rate. Each accepted (photo, cell) is one observation: a cell photographed three times counts three times in
 the accuracies and in eq. (1), as Kurakin et al. counted each photo of an image. For eq. (1),
 ``C(X)`` and ``C(X_adv)`` are the classifier's predictions on the digital clean and adversarial
 images (from the attack folder's ``attack.json`` when it was made with the same classifier, else
@@ -27,8 +33,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from physadv.capture.crops import crop_cells
 from physadv.capture.detect import REASONS, PhotoDetection, Rejection, find_pages
+from physadv.capture.verify import check_page
 from physadv.attackset import read_attack_set
 from physadv.classifiers import Classifier
 from physadv.errors import InputError
@@ -37,10 +43,12 @@ from physadv.fileio import atomic_write_json, atomic_write_text
 from physadv.images import image_files, read_rgb, to_tensor, write_png
 from physadv.metrics import Predictions, accuracy, destruction_reports
 from physadv.printouts.manifest import MAX_CELLS_PER_PAGE, MAX_PAGES, Cell, Manifest, read_manifest
+from physadv.printouts.sheets import pixel_sha256
 from physadv.validation import MAX_CLASSES, Record
 
 STATE_DIR, CROPS_DIR = ".state", "crops"
-STATE_VERSION = 1
+AUDIT_FILE = "capture.json"
+STATE_VERSION = 2
 TOP_K = 5
 
 
@@ -117,6 +125,33 @@ def digital_predictions(manifest: Manifest, manifest_dir: Path,
             for i, image in enumerate(images)}
 
 
+def cell_sources(manifest: Manifest, manifest_dir: Path) -> dict[tuple[int, int], np.ndarray]:
+    """Per (page, cell), the source PNG the cell was printed from, ``(h, w, 3)`` uint8 RGB.
+
+    ``cell.file`` is read relative to the manifest's attack folder and must stay inside it; the
+    pixels must have the cell's size and, when the manifest records one, its SHA-256.
+
+    Raises:
+        InputError: no attack folder, a file outside it, missing, unreadable or different.
+    """
+    if not manifest.attack_dir:
+        raise InputError("the manifest names no attack folder (attack_dir); capture needs the source images")
+    root = resolve_attack_dir(manifest, manifest_dir).resolve()
+    sources = {}
+    for page, cell in manifest.cells():
+        path = (root / cell.file).resolve()
+        if not path.is_relative_to(root):
+            raise InputError(f"manifest cell {cell.index}: file {cell.file!r} lies outside the attack folder {root}")
+        pixels = read_rgb(path)
+        if (pixels.shape[1], pixels.shape[0]) != tuple(cell.size_px):
+            raise InputError(f"{path}: {pixels.shape[1]}x{pixels.shape[0]} px, the manifest printed "
+                             f"{cell.size_px[0]}x{cell.size_px[1]}")
+        if cell.sha256 and pixel_sha256(pixels) != cell.sha256:
+            raise InputError(f"{path}: not the image that was printed (pixel hash differs from the manifest)")
+        sources[page.index, cell.index] = pixels
+    return sources
+
+
 def photo_key(relative: str) -> str:
     """File-name-safe, unique name for a photo's state and crop folder."""
     stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in relative)[-60:]
@@ -124,16 +159,42 @@ def photo_key(relative: str) -> str:
 
 
 def process_photo(image: np.ndarray, manifest: Manifest, classifier: Classifier, photo: str,
-                  crops_dir: Path | None) -> tuple[PhotoDetection, list[CellObservation]]:
-    """Detect, crop and classify one photo ``(H, W, 3)`` uint8 RGB; crops are saved under ``crops_dir``."""
+                  crops_dir: Path | None, sources: dict[tuple[int, int], np.ndarray]
+                  ) -> tuple[PhotoDetection, list[CellObservation], list[Rejection], dict]:
+    """Detect, crop, check and classify one photo ``(H, W, 3)`` uint8 RGB.
+
+    Every cell is cropped and checked against ``sources[page, cell]``
+    (:func:`physadv.capture.verify.check_cell`); accepted crops are classified and saved under
+    ``crops_dir``, rejected cells are returned as :class:`Rejection` with their page and cell.
+
+    Returns:
+        the detection, the observations, the cell rejections and the audit record (``capture.json``).
+    """
     detection = find_pages(image, manifest)
     cells: list[tuple[Cell, float, int]] = []
     crops: list[np.ndarray] = []
+    rejected: list[Rejection] = []
     pages = {page.index: page for page in manifest.pages}
+    audit_pages = []
     for page_detection in detection.pages:
         page = pages[page_detection.page]
-        crops += crop_cells(image, page_detection, page)
-        cells += [(cell, page_detection.rms_px, page.index) for cell in page.cells]
+        checks = []
+        page_sources = {cell.index: sources[page.index, cell.index] for cell in page.cells}
+        for cell, (crop, check) in zip(page.cells, check_page(image, page_detection, page, page_sources)):
+            checks.append(check.record())
+            if check.reason is not None:
+                rejected.append(Rejection(check.reason, check.detail, page.index, cell.index))
+                continue
+            crops.append(crop)
+            cells.append((cell, page_detection.rms_px, page.index))
+        audit_pages.append({
+            "page": page.index, "homography": [[float(v) for v in row] for row in page_detection.homography],
+            "homography_maps": "page mm (x, y) -> photo px (OpenCV centres)",
+            "markers": {str(i): [[round(float(v), 3) for v in point] for point in corners]
+                        for i, corners in sorted(page_detection.marker_corners_px.items())},
+            "rms_px": round(page_detection.rms_px, 4), "blur_px": round(page_detection.blur_px, 4),
+            "marker_side_px": round(page_detection.marker_side_px, 2),
+            "identity_bits_read": page_detection.identity_bits_read, "cells": checks})
     predictions = classify_crops(classifier, crops)
     observations = []
     for (cell, rms, page_index), crop, classes, probabilities in zip(cells, crops, predictions.classes,
@@ -146,7 +207,10 @@ def process_photo(image: np.ndarray, manifest: Manifest, classifier: Classifier,
             eps=cell.eps, label=cell.label, classes=tuple(int(c) for c in classes),
             probabilities=tuple(round(float(p), 6) for p in probabilities),
             crop=f"{CROPS_DIR}/{crops_dir.name}/{name}" if crops_dir is not None else "", rms_px=round(rms, 4)))
-    return detection, observations
+    audit = {"photo": photo, "size_px": [int(image.shape[1]), int(image.shape[0])], "run_id": manifest.run_id,
+             "markers_found": detection.markers_found, "pages": audit_pages,
+             "rejections": [asdict(r) for r in (*detection.rejections, *rejected)]}
+    return detection, observations, rejected, audit
 
 
 def photo_files(photos_dir: Path) -> list[Path]:
@@ -176,6 +240,7 @@ def capture_folder(photos_dir: str | Path, manifest_path: str | Path, classifier
         raise InputError(f"{manifest_path}: label(s) {', '.join(map(str, foreign[:5]))} are not classes of "
                          f"{classifier.name} ({classes} classes); capture with the model the sheets were made for")
     digital = digital_predictions(manifest, Path(manifest_path).parent, classifier)
+    sources = cell_sources(manifest, Path(manifest_path).parent)
     records = []
     for path in tqdm(photos, desc="photos", unit="photo", disable=not progress):
         relative = path.relative_to(photos_dir).as_posix()
@@ -185,7 +250,7 @@ def capture_folder(photos_dir: str | Path, manifest_path: str | Path, classifier
         state_path = out / STATE_DIR / f"{photo_key(relative)}.json"
         record = _read_state(state_path, identity, manifest)
         if record is None:
-            record = {"identity": identity, **_capture_one(path, relative, manifest, classifier, out)}
+            record = {"identity": identity, **_capture_one(path, relative, manifest, classifier, out, sources)}
             atomic_write_json(state_path, {"identity": identity,
                                            "observations": [asdict(o) for o in record["observations"]],
                                            "rejections": [asdict(r) for r in record["rejections"]]})
@@ -211,7 +276,8 @@ def _read_state(path: Path, identity: dict, manifest: Manifest) -> dict | None:
                 "observations": [_observation(o, identity["photo"], cells, crops)
                                  for o in record.records("observations", 0, len(cells) * 16)],
                 "rejections": [Rejection(r.choice("reason", tuple(REASONS)), r.text("detail"),
-                                         r.integer("page", 0, MAX_PAGES - 1, optional=True))
+                                         r.integer("page", 0, MAX_PAGES - 1, optional=True),
+                                         r.integer("cell", 0, MAX_CELLS_PER_PAGE - 1, optional=True))
                                for r in record.records("rejections", 0, 10_000)]}
     except (OSError, json.JSONDecodeError, UnicodeDecodeError, InputError):
         return None
@@ -235,13 +301,19 @@ def _crop_name(page_index: int, cell: Cell) -> str:
     return f"p{page_index}_c{cell.index:03d}_{cell.kind}.png"
 
 
-def _capture_one(path: Path, relative: str, manifest: Manifest, classifier: Classifier, out: Path) -> dict:
+def _capture_one(path: Path, relative: str, manifest: Manifest, classifier: Classifier, out: Path,
+                 sources: dict[tuple[int, int], np.ndarray]) -> dict:
+    crops_dir = out / CROPS_DIR / photo_key(relative)
     try:
         image = read_rgb(path)
     except InputError as error:
-        return {"observations": [], "rejections": [Rejection("unreadable", str(error))]}
-    detection, observations = process_photo(image, manifest, classifier, relative, out / CROPS_DIR / photo_key(relative))
-    return {"observations": observations, "rejections": list(detection.rejections)}
+        rejections = [Rejection("unreadable", str(error))]
+        atomic_write_json(crops_dir / AUDIT_FILE, {"photo": relative, "run_id": manifest.run_id, "pages": [],
+                                                   "rejections": [asdict(r) for r in rejections]})
+        return {"observations": [], "rejections": rejections}
+    detection, observations, rejected, audit = process_photo(image, manifest, classifier, relative, crops_dir, sources)
+    atomic_write_json(crops_dir / AUDIT_FILE, audit)
+    return {"observations": observations, "rejections": [*detection.rejections, *rejected]}
 
 
 def metric_rows(observations: tuple[CellObservation, ...], digital: dict[str, tuple[Predictions, Predictions]]
@@ -306,8 +378,9 @@ def _write_outputs(out: Path, observations: tuple[CellObservation, ...], rejecti
             "rms_px": o.rms_px, "crop": o.crop})
     atomic_write_text(out / "predictions.csv", _csv(table, PREDICTION_COLUMNS))
     atomic_write_text(out / "rejected.csv", _csv(
-        [{"photo": photo, "reason": r.reason, "detail": r.detail if r.page is None else f"page {r.page}: {r.detail}"}
-         for photo, r in rejections], ("photo", "reason", "detail")))
+        [{"photo": photo, "reason": r.reason, "page": "" if r.page is None else r.page,
+          "cell": "" if r.cell is None else r.cell, "detail": r.detail} for photo, r in rejections],
+        ("photo", "reason", "page", "cell", "detail")))
     accepted = {o.photo for o in observations}
     atomic_write_json(out / "results.json", {
         "run_id": manifest.run_id, "model": classifier.name, "transform": "photo",

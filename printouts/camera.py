@@ -124,7 +124,14 @@ def sample_shot(rng: np.random.Generator, page: int, frame: tuple[int, int]) -> 
 
 
 def page_homography(shot: Shot, page_mm: tuple[float, float], frame: tuple[int, int]) -> np.ndarray:
-    """The ``(3, 3)`` homography page mm → photo pixels of ``shot``.
+    """The ``(3, 3)`` homography page mm → photo pixels of ``shot`` (see :func:`page_projection`)."""
+    projection = page_projection(shot, page_mm, frame)
+    return projection[:, [0, 1, 3]] / projection[2, 3]
+
+
+def page_projection(shot: Shot, page_mm: tuple[float, float], frame: tuple[int, int]) -> np.ndarray:
+    """The ``(3, 4)`` projection of page points ``(x, y, z, 1)`` (mm; ``z`` away from the camera,
+    0 on the flat sheet) to homogeneous photo pixels of ``shot``.
 
     The page, centred on the optical axis, is rotated in 3-D and projected by a pinhole camera with
     focal length ``shot.focal_px``; its distance is set so that the projected page's bounding box
@@ -154,7 +161,10 @@ def page_homography(shot: Shot, page_mm: tuple[float, float], frame: tuple[int, 
     low, high = box.min(axis=0), box.max(axis=0)
     free = np.array([frame_w - 1, frame_h - 1]) - (high - low)
     shift = np.asarray(shot.position) * free - low
-    return np.array([[1, 0, shift[0]], [0, 1, shift[1]], [0, 0, 1]]) @ homography / homography[2, 2]
+    centre_3d = np.array([[1, 0, 0, -width_mm / 2], [0, 1, 0, -height_mm / 2], [0, 0, 1, 0], [0, 0, 0, 1]])
+    projection = (np.array([[1, 0, shift[0]], [0, 1, shift[1]], [0, 0, 1]]) @ camera
+                  @ np.column_stack([rotation, [0, 0, distance]]) @ centre_3d)
+    return projection / projection[2, 3]
 
 
 def _project(homography: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -242,31 +252,59 @@ def _illumination(shot: Shot, frame: tuple[int, int]) -> np.ndarray:
     return cv2.resize(light, frame, interpolation=cv2.INTER_LINEAR)[..., None]
 
 
-def simulate_photo(document, shot: Shot, frame: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """One photo of ``shot.page`` of an open pypdfium2 ``document``.
+class PhotoEffects:
+    """Hooks for conditions beyond the ordinary photo, called by :func:`simulate_photo`
+    (:mod:`physadv.printouts.stress` implements curl, glare, motion blur, halftone, ...); this base
+    class changes nothing."""
+
+    min_render_dpi: float = 0.0
+
+    def on_print(self, render: np.ndarray, render_px_per_mm: float, photo_px_per_mm: float) -> np.ndarray:
+        """The rendered page ``(H, W, 3)`` uint8 before ink and paper are applied."""
+        return render
+
+    def place(self, printed: np.ndarray, mm_to_render: np.ndarray, photo: np.ndarray) -> bool:
+        """Draw the printed sheet into ``photo`` in place; ``False`` leaves it to the flat homography."""
+        return False
+
+    def on_sensor(self, photo: np.ndarray) -> np.ndarray:
+        """The photo ``(H, W, 3)`` uint8 after lens blur, before light and noise."""
+        return photo
+
+    def on_light(self, light: np.ndarray) -> np.ndarray:
+        """The lit photo ``(H, W, 3)`` float32 (0–255 scale, may exceed 255) before noise."""
+        return light
+
+
+def simulate_photo(document, shot: Shot, frame: tuple[int, int],
+                   effects: PhotoEffects | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One photo of ``shot.page`` of an open pypdfium2 ``document``, with optional ``effects``.
 
     Returns:
         the photo ``(H, W, 3)`` uint8 RGB (before JPEG) and the ``(3, 3)`` page-mm → photo-pixel
-        homography.
+        homography (of the flat sheet).
     """
+    effects = effects or PhotoEffects()
     page_mm = page_size_mm(document, shot.page)
     homography = page_homography(shot, page_mm, frame)
-    dpi = min(600.0, _max_scale(homography, page_mm) * RENDER_OVERSAMPLING * 25.4)
+    photo_px_per_mm = _max_scale(homography, page_mm)
+    dpi = min(600.0, max(effects.min_render_dpi, photo_px_per_mm * RENDER_OVERSAMPLING * 25.4))
     render = render_page(document, shot.page, dpi, smooth_images=False)
     # The bitmap is the page stretched onto whole pixels: per-axis scale, pixel edges at integers.
     sx, sy = render.shape[1] / page_mm[0], render.shape[0] / page_mm[1]
     mm_to_render = np.array([[sx, 0, -0.5], [0, sy, -0.5], [0, 0, 1]])
-    printed = print_page(render, (sx + sy) / 2, shot)
+    printed = print_page(effects.on_print(render, (sx + sy) / 2, photo_px_per_mm), (sx + sy) / 2, shot)
     photo = background(shot.background_seed, frame)
-    cv2.warpPerspective(printed, homography @ np.linalg.inv(mm_to_render), frame, dst=photo,
-                        flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_TRANSPARENT)
+    if not effects.place(printed, mm_to_render, photo):
+        cv2.warpPerspective(printed, homography @ np.linalg.inv(mm_to_render), frame, dst=photo,
+                            flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_TRANSPARENT)
     cast = np.asarray(shot.colour_cast, dtype=np.float32)
     grey = np.full((3, 3), (1 - shot.saturation) / 3, dtype=np.float32)
     photo = cv2.transform(photo, (grey + shot.saturation * np.eye(3, dtype=np.float32)) * cast[:, None])
     # Lens blur before the light field: they nearly commute (the field is smooth), and blurring
     # 8-bit pixels is several times faster than blurring floats.
-    photo = cv2.GaussianBlur(photo, (0, 0), shot.lens_blur_px)
-    light = photo * _illumination(shot, frame)
+    photo = effects.on_sensor(cv2.GaussianBlur(photo, (0, 0), shot.lens_blur_px))
+    light = effects.on_light(photo * _illumination(shot, frame))
     noisy = light * shot.shot_noise ** 2
     noisy += shot.read_noise ** 2
     cv2.sqrt(noisy, noisy)

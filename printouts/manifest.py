@@ -4,9 +4,9 @@ Coordinates are millimetres on the page, origin at the top-left corner, x to the
 downwards (image convention), so a page-to-photo homography maps ``(x_mm, y_mm)`` directly.
 
 Page identity is carried by the four ArUco corner markers, which are found even in 720p webcam
-frames; the QR codes (run and page, readable by any phone) are a human-facing extra. Marker ids
-are derived from the run id so that a sheet of another run is recognised as foreign without its QR
-code: see :func:`marker_ids`.
+frames, and confirmed by the page's identity code (:func:`identity_bits`: 50 bits of a hash of
+the run id and page, in two blocks of large modules); marker ids alone take one of 250 values, so
+two runs can share them. The QR codes (run and page, readable by any phone) are a cross-check.
 """
 
 from __future__ import annotations
@@ -68,6 +68,35 @@ def sheet_title(run_id: str) -> str:
     return f"physadv run {run_id}"
 
 
+IDENTITY_BITS = 50  # Manchester-coded: two modules per bit, in two 5 × 10-module blocks per page
+MAX_IDENTITY_MODULES = 400
+
+
+def identity_bits(run_id: str, page: int, count: int = IDENTITY_BITS) -> tuple[int, ...]:
+    """The page's identity code: the first ``count`` bits of SHA-256 of the run id and page.
+
+    Printed as Manchester-coded module pairs (see :func:`identity_modules`); capture requires the
+    bits read from the sheet to equal these before it crops anything, so a sheet of another run is
+    refused even when its marker ids coincide with ours and its QR code is unreadable.
+    """
+    digest = int.from_bytes(hashlib.sha256(f"physadv-identity:{run_id}:{page}".encode()).digest(), "big")
+    return tuple((digest >> (255 - k)) & 1 for k in range(count))
+
+
+def identity_modules(bits: tuple[int, ...], columns: int, rows: int) -> "list[list[bool]]":
+    """Dark (True) / light modules of one identity block, row-major: bit ``b`` is the pair
+    (dark, light) when ``b`` is 1 and (light, dark) when 0; pairs run along each row."""
+    pairs = iter(bits)
+    matrix = []
+    for _ in range(rows):
+        line: list[bool] = []
+        for _ in range(columns // 2):
+            bit = next(pairs)
+            line += [bool(bit), not bit]
+        matrix.append(line)
+    return matrix
+
+
 def qr_payload(run_id: str, page: int) -> str:
     return f"physadv:run={run_id};page={page}"
 
@@ -97,6 +126,21 @@ class Marker:
 class QRCode:
     payload: str
     box_mm: tuple[float, float, float, float]  # x, y, width, height
+
+
+@dataclass(frozen=True)
+class IdentityBlock:
+    """One block of the page's identity code: ``box_mm`` (x, y, width, height) split into
+    ``columns`` × ``rows`` square modules; the page's blocks carry consecutive bits of
+    :func:`identity_bits`, in the order listed, each block row-major."""
+
+    box_mm: tuple[float, float, float, float]
+    columns: int
+    rows: int
+
+    @property
+    def bits(self) -> int:
+        return self.columns * self.rows // 2
 
 
 @dataclass(frozen=True)
@@ -130,6 +174,7 @@ class Page:
     markers: tuple[Marker, ...]
     qr_codes: tuple[QRCode, ...]
     cells: tuple[Cell, ...]
+    identity: tuple[IdentityBlock, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -213,15 +258,25 @@ def _read_page(record: Record, page_size: tuple[float, float]) -> Page:
     cells = tuple(_read_cell(cell, page_size) for cell in record.records("cells", 0, MAX_CELLS_PER_PAGE))
     if len({cell.index for cell in cells}) != len(cells):
         raise record.fail("cells", "cell indices repeat")
+    identity = []
+    for block in record.records("identity", 0, MAX_IDENTITY_MODULES) if record.has("identity") else ():
+        block.only([f.name for f in fields(IdentityBlock)])
+        columns, rows = block.integer("columns", 2, MAX_IDENTITY_MODULES), block.integer("rows", 1, MAX_IDENTITY_MODULES)
+        if columns % 2:
+            raise block.fail("columns", f"{columns}: expected an even number (bits are pairs of modules)")
+        identity.append(IdentityBlock(_read_box(block, "box_mm", page_size), columns, rows))
+    modules = sum(block.columns * block.rows for block in identity)
+    if modules > MAX_IDENTITY_MODULES or modules // 2 > IDENTITY_BITS:
+        raise record.fail("identity", f"{modules} identity modules, at most {2 * IDENTITY_BITS}")
     return Page(index=record.integer("index", 0, MAX_PAGES - 1), markers=tuple(markers), qr_codes=tuple(qr_codes),
-                cells=cells)
+                cells=cells, identity=tuple(identity))
 
 
 def _read_cell(record: Record, page_size: tuple[float, float]) -> Cell:
     record.only([f.name for f in fields(Cell)])
     sha256 = record.text("sha256", max_length=64)
-    if not re.fullmatch("[0-9a-f]{64}", sha256):
-        raise record.fail("sha256", "expected 64 lowercase hex digits")
+    if sha256 and not re.fullmatch("[0-9a-f]{64}", sha256):  # empty: not recorded
+        raise record.fail("sha256", "expected 64 lowercase hex digits (or nothing)")
     return Cell(index=record.integer("index", 0, MAX_CELLS_PER_PAGE - 1), row=record.integer("row", 0, MAX_GRID),
                 col=record.integer("col", 0, MAX_GRID), box_mm=_read_box(record, "box_mm", page_size),
                 size_px=record.integers("size_px", 2, 1, MAX_CELL_PX), image_id=record.text("image_id", max_length=256),

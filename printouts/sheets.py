@@ -22,9 +22,11 @@ size rounded to the nearest one (A4 at 96 dpi is 210.08 × 297.13 mm, inside pap
 So a renderer working at the layout dpi puts each image pixel on exactly one device pixel.
 
 Markers: one ArUco ``DICT_4X4_1000`` marker per page corner, inside the margin, with ids from
-:func:`physadv.printouts.manifest.marker_ids` (page identity at webcam resolution); one QR code beside the
+:func:`physadv.printouts.manifest.marker_ids` (page identity at webcam resolution); an identity code
+(:func:`physadv.printouts.manifest.identity_bits`, 50 bits, two 10 × 5-module blocks beside the
+top-right and bottom-left markers) that capture must read before it crops; one QR code beside the
 top-left and one beside the bottom-right marker with :func:`physadv.printouts.manifest.qr_payload`
-(for phones and people). Both are vector squares, crisp at any printer resolution.
+(for phones and people). All are vector squares, crisp at any printer resolution.
 """
 
 from __future__ import annotations
@@ -54,10 +56,13 @@ from physadv.printouts.manifest import (
     MAX_PAGES,
     Cell,
     CellKind,
+    IdentityBlock,
     Manifest,
     Marker,
     Page,
     QRCode,
+    identity_bits,
+    identity_modules,
     marker_ids,
     qr_payload,
     sheet_title,
@@ -71,6 +76,11 @@ MARKER_BITS = 6  # 4×4 data bits plus a one-bit black border
 LABEL_MM = 8.0  # two lines of 6.5-pt text under each image
 GAP_MM = 4.0  # between bands, markers, QR codes and columns; above a marker's one-bit quiet zone
 SCALE_BAR_MM = 50.0
+# Identity code: two blocks of 10 × 5 modules, each as tall as a marker (4-mm modules with 20-mm
+# markers: ≥ 3 px per module on a 720p frame where the page fills 40 %), one beside the top-right
+# and one beside the bottom-left marker, where the corner markers pin the geometry best.
+IDENTITY_GRID = (10, 5)
+MIN_TEXT_MM = 50.0
 FONT, BOLD = "Helvetica", "Helvetica-Bold"
 
 
@@ -222,9 +232,10 @@ def _plan_grid(layout: SheetLayout, largest_px: int) -> _Grid:
     page_px = (round(paper[0] / pitch), round(paper[1] / pitch))
     width, height = page_px[0] * pitch, page_px[1] * pitch
     band = layout.margin_mm + max(layout.marker_mm, layout.qr_mm) + GAP_MM
-    if layout.marker_mm + GAP_MM + layout.qr_mm > width / 2 - layout.margin_mm:
-        raise InputError(f"markers of {layout.marker_mm:g} mm and QR codes of {layout.qr_mm:g} mm do not fit "
-                         f"across {layout.paper.upper()}; make them smaller")
+    if (2 * layout.marker_mm + 2 * GAP_MM + layout.qr_mm + _identity_width(layout) + GAP_MM + MIN_TEXT_MM
+            > width - 2 * layout.margin_mm):
+        raise InputError(f"markers of {layout.marker_mm:g} mm, identity codes of {_identity_width(layout):g} mm and "
+                         f"QR codes of {layout.qr_mm:g} mm do not fit across {layout.paper.upper()}; make them smaller")
     available = (width - 2 * layout.margin_mm, height - 2 * band)
     cell = largest_px * pitch
     column_step = math.ceil((cell + GAP_MM) / pitch)
@@ -248,6 +259,18 @@ def _markers(run_id: str, page: int, size: tuple[float, float], layout: SheetLay
                "bottom_right": (width - m - s, height - m - s), "bottom_left": (m, height - m - s)}
     return tuple(Marker(marker_id, corner, ((x, y), (x + s, y), (x + s, y + s), (x, y + s)))
                  for marker_id, corner in zip(marker_ids(run_id, page), CORNERS) for x, y in [origins[corner]])
+
+
+def _identity_width(layout: SheetLayout) -> float:
+    columns, rows = IDENTITY_GRID
+    return layout.marker_mm * columns / rows
+
+
+def _identity(page: int, size: tuple[float, float], layout: SheetLayout) -> tuple[IdentityBlock, ...]:
+    width, height = size
+    m, s, w = layout.margin_mm, layout.marker_mm, _identity_width(layout)
+    return (IdentityBlock((width - m - s - GAP_MM - w, m, w, s), *IDENTITY_GRID),
+            IdentityBlock((m + s + GAP_MM, height - m - s, w, s), *IDENTITY_GRID))
 
 
 def _qr_codes(run_id: str, page: int, size: tuple[float, float], layout: SheetLayout) -> tuple[QRCode, ...]:
@@ -309,7 +332,8 @@ def layout_sheets(images: Sequence[SheetImage], run_id: str, layout: SheetLayout
                               label_name=image.label_name, method=image.method, eps=image.eps,
                               model=image.model, sha256=pixel_sha256(pixels[index])))
         pages.append(Page(index=page_index, markers=_markers(run_id, page_index, size, layout),
-                          qr_codes=_qr_codes(run_id, page_index, size, layout), cells=tuple(cells)))
+                          qr_codes=_qr_codes(run_id, page_index, size, layout), cells=tuple(cells),
+                          identity=_identity(page_index, size, layout)))
     manifest = Manifest(run_id=run_id, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                         paper=layout.paper, page_size_mm=size, layout_dpi=288 / grid.quarters,
                         marker_size_mm=layout.marker_mm, pages=tuple(pages), model=model, attack_dir=attack_dir,
@@ -402,6 +426,11 @@ def draw_sheets(manifest: Manifest, pixels: Sequence[np.ndarray], *, title: str 
         for code in page.qr_codes:
             x, y, side, _ = code.box_mm
             draw.modules(_qr_bits(code.payload), x, y, side)
+        bits = iter(identity_bits(manifest.run_id, page.index))
+        for block in page.identity:
+            x, y, _, block_height = block.box_mm
+            dark = identity_modules(tuple(next(bits) for _ in range(block.bits)), block.columns, block.rows)
+            draw.modules(np.array(dark, dtype=bool), x, y, block_height)
         for cell in page.cells:
             x, y, w, h = cell.box_mm
             left, bottom = draw.pt(x, y, h)
@@ -411,20 +440,22 @@ def draw_sheets(manifest: Manifest, pixels: Sequence[np.ndarray], *, title: str 
                 draw.text(x, y + h + 3.2 + 3.0 * line, text, 6.5, BOLD if line == 0 else FONT, max_width_mm=w)
         top_qr, bottom_qr = page.qr_codes[0].box_mm, page.qr_codes[-1].box_mm
         text_left = top_qr[0] + top_qr[2] + GAP_MM
-        text_width = page.markers[1].corners_mm[0][0] - GAP_MM - text_left
+        text_right = page.identity[0].box_mm[0] if page.identity else page.markers[1].corners_mm[0][0]
+        text_width = text_right - GAP_MM - text_left
         draw.text(text_left, margin + 5, f"physadv run {manifest.run_id} — page {page.index + 1} of "
-                                         f"{len(manifest.pages)}", 11, BOLD, text_width)
+                                         f"{len(manifest.pages)}", 10, BOLD, text_width)
         if title:
             draw.text(text_left, margin + 10, title, 8, FONT, text_width)
-        draw.text(text_left, margin + 15, "Print at 100% / \"Actual size\" — no \"fit to page\" — in colour, "
-                                          "on plain white paper.", 7, FONT, text_width)
-        bar_left = page.markers[3].corners_mm[1][0] + GAP_MM
+        draw.text(text_left, margin + 15, "Print at 100% / \"Actual size\", in colour,", 7, FONT, text_width)
+        draw.text(text_left, margin + 18.5, "on plain white paper (no \"fit to page\").", 7, FONT, text_width)
+        bar_left = (page.identity[-1].box_mm[0] + page.identity[-1].box_mm[2] if page.identity
+                    else page.markers[3].corners_mm[1][0]) + GAP_MM
         bar_top = height - margin - manifest.marker_size_mm + 3
         canvas.rect(*draw.pt(bar_left, bar_top, 1.5), SCALE_BAR_MM / MM_PER_PT, 1.5 / MM_PER_PT, fill=1, stroke=0)
         note_width = bottom_qr[0] - GAP_MM - bar_left
         draw.text(bar_left, bar_top + 6, f"This bar is {SCALE_BAR_MM:g} mm long when printed correctly.",
                   7, FONT, note_width)
-        draw.text(bar_left, bar_top + 10, "Keep the four corner squares and the QR codes visible in photos.",
+        draw.text(bar_left, bar_top + 10, "Keep the corner squares and codes visible in photos.",
                   7, FONT, note_width)
         draw.text(bar_left, bar_top + 14, f"{manifest.paper.upper()}, images at {manifest.layout_dpi:g} dpi.",
                   7, FONT, note_width)

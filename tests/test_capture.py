@@ -30,8 +30,8 @@ from physadv.classifiers import Classifier
 from physadv.cli.main import main
 from physadv.images import write_png
 from physadv.labels import label_space
-from physadv.printouts.manifest import (CORNERS, Cell, Manifest, Marker, Page, QRCode, marker_ids, qr_payload,
-                                write_manifest)
+from physadv.printouts.manifest import (CORNERS, Cell, IdentityBlock, Manifest, Marker, Page, QRCode, identity_bits,
+                                       identity_modules, marker_ids, qr_payload, write_manifest)
 
 PAGE_MM = (210.0, 297.0)
 MARKER_MM, MARGIN_MM = 20.0, 10.0
@@ -66,15 +66,18 @@ def make_manifest(run_id: str, pages: int = 1, labels: list[int] | None = None) 
                               size_px=(CELL_PX, CELL_PX), image_id=image_id, kind=kind,
                               file=f"{'clean' if kind == 'clean' else 'adv'}/{image_id}.png", source=image_id,
                               label=None if labels is None else labels[slot // 2], label_name=None,
-                              method="fgsm", eps=16.0, model="fake", sha256="0" * 64))
+                              method="fgsm", eps=16.0, model="fake", sha256=""))
+        identity = (IdentityBlock((width - MARGIN_MM - MARKER_MM - 44.0, MARGIN_MM, 40.0, 20.0), 10, 5),
+                    IdentityBlock((MARGIN_MM + MARKER_MM + 4.0, far_y, 40.0, 20.0), 10, 5))
         result.append(Page(index, markers, (QRCode(qr_payload(run_id, index), (92.5, 10.0, 25.0, 25.0)),),
-                           tuple(cells)))
+                           tuple(cells), identity))
     return Manifest(run_id=run_id, created="2025-01-01T00:00:00", paper="A4", page_size_mm=PAGE_MM,
                     layout_dpi=300.0, marker_size_mm=MARKER_MM, pages=tuple(result), model="fake")
 
 
-def render_page(manifest: Manifest, page: Page, images: list[np.ndarray]) -> np.ndarray:
-    """The page as printed, RGB uint8 at PX_PER_MM (cell ``i`` shows ``images[i]``)."""
+def render_page(manifest: Manifest, page: Page, images: list[np.ndarray], qr: bool = True) -> np.ndarray:
+    """The page as printed, RGB uint8 at PX_PER_MM (cell ``i`` shows ``images[i]``); ``qr=False``
+    leaves the QR codes out (unreadable)."""
     canvas = np.full((int(PAGE_MM[1] * PX_PER_MM), int(PAGE_MM[0] * PX_PER_MM), 3), 255, np.uint8)
     dictionary = cv2.aruco.getPredefinedDictionary(cv2.aruco.DICT_4X4_1000)
 
@@ -87,9 +90,13 @@ def render_page(manifest: Manifest, page: Page, images: list[np.ndarray]) -> np.
         (x, y), side = marker.corners_mm[0], manifest.marker_size_mm
         paste(cv2.cvtColor(cv2.aruco.generateImageMarker(dictionary, marker.id, 6 * 40), cv2.COLOR_GRAY2RGB),
               x, y, side, side)
-    for code in page.qr_codes:
+    for code in page.qr_codes if qr else ():
         modules = np.array(segno.make(code.payload, error="m").matrix, dtype=np.uint8)
         paste(np.repeat(((1 - modules) * 255)[..., None], 3, axis=2), *code.box_mm)
+    bits = iter(identity_bits(manifest.run_id, page.index))
+    for block in page.identity:
+        dark = np.array(identity_modules(tuple(next(bits) for _ in range(block.bits)), block.columns, block.rows))
+        paste(np.repeat(((1 - dark) * 255).astype(np.uint8)[..., None], 3, axis=2), *block.box_mm)
     for cell in page.cells:
         x, y, w, h = cell.box_mm
         left, top, right, bottom = (round(v * PX_PER_MM) for v in (x, y, x + w, y + h))
@@ -204,10 +211,13 @@ def test_wrong_run_no_sheet_and_blur_are_rejected(run):
     stranger = make_manifest("run-zz-unrelated")
     photo = photograph([(render_page(stranger, stranger.pages[0], images), truth)], frame, rng)
     assert [r.reason for r in find_pages(photo, manifest).rejections] == ["unknown run"]
+    # Same marker ids as our page 1, QR code unreadable: the identity code alone must refuse it.
     twin = make_manifest(offset_neighbour("run-a"))
-    photo = photograph([(render_page(twin, twin.pages[0], images), truth)], frame, rng)
+    assert twin.pages[0].markers == manifest.pages[1].markers
+    photo = photograph([(render_page(twin, twin.pages[0], images, qr=False), truth)], frame, rng)
     found = find_pages(photo, manifest)
     assert not found.pages and [r.reason for r in found.rejections] == ["another run"]
+    assert "identity code" in found.rejections[0].detail
     empty = photograph([], frame, rng)
     assert [r.reason for r in find_pages(empty, manifest).rejections] == ["no markers"]
     own = render_page(manifest, manifest.pages[0], images)
@@ -293,6 +303,17 @@ def test_capture_folder_contract_metrics_and_resume(tmp_path, monkeypatch):
     assert average["destruction_top1"] == pytest.approx(0.5)
     assert results["photo_clean"] == {"n": 18, "top1": 1.0, "top5": 1.0}
     assert len(result.observations) == 36
+    # capture.json: enough to re-derive every crop from the photo, bit for bit.
+    from physadv.capture.crops import warp_cell
+    from physadv.capture.pipeline import photo_key
+    from physadv.images import read_rgb
+    audit = json.loads((out / "crops" / photo_key("sheet0.jpg") / "capture.json").read_text())
+    [page] = audit["pages"]
+    assert page["identity_bits_read"] >= 40 and len(page["markers"]) >= 3 and len(page["cells"]) == 12
+    assert all(c["accepted"] and c["score"] >= 0.8 for c in page["cells"])
+    cell = page["cells"][5]
+    saved = read_rgb(out / "crops" / photo_key("sheet0.jpg") / "p0_c005_adversarial.png")
+    assert np.array_equal(warp_cell(read_rgb(photos / "sheet0.jpg"), np.array(cell["cell_to_photo"]), (64, 64)), saved)
 
     import physadv.capture.pipeline as pipeline
     original, processed = pipeline.process_photo, []

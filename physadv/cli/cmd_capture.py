@@ -28,8 +28,9 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="classifier, as `physadv models` lists them (default: the run's own classifier)")
     parser.add_argument("--weights", metavar="PATH", default=None, help="weights file for --model")
     add_device_option(parser)
-    parser.add_argument("--out", required=True, type=output_dir, metavar="DIR", help="output folder (crops/, predictions.csv, "
-                                                                    "rejected.csv, results.json)")
+    parser.add_argument("--out", required=True, type=output_dir, metavar="DIR",
+                        help="output folder (crops/ with a capture.json per photo, predictions.csv, rejected.csv, "
+                             "results.json)")
     parser.add_argument("--json", action="store_true", help="print results.json's content instead of a summary")
     parser.set_defaults(func=run)
 

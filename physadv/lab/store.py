@@ -259,8 +259,10 @@ class RunStore:
                 for p in predictions])
             db.executemany("INSERT OR REPLACE INTO photos VALUES (?, ?, 1, '')",
                            sorted({(attack, p["photo"]) for p in predictions}))
+            # rejected.csv also lists single cells of accepted photos: a photo with any cell is accepted.
+            accepted = {p["photo"] for p in predictions}
             db.executemany("INSERT OR REPLACE INTO photos VALUES (?, ?, 0, ?)",
-                           [(attack, r["photo"], r["reason"]) for r in rejected])
+                           [(attack, r["photo"], r["reason"]) for r in rejected if r["photo"] not in accepted])
 
     def record_captured(self, attack: str, capture_dir: Path, rows: list[dict]) -> bool:
         """Import a capture of ``attack`` (:meth:`record_capture`) and its result ``rows``, unless it
