@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
@@ -12,12 +13,14 @@ from physadv.attacks import METHODS, Attack
 from physadv.attackset import RECORD_FILE, attack_to_folder, check_attack_inputs
 from physadv.classifiers import Classifier
 from physadv.cli.common import (
+    add_data_options,
     add_model_options,
     add_seed_option,
-    classifier_from_args,
+    classifier_and_shard,
     positive_int,
+    workers_from_args,
 )
-from physadv.datasets import load_image_set, prepare
+from physadv.datasets import index_image_set
 from physadv.eot import DISTRIBUTIONS, eot_gradient
 from physadv.errors import InputError
 from physadv.lab.session import attack_name
@@ -36,9 +39,11 @@ def register(parser: argparse.ArgumentParser) -> None:
         "  physadv attack samples --method bim --eps 16 --eot photo --eot-samples 16 --out adv-eot/\n"
         "writes OUT/clean/*.png and OUT/adv/*.png (8-bit, at the size they will be printed) and\n"
         "OUT/attack.json. eps and alpha are in 0-255 pixel units, as in Kurakin et al. (2017);\n"
-        "iterations default to ceil(min(eps + 4, 1.25 eps)). An interrupted run resumes when re-run.")
+        "iterations default to ceil(min(eps + 4, 1.25 eps)). An interrupted run resumes when re-run.\n"
+        "across GPUs: torchrun --nproc-per-node 8 -m physadv attack val.csv ... (README: Scaling out)")
     parser.add_argument("images", nargs="+", metavar="IMAGES",
-                        help="image files, folders, or a built-in set: samples, digits")
+                        help="image files, folders (e.g. ImageNet's val/), CSV lists `path,label`, "
+                             "or a built-in set: samples, digits")
     add_model_options(parser)
     add_attack_options(parser)
     parser.add_argument("--eps", type=float, default=16.0, help="L∞ budget ε in 0-255 pixel units")
@@ -47,6 +52,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label", help="class of every image (name, WordNet id or index)")
     parser.add_argument("--limit", type=positive_int, default=None, help="attack only the first N images")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
+    add_data_options(parser)
     add_seed_option(parser)
     parser.set_defaults(func=run)
 
@@ -85,23 +91,30 @@ def resolve_target(classifier: Classifier, target: str | None) -> int | None:
 
 def run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
-    classifier = classifier_from_args(args)
-    attack = Attack(args.method, args.eps, args.alpha, args.iterations, amp=args.amp)
-    target = resolve_target(classifier, args.target)
-    if attack.goal.needs_target and target is None:
-        raise InputError("--method target needs --target CLASS")
-    images = prepare(load_image_set(args.images, classifier.labels, args.label, args.limit), classifier.image_size)
-    eot: dict = {}
-    if args.eot:
-        attack, eot = eot_variant(attack, args)
-    # The output folder is a run of its own: its store records this attack, and `physadv print` and
-    # `physadv capture` of it add their results, so `physadv status/report/evaluate OUT` work.
-    check_attack_inputs(attack, images, target, args.batch_size)  # before the output folder exists
-    with RunLock(args.out, "attack"), RunStore(args.out) as store:
-        record = attack_to_folder(classifier, attack, images, args.out, target=target, batch_size=args.batch_size,
-                                  seed=args.seed, eot=eot, label=args.label)
-        weights_sha256 = store.record_model(classifier.name, classifier.weights)
-        store.record_attack(attack_name(attack.label, attack.eps), args.out, weights_sha256, eot)
+    with classifier_and_shard(args) as (classifier, shard):
+        attack = Attack(args.method, args.eps, args.alpha, args.iterations, amp=args.amp)
+        target = resolve_target(classifier, args.target)
+        if attack.goal.needs_target and target is None:
+            raise InputError("--method target needs --target CLASS")
+        images = index_image_set(args.images, classifier.labels, args.label, args.limit)
+        eot: dict = {}
+        if args.eot:
+            attack, eot = eot_variant(attack, args)
+        # The output folder is a run of its own: its store records this attack, and `physadv print` and
+        # `physadv capture` of it add their results, so `physadv status/report/evaluate OUT` work.
+        check_attack_inputs(attack, images, target, args.batch_size)  # before the output folder exists
+        with ExitStack() as stack:
+            store = None
+            if shard.is_main:  # under torchrun, rank 0 holds the run and records the merged outputs
+                stack.enter_context(RunLock(args.out, "attack"))
+                store = stack.enter_context(RunStore(args.out))
+            record = attack_to_folder(classifier, attack, images, args.out, target=target,
+                                      batch_size=args.batch_size, seed=args.seed, eot=eot, label=args.label,
+                                      workers=workers_from_args(args), shard=shard)
+            if store is None:
+                return 0
+            weights_sha256 = store.record_model(classifier.name, classifier.weights)
+            store.record_attack(attack_name(attack.label, attack.eps), args.out, weights_sha256, eot, record)
     succeeded = sum(image.success for image in record.images)
     undone = sum(image.quantisation_undid for image in record.images)
     print(f"{attack.label} ε={args.eps:g} ({attack.steps} iterations) on {classifier.name}: "
@@ -109,5 +122,3 @@ def run(args: argparse.Namespace) -> int:
           f"8-bit rounding undid {undone} attack(s).", file=sys.stderr)
     print(args.out / RECORD_FILE)
     return 0
-
-

@@ -14,14 +14,16 @@ from physadv.channel import TRANSFORMS, check_strength, transform_kind
 from physadv.classifiers import Classifier
 from physadv.cli.cmd_attack import add_attack_options, eot_variant, resolve_target
 from physadv.cli.common import (
+    add_data_options,
     add_model_options,
     add_seed_option,
-    classifier_from_args,
+    classifier_and_shard,
     comma_floats,
     comma_list,
     positive_int,
+    workers_from_args,
 )
-from physadv.datasets import load_image_set, prepare
+from physadv.datasets import index_image_set
 from physadv.eot import adversariality
 from physadv.errors import InputError
 from physadv.experiment import ExperimentConfig, Row, experiment_to_folder
@@ -45,10 +47,12 @@ def register(parser: argparse.ArgumentParser) -> None:
         "confidence >= 0.8); destruction_* are Kurakin's eq. (1), *_n their denominators. With --eot every\n"
         "row also has adversariality: the mean fraction of held-out transformations of that distribution\n"
         "under which the adversarial image still fools the model (Athalye et al. 2018).\n"
-        "An interrupted run resumes: finished attacks are kept in OUT/results.json.")
+        "An interrupted run resumes: finished attacks and batches are kept.\n"
+        "across GPUs: torchrun --nproc-per-node 8 -m physadv experiment --images val.csv ... (README: Scaling out)")
     add_model_options(parser)
     parser.add_argument("--images", nargs="+", default=["samples"], metavar="IMAGES",
-                        help="files, folders, or a built-in set: samples, digits")
+                        help="files, folders (e.g. ImageNet's val/), CSV lists `path,label`, "
+                             "or a built-in set: samples, digits")
     parser.add_argument("--label", help="class of every image (name, WordNet id or index)")
     parser.add_argument("--limit", type=positive_int, default=None, help="use only the first N images")
     parser.add_argument("--methods", default="fgsm,bim,ll", help=f"comma-separated, from {','.join(METHODS)}")
@@ -61,6 +65,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="with --eot: held-out transformations per image for the adversariality column")
     parser.add_argument("--out", type=Path, default=Path("physadv-experiment"), help="output folder")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
+    add_data_options(parser)
     add_seed_option(parser)
     parser.set_defaults(func=run)
 
@@ -104,26 +109,31 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise InputError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     strengths = parse_strengths(comma_list(args.transforms), args.strengths)
-    classifier = classifier_from_args(args)
-    attacks = [Attack(method, eps, args.alpha, args.iterations, amp=args.amp) for method in methods for eps in args.eps]
-    extras = None
-    if args.eot:
-        attacks += [eot_variant(attack, args)[0] for attack in attacks]
+    with classifier_and_shard(args) as (classifier, shard):
+        attacks = [Attack(method, eps, args.alpha, args.iterations, amp=args.amp)
+                   for method in methods for eps in args.eps]
+        extras = None
+        if args.eot:
+            attacks += [eot_variant(attack, args)[0] for attack in attacks]
 
-        def extras(attack: Attack, classifier: Classifier, adversarial: torch.Tensor, goals: torch.Tensor) -> dict:
-            value = adversariality(classifier, adversarial, goals, attack.goal.targeted, args.eot,
-                                   args.adversariality_samples, args.seed, args.eot_chunk)
-            return {"adversariality": float(value.mean())}
-    target = resolve_target(classifier, args.target)
-    config = ExperimentConfig(attacks=attacks, transforms=strengths, target=target, batch_size=args.batch_size,
-                              seed=args.seed, attack_extras=extras)
-    images = prepare(load_image_set(args.images, classifier.labels, args.label, args.limit), classifier.image_size)
-    config_key = {"model": classifier.name, "weights": classifier.weights, "label": args.label,
-                  "images": [i.source for i in images], "methods": methods,
-                  "eot": [args.eot, args.eot_samples, args.adversariality_samples] if args.eot else None,
-                  "eps": args.eps, "alpha": args.alpha, "iterations": args.iterations, "transforms": strengths,
-                  "target": args.target, "seed": args.seed}
-    rows = experiment_to_folder(classifier, images, config, args.out, config_key)
+            def extras(attack: Attack, classifier: Classifier, adversarial: torch.Tensor,
+                       goals: torch.Tensor) -> dict[str, torch.Tensor]:
+                return {"adversariality": adversariality(classifier, adversarial, goals, attack.goal.targeted,
+                                                         args.eot, args.adversariality_samples, args.seed,
+                                                         args.eot_chunk)}
+        target = resolve_target(classifier, args.target)
+        config = ExperimentConfig(attacks=attacks, transforms=strengths, target=target, batch_size=args.batch_size,
+                                  seed=args.seed, attack_extras=extras)
+        images = index_image_set(args.images, classifier.labels, args.label, args.limit)
+        config_key = {"model": classifier.name, "weights": classifier.weights, "label": args.label,
+                      "images": [i.source for i in images], "methods": methods,
+                      "eot": [args.eot, args.eot_samples, args.adversariality_samples] if args.eot else None,
+                      "eps": args.eps, "alpha": args.alpha, "iterations": args.iterations, "transforms": strengths,
+                      "target": args.target, "seed": args.seed}
+        rows = experiment_to_folder(classifier, images, config, args.out, config_key,
+                                    workers=workers_from_args(args), shard=shard)
+        if not shard.is_main:
+            return 0
     if args.json:
         json.dump(rows, sys.stdout, indent=1)
         print()

@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import torch
 
 from physadv.classifiers import DEFAULT_MODEL, MODELS, Classifier, load_classifier
+from physadv.datasets import default_workers
+from physadv.distributed import Shard, process_group
 from physadv.errors import InputError
 
 
@@ -27,6 +30,27 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 
 def add_device_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    """``--workers`` for the verbs that stream an image set (and may run under ``torchrun``)."""
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="processes that read and resize images, per physadv process (0: none; "
+                             f"default up to 4, sharing the cores: {default_workers()} here)")
+
+
+@contextmanager
+def classifier_and_shard(args: argparse.Namespace) -> Iterator[tuple[Classifier, Shard]]:
+    """The classifier of ``--model`` on this process's device and this process's shard: under
+    ``torchrun`` each process joins the group and takes ``cuda:LOCAL_RANK`` (or the CPU, with gloo)."""
+    if args.workers is not None and args.workers < 0:
+        raise InputError(f"--workers must be 0 or more, got {args.workers}")
+    with process_group(resolve_device(args.device)) as (shard, device):
+        yield load_classifier(args.model, weights=args.weights, device=device), shard
+
+
+def workers_from_args(args: argparse.Namespace) -> int:
+    return default_workers() if args.workers is None else args.workers
 
 
 def add_seed_option(parser: argparse.ArgumentParser) -> None:

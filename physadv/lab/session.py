@@ -33,7 +33,7 @@ from physadv.attacks import Attack, attack_label
 from physadv.attackset import attack_to_folder
 from physadv.channel import check_strength
 from physadv.classifiers import DEFAULT_MODEL, Classifier, load_classifier
-from physadv.datasets import load_image_set, prepare
+from physadv.datasets import index_image_set
 from physadv.eot import adversariality, eot_gradient
 from physadv.errors import InputError
 from physadv.experiment import transformation_rows
@@ -200,8 +200,8 @@ class Session:
             classifier = load_classifier(self.config.model, weights=self.config.weights, device=self.device)
             store.set_meta(config=self.config.to_json())
             store.record_model(classifier.name, classifier.weights)
-            images = prepare(load_image_set(list(self.config.images), classifier.labels, self.config.label,
-                                            self.config.limit), classifier.image_size)
+            images = index_image_set(list(self.config.images), classifier.labels, self.config.label,
+                                     self.config.limit)
             for number, plan in enumerate(self.config.attacks, 1):
                 _say(f"[{number}/{len(self.config.attacks)}] {plan.name}")
                 self._one_attack(store, classifier, images, plan)
@@ -218,7 +218,7 @@ class Session:
         target = classifier.labels.index(plan.target) if plan.target else None
         attack_set = attack_to_folder(classifier, attack, images, folder, target=target, batch_size=config.batch_size,
                                       seed=config.seed, eot=eot, label=config.label, progress=self.progress)
-        store.record_attack(plan.name, folder, store.meta()["weights_sha256"], eot)
+        store.record_attack(plan.name, folder, store.meta()["weights_sha256"], eot, attack_set)
 
         clean = to_tensor([read_rgb(attack_set.clean_path(folder, i)) for i in attack_set.images])
         adversarial = to_tensor([read_rgb(attack_set.adversarial_path(folder, i)) for i in attack_set.images])
