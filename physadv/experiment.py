@@ -180,12 +180,14 @@ def _load_parts(paths: Sequence[Path], sizes: Sequence[int]) -> dict[str, np.nda
     return {name: np.concatenate([arrays[name] for arrays in loaded]) for name in loaded[0]}
 
 
-def _attack_rows(config: ExperimentConfig, attack: Attack, arrays: dict[str, np.ndarray], labels: np.ndarray) -> list[Row]:
+def _attack_rows(config: ExperimentConfig, attack: Attack, arrays: dict[str, np.ndarray],
+                 labels: np.ndarray) -> list[Row]:
     def predictions(name: str) -> Predictions:
         return Predictions(arrays[f"{name}_classes"], arrays[f"{name}_probabilities"])
 
     strengths = [(name, float(strength)) for name, values in config.transforms.items() for strength in values]
-    extras = {name[len("extra_"):]: float(values.mean()) for name, values in arrays.items() if name.startswith("extra_")}
+    extras = {name.removeprefix("extra_"): float(values.mean())
+              for name, values in arrays.items() if name.startswith("extra_")}
     return destruction_rows(
         predictions("clean"), predictions("adv"), {key: predictions(f"t{n}") for n, key in enumerate(strengths)},
         labels, {"method": attack.label, "eot": attack.eot or "", "eps": float(attack.eps), "iterations": attack.steps},

@@ -18,7 +18,6 @@ from physadv.cli.common import (
     add_seed_option,
     classifier_and_shard,
     positive_int,
-    workers_from_args,
 )
 from physadv.datasets import index_image_set
 from physadv.eot import DISTRIBUTIONS, eot_gradient
@@ -110,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
                 store = stack.enter_context(RunStore(args.out))
             record = attack_to_folder(classifier, attack, images, args.out, target=target,
                                       batch_size=args.batch_size, seed=args.seed, eot=eot, label=args.label,
-                                      workers=workers_from_args(args), shard=shard)
+                                      workers=args.workers, shard=shard)
             if store is None:
                 return 0
             weights_sha256 = store.record_model(classifier.name, classifier.weights)

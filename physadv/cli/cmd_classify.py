@@ -12,7 +12,6 @@ from physadv.cli.common import (
     classifier_and_shard,
     positive_int,
     print_json,
-    workers_from_args,
 )
 from physadv.datasets import batch_count, batch_slice, image_batches, index_image_set
 from physadv.images import to_tensor
@@ -52,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         mine: list[tuple[int, Predictions]] = []
         with shard.progress(total=len(images), desc="classifying", unit="img") as bar:
             for amount, (number, pixels) in zip(shard.round_totals(sizes), image_batches(
-                    images, classifier.image_size, args.batch_size, shard.mine(numbers), workers_from_args(args))):
+                    images, classifier.image_size, args.batch_size, shard.mine(numbers), args.workers)):
                 probabilities = classifier.probabilities(to_tensor(pixels.numpy(), classifier.device), len(pixels))
                 mine.append((number, Predictions.from_probabilities(probabilities)))
                 bar.update(amount)

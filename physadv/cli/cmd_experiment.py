@@ -21,7 +21,6 @@ from physadv.cli.common import (
     comma_floats,
     comma_list,
     positive_int,
-    workers_from_args,
 )
 from physadv.datasets import index_image_set
 from physadv.eot import adversariality
@@ -131,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
                       "eps": args.eps, "alpha": args.alpha, "iterations": args.iterations, "transforms": strengths,
                       "target": args.target, "seed": args.seed}
         rows = experiment_to_folder(classifier, images, config, args.out, config_key,
-                                    workers=workers_from_args(args), shard=shard)
+                                    workers=args.workers, shard=shard)
         if not shard.is_main:
             return 0
     if args.json:

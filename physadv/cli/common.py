@@ -34,23 +34,19 @@ def add_device_option(parser: argparse.ArgumentParser) -> None:
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:
     """``--workers`` for the verbs that stream an image set (and may run under ``torchrun``)."""
-    parser.add_argument("--workers", type=int, default=None, metavar="N",
-                        help="processes that read and resize images, per physadv process (0: none; "
-                             f"default up to 4, sharing the cores: {default_workers()} here)")
+    parser.add_argument("--workers", type=int, default=default_workers(), metavar="N",
+                        help="processes that read and resize images, per physadv process (0: none; the default "
+                             "is up to 4, sharing this machine's cores with the other processes torchrun starts)")
 
 
 @contextmanager
 def classifier_and_shard(args: argparse.Namespace) -> Iterator[tuple[Classifier, Shard]]:
     """The classifier of ``--model`` on this process's device and this process's shard: under
     ``torchrun`` each process joins the group and takes ``cuda:LOCAL_RANK`` (or the CPU, with gloo)."""
-    if args.workers is not None and args.workers < 0:
+    if args.workers < 0:
         raise InputError(f"--workers must be 0 or more, got {args.workers}")
     with process_group(resolve_device(args.device)) as (shard, device):
         yield load_classifier(args.model, weights=args.weights, device=device), shard
-
-
-def workers_from_args(args: argparse.Namespace) -> int:
-    return default_workers() if args.workers is None else args.workers
 
 
 def add_seed_option(parser: argparse.ArgumentParser) -> None:
