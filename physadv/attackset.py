@@ -236,10 +236,9 @@ def attack_to_folder(classifier: Classifier, attack: Attack, images: Sequence[Im
             atomic_write_json(_part_path(out, batch_size, number), [asdict(r) for r in records])
             bar.update(round_size)
     shard.barrier()
-    if shard.is_main:
-        _merge(out, read_attack_set(out), images)
+    merged = _merge(out, read_attack_set(out), images) if shard.is_main else None
     shard.barrier()
-    return read_attack_set(out)
+    return merged or read_attack_set(out)
 
 
 def _attack_batch(classifier: Classifier, attack: Attack, batch: list[ImageRef], pixels: torch.Tensor,
