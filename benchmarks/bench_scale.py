@@ -69,7 +69,7 @@ def rss(args: argparse.Namespace, scratch: Path) -> None:
         count = write_list(args.images, repeat, lists[repeat])
         print(f"list ×{repeat}: {count} images")
     model = ["--model", args.model, "--workers", str(args.workers), "--batch-size", str(args.batch_size)]
-    for verb in ("classify", "attack"):
+    for verb in args.verbs.split(","):
         peaks = {}
         for repeat, path in lists.items():
             out = scratch / f"adv{repeat}"
@@ -120,6 +120,7 @@ def main() -> None:
     parser.add_argument("--model", default="digits")
     parser.add_argument("--repeat", type=int, default=10, help="rss: the large list names the folder this often")
     parser.add_argument("--workers", type=int, default=2, help="rss: decoding processes")
+    parser.add_argument("--verbs", default="classify,attack", help="rss: which of classify,attack to measure")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--limit", type=int, default=96, help="throughput: images attacked")
     parser.add_argument("--label", default=None,
