@@ -40,10 +40,9 @@ from physadv.classifiers import Classifier
 from physadv.errors import InputError
 from physadv.experiment import Row
 from physadv.fileio import atomic_write_json, atomic_write_text
-from physadv.images import image_files, read_rgb, to_tensor, write_png
+from physadv.images import image_files, pixel_sha256, read_rgb, to_tensor, write_png
 from physadv.metrics import Predictions, accuracy, destruction_reports
 from physadv.printouts.manifest import MAX_CELLS_PER_PAGE, MAX_PAGES, Cell, Manifest, read_manifest
-from physadv.printouts.sheets import pixel_sha256
 from physadv.validation import MAX_CLASSES, Record
 
 STATE_DIR, CROPS_DIR = ".state", "crops"

@@ -1,32 +1,36 @@
 """The on-disk result of ``physadv attack``: ``DIR/clean/*.png``, ``DIR/adv/*.png``, ``DIR/attack.json``.
 
 Clean and adversarial PNGs share file names and are 8-bit, at the size they will be printed.
-``attack.json`` records the attack and, per image, its label and the clean and adversarial top-5.
-It is rewritten atomically after every batch, so an interrupted attack keeps what it finished and a
-re-run with the same parameters only attacks the rest.
+``attack.json`` records the attack and, per image, its label, the clean and adversarial top-5 and
+the SHA-256 of both PNGs' pixels. Images are read and attacked batch by batch; every finished batch
+leaves its PNGs and a part record in ``DIR/.parts/``, so an interrupted attack keeps what it finished
+and a re-run with the same parameters only attacks the rest. Under ``torchrun`` every rank attacks its
+share of the batches (:mod:`physadv.distributed`) and rank 0 merges the parts into ``attack.json``.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from physadv.attacks import MAX_ITERATIONS, METHODS, Attack
 from physadv.classifiers import Classifier
-from physadv.datasets import LabelledImage
+from physadv.datasets import ImageRef, batch_count, batch_slice, image_batches
+from physadv.distributed import SINGLE, Shard
 from physadv.errors import InputError
 from physadv.fileio import atomic_write_json
-from physadv.images import to_tensor, to_uint8, write_png
+from physadv.images import pixel_sha256, to_tensor, to_uint8, write_png
 from physadv.metrics import Predictions
 from physadv.validation import MAX_CLASSES, Record
 
 SCHEMA = "physadv.attack/1"
-CLEAN_DIR, ADV_DIR, RECORD_FILE = "clean", "adv", "attack.json"
+CLEAN_DIR, ADV_DIR, RECORD_FILE, PARTS_DIR = "clean", "adv", "attack.json", ".parts"
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,8 @@ class AttackedImage:
     target: int | None
     success: bool
     quantisation_undid: bool
+    clean_sha256: str = ""
+    adv_sha256: str = ""
 
 
 @dataclass(frozen=True)
@@ -157,7 +163,15 @@ def _read_image(record: Record) -> AttackedImage:
         label_name=record.text("label_name", optional=True, max_length=256),
         wnid=record.text("wnid", optional=True, max_length=64), clean_top5=_read_guesses(record, "clean_top5"),
         adv_top5=_read_guesses(record, "adv_top5"), target=record.integer("target", 0, MAX_CLASSES - 1, optional=True),
-        success=record.boolean("success"), quantisation_undid=record.boolean("quantisation_undid"))
+        success=record.boolean("success"), quantisation_undid=record.boolean("quantisation_undid"),
+        clean_sha256=_read_sha256(record, "clean_sha256"), adv_sha256=_read_sha256(record, "adv_sha256"))
+
+
+def _read_sha256(record: Record, key: str) -> str:
+    value = record.text(key, optional=True, max_length=64) or ""
+    if value and not re.fullmatch("[0-9a-f]{64}", value):
+        raise record.fail(key, "expected 64 lowercase hex digits")
+    return value
 
 
 def _guesses(classifier: Classifier, predictions: Predictions, row: int) -> tuple[Guess, ...]:
@@ -175,7 +189,7 @@ def _resumable(out: Path, settings: AttackSettings, weights: str) -> AttackSet |
     return existing
 
 
-def check_attack_inputs(attack: Attack, images: Sequence[LabelledImage], target: int | None,
+def check_attack_inputs(attack: Attack, images: Sequence[ImageRef], target: int | None,
                         batch_size: int = 1) -> None:
     """Raise :class:`InputError` unless ``attack`` can run on ``images`` (labels, target, at least one
     image, a positive batch size)."""
@@ -193,40 +207,90 @@ def check_attack_inputs(attack: Attack, images: Sequence[LabelledImage], target:
         raise InputError("the targeted method needs a target class (--target CLASS)")
 
 
-def attack_to_folder(classifier: Classifier, attack: Attack, images: Sequence[LabelledImage], out: str | Path, *,
-                     target: int | None = None, batch_size: int = 16, seed: int = 0, eot: dict | None = None,
-                     label: str | None = None, progress: bool = True) -> AttackSet:
-    """Attack prepared ``images`` batch by batch and write ``out`` (PNGs and ``attack.json``).
+def _part_path(out: Path, batch_size: int, number: int) -> Path:
+    return out / PARTS_DIR / f"b{batch_size}-{number:07d}.json"
 
-    ``attack.json`` is rewritten after every batch, so an interrupted call keeps the finished
-    batches and a repeated call with the same settings attacks only the rest.
+
+def _part_records(out: Path) -> dict[str, AttackedImage]:
+    """Images finished by batches not yet merged into ``attack.json``, by id."""
+    records: dict[str, AttackedImage] = {}
+    for path in sorted((out / PARTS_DIR).glob("*.json")):
+        try:
+            items = Record({"images": json.loads(path.read_text(encoding="utf-8"))}, str(path))
+            records.update({image.id: image for image in map(_read_image, items.records("images", 0, MAX_IMAGES))})
+        except (json.JSONDecodeError, UnicodeDecodeError, InputError) as error:
+            raise InputError(f"{path}: malformed part record ({error}); delete it to attack that batch again") from None
+    return records
+
+
+def _merge(out: Path, record: AttackSet, images: Sequence[ImageRef]) -> AttackSet:
+    """``record`` plus the part records, in the order of ``images`` (earlier images not among them
+    last), written to ``attack.json``; then the parts go."""
+    finished = {image.id: image for image in record.images} | _part_records(out)
+    order = [ref.id for ref in images if ref.id in finished]
+    listed = set(order)
+    order += [image.id for image in record.images if image.id not in listed]
+    merged = record.with_images(tuple(finished[i] for i in order))
+    write_attack_set(out, merged)
+    shutil.rmtree(out / PARTS_DIR, ignore_errors=True)
+    return merged
+
+
+def attack_to_folder(classifier: Classifier, attack: Attack, images: Sequence[ImageRef], out: str | Path, *,
+                     target: int | None = None, batch_size: int = 16, seed: int = 0, eot: dict | None = None,
+                     label: str | None = None, progress: bool = True, workers: int = 0,
+                     shard: Shard = SINGLE) -> AttackSet:
+    """Attack ``images`` batch by batch (read, centre-cropped to the classifier's size) and write ``out``.
+
+    Batch ``k`` is always images ``k·batch_size …``, whoever attacks it: the outputs do not depend on
+    how the work was split (``shard``) or resumed. A repeated call with the same settings attacks
+    only the batches not finished yet.
+
+    Args:
+        workers: processes that read and resize images (0: in this process).
+        shard: this process's share of the batches; every rank of the group must call this.
+
+    Returns:
+        the merged record, on every rank.
 
     Raises:
-        InputError: an untargeted attack on unlabelled images, a missing target, or ``out`` holding an
-            attack with other settings.
+        InputError: an untargeted attack on unlabelled images, a missing target, an unreadable image,
+            or ``out`` holding an attack with other settings.
     """
     out = Path(out)
     check_attack_inputs(attack, images, target, batch_size)
     settings = AttackSettings(model=classifier.name, method=attack.label, eps=float(attack.eps),
                               alpha=attack.step_size, iterations=attack.steps, image_size=classifier.image_size,
                               seed=seed, eot=eot or {}, target=target, label=label)
-    record = _resumable(out, settings, classifier.weights) or AttackSet(settings=settings, weights=classifier.weights, images=())
-    done = {image.id for image in record.images}
-    todo = [image for image in images if image.id not in done]
-    with tqdm(total=len(images), initial=len(images) - len(todo), desc=f"{attack.label} eps={attack.eps:g}",
-              unit="img", disable=not progress) as bar:
-        for start in range(0, len(todo), batch_size):
-            batch = todo[start:start + batch_size]
-            record = record.with_images(record.images + _attack_batch(classifier, attack, batch, target, out))
-            write_attack_set(out, record)
-            bar.update(len(batch))
-    return record
+    pending = None
+    if shard.is_main:
+        record = _resumable(out, settings, classifier.weights) or AttackSet(settings=settings,
+                                                                            weights=classifier.weights, images=())
+        write_attack_set(out, record)  # the settings are on disk before any part is
+        done = {image.id for image in record.images} | set(_part_records(out))
+        pending = [n for n in range(batch_count(len(images), batch_size))
+                   if any(images[i].id not in done for i in batch_slice(n, len(images), batch_size))]
+    pending = shard.broadcast(pending)
+    sizes = {n: len(batch_slice(n, len(images), batch_size)) for n in pending}
+    with shard.progress(total=len(images), initial=len(images) - sum(sizes.values()), progress=progress,
+                        desc=f"{attack.label} eps={attack.eps:g}", unit="img") as bar:
+        for round_size, (number, pixels) in zip(shard.round_totals([sizes[n] for n in pending]),
+                                                image_batches(images, classifier.image_size, batch_size,
+                                                              shard.mine(pending), workers)):
+            batch = [images[i] for i in batch_slice(number, len(images), batch_size)]
+            records = _attack_batch(classifier, attack, batch, pixels, target, out)
+            atomic_write_json(_part_path(out, batch_size, number), [asdict(r) for r in records])
+            bar.update(round_size)
+    shard.barrier()
+    merged = _merge(out, read_attack_set(out), images) if shard.is_main else None
+    shard.barrier()
+    return merged or read_attack_set(out)
 
 
-def _attack_batch(classifier: Classifier, attack: Attack, batch: list[LabelledImage], target: int | None,
-                  out: Path) -> tuple[AttackedImage, ...]:
+def _attack_batch(classifier: Classifier, attack: Attack, batch: list[ImageRef], pixels: torch.Tensor,
+                  target: int | None, out: Path) -> tuple[AttackedImage, ...]:
     device = classifier.device
-    x = to_tensor([i.image for i in batch], device)
+    x = to_tensor(pixels.numpy(), device)
     labels = torch.tensor([i.label if i.label is not None else 0 for i in batch], device=device)
     targets = torch.full_like(labels, target) if target is not None else None
     result = attack(classifier, x, labels, targets)
@@ -249,5 +313,6 @@ def _attack_batch(classifier: Classifier, attack: Attack, batch: list[LabelledIm
             clean_top5=_guesses(classifier, clean, row), adv_top5=_guesses(classifier, adversarial, row),
             target=int(result.goal[row]) if result.targeted else None,
             success=bool(success[row]) if (label is not None or result.targeted) else False,
-            quantisation_undid=bool(success_before_rounding[row] & ~success[row])))
+            quantisation_undid=bool(success_before_rounding[row] & ~success[row]),
+            clean_sha256=pixel_sha256(clean_png), adv_sha256=pixel_sha256(adversarial_png)))
     return tuple(records)

@@ -3,6 +3,10 @@
 For every attack (method, ε) the adversarial images are made once; every transformation at every
 strength is then applied to them and to nothing else, and :func:`physadv.metrics.destruction_reports`
 gives one row for the average case and one for the prefiltered case.
+
+Images stream through batch by batch: each batch is read once, attacked by every attack, and only
+its predictions are kept (``OUT/.parts/``, a few hundred bytes per image and attack), never the
+images. Under ``torchrun`` the ranks share the batches and rank 0 turns the parts into the rows.
 """
 
 from __future__ import annotations
@@ -10,26 +14,27 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from physadv.attacks import Attack
 from physadv.channel import ChannelTransform, transform_kind
 from physadv.classifiers import Classifier
-from physadv.datasets import LabelledImage
+from physadv.datasets import ImageRef, batch_count, batch_slice, image_batches
+from physadv.distributed import SINGLE, Shard
 from physadv.errors import InputError
-from physadv.fileio import atomic_write_json, atomic_write_text
+from physadv.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from physadv.images import to_tensor
 from physadv.metrics import PREFILTER_CONFIDENCE, Predictions, destruction_reports
 
 Row = dict[str, float | int | str | None]
 
-RESULTS_JSON, RESULTS_CSV = "results.json", "results.csv"
+RESULTS_JSON, RESULTS_CSV, PARTS_DIR = "results.json", "results.csv", ".parts"
 RESULT_COLUMNS = ["method", "eot", "eps", "iterations", "transform", "strength", "case", "n_images", "top1_clean", "top1_adv",
            "top1_transformed", "top5_clean", "top5_adv", "top5_transformed", "destruction_top1",
            "destruction_top5", "destruction_top1_n", "destruction_top5_n", "quantisation_undid"]
@@ -46,8 +51,8 @@ class ExperimentConfig:
         target: class index for the ``target`` method.
         batch_size: images per attack batch.
         seed: seeds the noise transformation.
-        attack_extras: ``(attack, classifier, adversarial (N, 3, H, W), goals (N,)) → {key: value}``, added
-            to every row of that attack (e.g. adversariality).
+        attack_extras: ``(attack, classifier, adversarial (B, 3, H, W), goals (B,)) → {key: (B,) values}``
+            per batch; every row of that attack gets each key's mean over all images (e.g. adversariality).
     """
 
     attacks: Sequence[Attack]
@@ -56,7 +61,7 @@ class ExperimentConfig:
     batch_size: int = 16
     seed: int = 0
     prefilter_confidence: float = PREFILTER_CONFIDENCE
-    attack_extras: Callable[[Attack, Classifier, torch.Tensor, torch.Tensor], dict[str, float]] | None = field(
+    attack_extras: Callable[[Attack, Classifier, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]] | None = field(
         default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -72,98 +77,121 @@ class ExperimentConfig:
             raise InputError(f"batch size must be ≥ 1, got {self.batch_size}")
 
 
-def _batches(count: int, size: int) -> Iterator[slice]:
-    for start in range(0, count, size):
-        yield slice(start, min(start + size, count))
+def _predict(classifier: Classifier, images: torch.Tensor) -> Predictions:
+    return Predictions.from_probabilities(classifier.probabilities(images, len(images)))
 
 
-def _predict(classifier: Classifier, images: torch.Tensor, batch_size: int) -> Predictions:
-    return Predictions.from_probabilities(classifier.probabilities(images, batch_size))
+def _noise_seed(seed: int, first_image: int) -> int:
+    """Seed of the noise of the batch starting at image ``first_image``: fixed by the batch, so the
+    noise does not depend on which batches came before or which process ran them."""
+    return int(np.random.SeedSequence([seed, first_image]).generate_state(1)[0])
 
 
-def run_attack_batched(attack: Attack, classifier: Classifier, images: torch.Tensor, labels: torch.Tensor,
-                       target: int | None, batch_size: int,
-                       progress: tqdm | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Adversarial versions of ``images`` (N, 3, H, W) and the attack's goals (N,), on the CPU, and how
-    many attacks the 8-bit rounding undid (successful before rounding, not after)."""
-    adversarial, goals, undone = [], [], 0
-    for part in _batches(len(images), batch_size):
-        x = images[part].to(classifier.device)
-        y = labels[part].to(classifier.device)
-        targets = torch.full_like(y, target) if target is not None else None
-        result = attack(classifier, x, y, targets)
-        before = result.succeeded(classifier.probabilities(result.unquantised).argmax(-1))
-        after = result.succeeded(classifier.probabilities(result.adversarial).argmax(-1))
-        undone += int((before & ~after).sum())
-        adversarial.append(result.adversarial.cpu())
-        goals.append(result.goal.cpu())
-        if progress is not None:
-            progress.update(part.stop - part.start)
-    return torch.cat(adversarial), torch.cat(goals), undone
+def transformed_predictions(classifier: Classifier, adversarial: torch.Tensor, transforms: dict[str, Sequence[float]],
+                            seed: int, first_image: int) -> dict[tuple[str, float], Predictions]:
+    """Predictions on one batch of adversarial images ``(B, 3, H, W)`` (on the classifier's device)
+    under every transformation and strength; ``first_image`` (the batch's position) seeds the noise."""
+    predictions = {}
+    for name, strengths in transforms.items():
+        for strength in strengths:
+            generator = torch.Generator(device=classifier.device).manual_seed(_noise_seed(seed, first_image))
+            predictions[(name, float(strength))] = _predict(classifier, ChannelTransform(name, strength)(adversarial,
+                                                                                                         generator))
+    return predictions
+
+
+def destruction_rows(clean: Predictions, adversarial: Predictions, transformed: dict[tuple[str, float], Predictions],
+                     labels: np.ndarray, key: Row, extras: Row, confidence: float = PREFILTER_CONFIDENCE) -> list[Row]:
+    """The rows of one attack: per transformation and strength, :func:`destruction_reports`' two cases;
+    ``key`` (method, eps, iterations) starts every row and ``extras`` ends it."""
+    return [{**key, "transform": name, "strength": strength, **report.row(), **extras}
+            for (name, strength), predictions in transformed.items()
+            for report in destruction_reports(clean, adversarial, predictions, labels, confidence)]
 
 
 def transformation_rows(classifier: Classifier, clean_predictions: Predictions, adversarial: torch.Tensor,
                         labels: np.ndarray, transforms: dict[str, Sequence[float]], key: Row, extras: Row, *,
                         batch_size: int = 16, seed: int = 0,
                         confidence: float = PREFILTER_CONFIDENCE) -> list[Row]:
-    """Rows of one attack's adversarial images ``(N, 3, H, W)`` under every transformation and strength.
-
-    ``key`` (method, eps, iterations) starts every row and ``extras`` ends it; the noise is seeded
-    with ``seed`` afresh for every strength, so a row does not depend on which rows came before.
-    """
-    adversarial_predictions = _predict(classifier, adversarial, batch_size)
-    rows = []
-    for name, strengths in transforms.items():
-        for strength in strengths:
-            generator = torch.Generator(device=classifier.device).manual_seed(seed)
-            transformed = torch.cat([
-                ChannelTransform(name, strength)(adversarial[part].to(classifier.device), generator).cpu()
-                for part in _batches(len(adversarial), batch_size)])
-            transformed_predictions = _predict(classifier, transformed, batch_size)
-            for report in destruction_reports(clean_predictions, adversarial_predictions, transformed_predictions,
-                                              labels, confidence):
-                rows.append({**key, "transform": name, "strength": float(strength), **report.row(), **extras})
-    return rows
+    """Rows of one attack's adversarial images ``(N, 3, H, W)`` under every transformation and strength,
+    batch by batch as :func:`experiment_to_folder` does (the same noise for the same batches)."""
+    adversarial_parts, transformed_parts = [], []
+    for number in range(batch_count(len(adversarial), batch_size)):
+        part = batch_slice(number, len(adversarial), batch_size)
+        x = adversarial[part.start:part.stop].to(classifier.device)
+        adversarial_parts.append(_predict(classifier, x))
+        transformed_parts.append(transformed_predictions(classifier, x, transforms, seed, part.start))
+    transformed = {k: Predictions.concatenate([p[k] for p in transformed_parts]) for k in transformed_parts[0]}
+    return destruction_rows(clean_predictions, Predictions.concatenate(adversarial_parts), transformed, labels,
+                            key, extras, confidence)
 
 
-def run_experiment(classifier: Classifier, images: Sequence[LabelledImage], config: ExperimentConfig,
-                   done: set[tuple[str, float]] = frozenset(),
-                   on_attack_done: Callable[[list[Row]], None] | None = None, progress: bool = True) -> list[Row]:
-    """Run the experiment and return its rows (see the ``physadv experiment`` contract).
+def _attack_key(attack: Attack) -> tuple[str, float]:
+    return attack.label, float(attack.eps)
 
-    Args:
-        images: labelled, prepared (square, same size) images.
-        done: ``(method label, ε)`` pairs to skip (already computed by an interrupted run).
-        on_attack_done: called with each attack's rows as soon as they exist, so a caller can save them.
-    """
-    unlabelled = [i.id for i in images if i.label is None]
-    if unlabelled:
-        raise InputError(f"{len(unlabelled)} image(s) have no label ({', '.join(unlabelled[:5])}"
-                         f"{', …' if len(unlabelled) > 5 else ''}); name the class in the file or folder name "
-                         "(WordNet id or class name) or pass --label")
-    if not images:
-        raise InputError("no images to attack")
-    clean = to_tensor([i.image for i in images])
-    labels_np = np.array([i.label for i in images])
-    labels = torch.from_numpy(labels_np)
-    clean_predictions = _predict(classifier, clean, config.batch_size)
-    pending = [a for a in config.attacks if (a.label, float(a.eps)) not in done]
-    rows: list[Row] = []
-    with tqdm(total=len(pending) * len(images), desc="attacking", unit="img", disable=not progress) as bar:
-        for attack in pending:
-            bar.set_postfix_str(f"{attack.label} eps={attack.eps:g}")
-            adversarial, goals, undone = run_attack_batched(attack, classifier, clean, labels, config.target,
-                                                     config.batch_size, bar)
-            extras = config.attack_extras(attack, classifier, adversarial, goals) if config.attack_extras else {}
-            attack_rows = transformation_rows(
-                classifier, clean_predictions, adversarial, labels_np, config.transforms,
-                {"method": attack.label, "eot": attack.eot or "", "eps": float(attack.eps), "iterations": attack.steps},
-                {"quantisation_undid": undone, **extras}, batch_size=config.batch_size, seed=config.seed,
-                confidence=config.prefilter_confidence)
-            rows += attack_rows
-            if on_attack_done is not None:
-                on_attack_done(attack_rows)
-    return rows
+
+def _part_path(out: Path, attack: Attack, batch_size: int, number: int) -> Path:
+    method, eps = _attack_key(attack)
+    return out / PARTS_DIR / f"{method}_eps{eps!r}" / f"b{batch_size}-{number:07d}.npz"
+
+
+def _save_predictions(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _attack_batch(classifier: Classifier, config: ExperimentConfig, attacks: Sequence[Attack], x: torch.Tensor,
+                  labels: torch.Tensor, first_image: int, paths: Sequence[Path]) -> None:
+    """Attack one batch ``x`` (B, 3, H, W) with each of ``attacks`` and save each attack's predictions."""
+    clean = _predict(classifier, x)
+    for attack, path in zip(attacks, paths):
+        targets = torch.full_like(labels, config.target) if config.target is not None else None
+        result = attack(classifier, x, labels, targets)
+        before = result.succeeded(classifier.probabilities(result.unquantised).argmax(-1))
+        adversarial_probabilities = classifier.probabilities(result.adversarial)
+        after = result.succeeded(adversarial_probabilities.argmax(-1))
+        arrays = {"clean_classes": clean.classes, "clean_probabilities": clean.probabilities,
+                  "undone": (before & ~after).cpu().numpy()}
+        predictions = {"adv": Predictions.from_probabilities(adversarial_probabilities),
+                       **{f"t{n}": p for n, p in enumerate(transformed_predictions(
+                           classifier, result.adversarial, config.transforms, config.seed, first_image).values())}}
+        for name, p in predictions.items():
+            arrays[f"{name}_classes"], arrays[f"{name}_probabilities"] = p.classes, p.probabilities
+        if config.attack_extras is not None:
+            for name, values in config.attack_extras(attack, classifier, result.adversarial, result.goal).items():
+                arrays[f"extra_{name}"] = torch.as_tensor(values).float().cpu().numpy()
+        _save_predictions(path, arrays)
+
+
+def _load_parts(paths: Sequence[Path], sizes: Sequence[int]) -> dict[str, np.ndarray]:
+    """The arrays of an attack's batches, concatenated in batch order."""
+    loaded: list[dict[str, np.ndarray]] = []
+    for path, size in zip(paths, sizes):
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {name: data[name] for name in data.files}
+        except (OSError, ValueError) as error:
+            raise InputError(f"{path}: unreadable part ({error}); delete it to attack that batch again") from None
+        if ("clean_classes" not in arrays or any(len(a) != size for a in arrays.values())
+                or (loaded and arrays.keys() != loaded[0].keys())):
+            raise InputError(f"{path}: not a part of this experiment; delete it to attack that batch again")
+        loaded.append(arrays)
+    return {name: np.concatenate([arrays[name] for arrays in loaded]) for name in loaded[0]}
+
+
+def _attack_rows(config: ExperimentConfig, attack: Attack, arrays: dict[str, np.ndarray],
+                 labels: np.ndarray) -> list[Row]:
+    def predictions(name: str) -> Predictions:
+        return Predictions(arrays[f"{name}_classes"], arrays[f"{name}_probabilities"])
+
+    strengths = [(name, float(strength)) for name, values in config.transforms.items() for strength in values]
+    extras = {name.removeprefix("extra_"): float(values.mean())
+              for name, values in arrays.items() if name.startswith("extra_")}
+    return destruction_rows(
+        predictions("clean"), predictions("adv"), {key: predictions(f"t{n}") for n, key in enumerate(strengths)},
+        labels, {"method": attack.label, "eot": attack.eot or "", "eps": float(attack.eps), "iterations": attack.steps},
+        {"quantisation_undid": int(arrays["undone"].sum()), **extras}, config.prefilter_confidence)
 
 
 def write_results(out: Path, config_key: dict, rows: list[Row]) -> None:
@@ -195,21 +223,61 @@ def previous_rows(out: Path, config_key: dict) -> list[Row]:
     return rows
 
 
-def experiment_to_folder(classifier: Classifier, images: Sequence[LabelledImage], config: ExperimentConfig,
-                         out: str | Path, config_key: dict, progress: bool = True) -> list[Row]:
-    """Run the experiment, saving ``out/results.json`` and ``results.csv`` after every attack.
+def experiment_to_folder(classifier: Classifier, images: Sequence[ImageRef], config: ExperimentConfig,
+                         out: str | Path, config_key: dict, progress: bool = True, workers: int = 0,
+                         shard: Shard = SINGLE) -> list[Row]:
+    """Run the experiment on labelled ``images`` (read and centre-cropped to the classifier's size)
+    and write ``out/results.json`` and ``results.csv``.
 
     ``config_key`` (JSON-able) identifies the configuration: a re-run with the same key resumes an
-    interrupted run, skipping the attacks it finished; a folder holding another key is refused.
+    interrupted run, skipping the attacks and batches it finished; a folder holding another key is
+    refused. Every rank of ``shard``'s group must call this; each returns all the rows.
+
+    Args:
+        workers: processes that read and resize images (0: in this process).
     """
     out = Path(out)
-    rows = previous_rows(out, config_key)
-    done = {(r["method"], float(r["eps"])) for r in rows}
-
-    def save(new_rows: list[Row]) -> None:
-        rows.extend(new_rows)
-        write_results(out, config_key, rows)
-
-    run_experiment(classifier, images, config, done=done, on_attack_done=save, progress=progress)
-    write_results(out, config_key, rows)
-    return rows
+    unlabelled = [i.id for i in images if i.label is None]
+    if unlabelled:
+        raise InputError(f"{len(unlabelled)} image(s) have no label ({', '.join(unlabelled[:5])}"
+                         f"{', …' if len(unlabelled) > 5 else ''}); name the class in the file or folder name "
+                         "(WordNet id or class name) or pass --label")
+    if not images:
+        raise InputError("no images to attack")
+    size, count = config.batch_size, len(images)
+    work = None
+    if shard.is_main:
+        rows = previous_rows(out, config_key)
+        write_results(out, config_key, rows)  # the configuration is on disk before any part is
+        done = {(r["method"], float(r["eps"])) for r in rows}
+        pending = [n for n, a in enumerate(config.attacks) if _attack_key(a) not in done]
+        work = [(number, todo) for number in range(batch_count(count, size))
+                if (todo := [n for n in pending if not _part_path(out, config.attacks[n], size, number).is_file()])]
+    work = shard.broadcast(work)
+    mine = dict(shard.mine(work))
+    labels = np.array([image.label for image in images])
+    amounts = [len(batch_slice(number, count, size)) * len(todo) for number, todo in work]
+    with shard.progress(total=sum(amounts), progress=progress, desc="attacking", unit="img") as bar:
+        for amount, (number, pixels) in zip(shard.round_totals(amounts),
+                                            image_batches(images, classifier.image_size, size, list(mine), workers)):
+            part = batch_slice(number, count, size)
+            attacks = [config.attacks[n] for n in mine[number]]
+            _attack_batch(classifier, config, attacks, to_tensor(pixels.numpy(), classifier.device),
+                          torch.from_numpy(labels[part.start:part.stop]).to(classifier.device), part.start,
+                          [_part_path(out, attack, size, number) for attack in attacks])
+            bar.update(amount)
+    shard.barrier()
+    if shard.is_main:
+        rows = previous_rows(out, config_key)
+        done = {(r["method"], float(r["eps"])) for r in rows}
+        numbers = range(batch_count(count, size))
+        for attack in config.attacks:
+            if _attack_key(attack) in done:
+                continue
+            arrays = _load_parts([_part_path(out, attack, size, n) for n in numbers],
+                                 [len(batch_slice(n, count, size)) for n in numbers])
+            rows += _attack_rows(config, attack, arrays, labels)
+            write_results(out, config_key, rows)
+        shutil.rmtree(out / PARTS_DIR, ignore_errors=True)
+    shard.barrier()
+    return previous_rows(out, config_key)

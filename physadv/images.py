@@ -7,6 +7,7 @@ evaluated is exactly what is saved and printed.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import warnings
 from pathlib import Path
@@ -96,6 +97,11 @@ def encode_png(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(as_rgb_uint8(image)).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def pixel_sha256(pixels: np.ndarray) -> str:
+    """SHA-256 of ``(H, W, 3)`` uint8 pixels (row-major HWC bytes): an image's identity in records."""
+    return hashlib.sha256(np.ascontiguousarray(pixels, dtype=np.uint8).tobytes()).hexdigest()
 
 
 def write_png(path: str | Path, image: np.ndarray) -> None:

@@ -48,6 +48,11 @@ class Predictions:
         labels = np.asarray(labels).reshape(-1, 1)
         return (self.classes[:, :k] == labels).any(axis=1)
 
+    @classmethod
+    def concatenate(cls, parts: list["Predictions"]) -> "Predictions":
+        """The predictions of several batches, in order (to compute a metric over a streamed set)."""
+        return cls(np.concatenate([p.classes for p in parts]), np.concatenate([p.probabilities for p in parts]))
+
     def subset(self, mask: np.ndarray) -> "Predictions":
         return Predictions(self.classes[mask], self.probabilities[mask])
 

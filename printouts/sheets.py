@@ -31,7 +31,6 @@ top-left and one beside the bottom-right marker with :func:`physadv.printouts.ma
 
 from __future__ import annotations
 
-import hashlib
 import io
 import math
 import os
@@ -49,7 +48,7 @@ from physadv.attackset import ADV_DIR, CLEAN_DIR, read_attack_set
 from physadv.catalog import PAPERS_MM
 from physadv.errors import InputError
 from physadv.fileio import atomic_write_bytes
-from physadv.images import read_rgb
+from physadv.images import pixel_sha256, read_rgb
 from physadv.printouts.manifest import (
     ARUCO_DICTIONARY,
     CORNERS,
@@ -176,11 +175,6 @@ def read_sheet_pixels(path: str | Path) -> np.ndarray:
         raise InputError(f"{path}: image mode {mode}, expected 8-bit RGB (convert it, e.g. with Pillow "
                          "`.convert('RGB')`, and attack the converted file)")
     return read_rgb(path)
-
-
-def pixel_sha256(pixels: np.ndarray) -> str:
-    """SHA-256 of ``(H, W, 3)`` uint8 pixels (row-major HWC bytes), as recorded in :class:`Cell`."""
-    return hashlib.sha256(np.ascontiguousarray(pixels, dtype=np.uint8).tobytes()).hexdigest()
 
 
 def _renders_whole(quarters: int, page_px: int) -> bool:

@@ -7,14 +7,14 @@ from PIL import Image
 
 from physadv.channel import TRANSFORMS, ChannelTransform, brightness, gaussian_blur, gaussian_noise, jpeg
 from physadv.errors import InputError
-from physadv.datasets import sample_images
+from physadv.datasets import load_image_set
 from physadv.images import square_resize, to_tensor
 from physadv.labels import imagenet_labels
 
 
 @pytest.fixture(scope="module")
 def photos() -> torch.Tensor:
-    return to_tensor([square_resize(i.image, 96) for i in sample_images(imagenet_labels())[:3]])
+    return to_tensor([square_resize(i.image, 96) for i in load_image_set("samples", imagenet_labels(), limit=3)])
 
 
 @pytest.mark.parametrize("name", [n for n, kind in TRANSFORMS.items() if kind.neutral is not None])

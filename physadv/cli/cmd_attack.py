@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING
 
 from physadv.catalog import DISTRIBUTION_NAMES, EOT_SAMPLES, METHODS
 from physadv.cli.common import (
+    add_data_options,
     add_images_argument,
     add_model_options,
     add_seed_option,
-    classifier_from_args,
+    classifier_and_shard,
     images_from,
     output_dir,
     positive_int,
@@ -35,7 +36,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         "  physadv attack samples --method bim --eps 16 --eot photo --eot-samples 16 --out adv-eot/\n"
         "writes OUT/clean/*.png and OUT/adv/*.png (8-bit, at the size they will be printed) and\n"
         "OUT/attack.json. eps and alpha are in 0-255 pixel units, as in Kurakin et al. (2017);\n"
-        "iterations default to ceil(min(eps + 4, 1.25 eps)). An interrupted run resumes when re-run.")
+        "iterations default to ceil(min(eps + 4, 1.25 eps)). An interrupted run resumes when re-run.\n"
+        "across GPUs: torchrun --nproc-per-node 8 -m physadv attack val.csv ... (README: Scaling out)")
     add_images_argument(parser)
     add_model_options(parser)
     add_attack_options(parser)
@@ -45,6 +47,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label", help="class of every image (name, WordNet id or index)")
     parser.add_argument("--limit", type=positive_int, default=None, help="attack only the first N images")
     parser.add_argument("--out", required=True, type=output_dir, help="output folder")
+    add_data_options(parser)
     add_seed_option(parser)
     parser.set_defaults(func=run)
 
@@ -84,32 +87,40 @@ def resolve_target(classifier: Classifier, target: str | None) -> int | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from contextlib import ExitStack
+
     from physadv.attacks import Attack
     from physadv.attackset import RECORD_FILE, attack_to_folder, check_attack_inputs
-    from physadv.datasets import load_image_set, prepare
+    from physadv.datasets import index_image_set
+    from physadv.distributed import launched_as_main
     from physadv.lab.session import attack_name
     from physadv.lab.store import RunLock, RunStore
 
-    # The lock comes first: a second attack on OUT is refused at once, not after loading the model.
-    with RunLock(args.out, "attack"):
+    with ExitStack() as stack:
+        # Rank 0 holds the run, and takes it first: a second attack on OUT is refused at once, not after
+        # loading the model.
+        if launched_as_main():
+            stack.enter_context(RunLock(args.out, "attack"))
         attack = Attack(args.method, args.eps, args.alpha, args.iterations, amp=args.amp)
-        classifier = classifier_from_args(args)
+        classifier, shard = stack.enter_context(classifier_and_shard(args))
         target = resolve_target(classifier, args.target)
         if attack.goal.needs_target and target is None:
             raise InputError("--method target needs --target CLASS")
-        images = prepare(load_image_set(images_from(args), classifier.labels, args.label, args.limit),
-                         classifier.image_size)
+        images = index_image_set(images_from(args), classifier.labels, args.label, args.limit)
         eot: dict = {}
         if args.eot:
             attack, eot = eot_variant(attack, args)
         check_attack_inputs(attack, images, target, args.batch_size)
         # The output folder is a run of its own: its store records this attack, and `physadv print` and
         # `physadv capture` of it add their results, so `physadv status/report/evaluate OUT` work.
-        with RunStore(args.out) as store:
-            record = attack_to_folder(classifier, attack, images, args.out, target=target,
-                                      batch_size=args.batch_size, seed=args.seed, eot=eot, label=args.label)
-            weights_sha256 = store.record_model(classifier.name, classifier.weights)
-            store.record_attack(attack_name(attack.label, attack.eps), args.out, weights_sha256, eot)
+        store = stack.enter_context(RunStore(args.out)) if shard.is_main else None
+        record = attack_to_folder(classifier, attack, images, args.out, target=target,
+                                  batch_size=args.batch_size, seed=args.seed, eot=eot, label=args.label,
+                                  workers=args.workers, shard=shard)
+        if store is None:
+            return 0
+        weights_sha256 = store.record_model(classifier.name, classifier.weights)
+        store.record_attack(attack_name(attack.label, attack.eps), args.out, weights_sha256, eot, record)
     succeeded = sum(image.success for image in record.images)
     undone = sum(image.quantisation_undid for image in record.images)
     print(f"{attack.label} ε={attack.eps:g} ({attack.steps} iterations) on {classifier.name}: "
@@ -117,5 +128,3 @@ def run(args: argparse.Namespace) -> int:
           f"8-bit rounding undid {undone} attack(s).", file=sys.stderr)
     print(args.out / RECORD_FILE)
     return 0
-
-

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from physadv.cli.common import add_images_argument, add_model_options, classifier_from_args, images_from, print_json
+from physadv.cli.common import (
+    add_data_options,
+    add_images_argument,
+    add_model_options,
+    classifier_and_shard,
+    images_from,
+    positive_int,
+    print_json,
+)
 
 ORDER = 10
 HELP = "classify images (top-5 each; accuracy when labels are known)"
@@ -15,28 +23,46 @@ def register(parser: argparse.ArgumentParser) -> None:
                      "  physadv classify samples\n"
                      "  physadv classify photos/ --model digits --json\n"
                      "  physadv classify cat.jpg --label 'tabby'\n"
-                     "labels come from a WordNet id (n01440764) or class name in the file or folder name.")
+                     "  physadv classify imagenet/val/ --limit 5000 --workers 8\n"
+                     "  torchrun --nproc-per-node 8 -m physadv classify val.csv --json   # README: Scaling out\n"
+                     "labels come from a WordNet id (n01440764) or class name in the file or folder name,\n"
+                     "or from the label column of a CSV list `path,label`.")
     add_images_argument(parser)
     add_model_options(parser)
     parser.add_argument("--label", help="class of every image (name, WordNet id or index)")
-    parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
+    parser.add_argument("--limit", type=positive_int, default=None, help="classify only the first N images")
+    parser.add_argument("--batch-size", type=positive_int, default=32, help="images per forward pass")
+    add_data_options(parser)
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object with keys top1, top5, n, images")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from physadv.datasets import load_image_set, prepare
+    import numpy as np
+
+    from physadv.datasets import batch_count, batch_slice, image_batches, index_image_set
     from physadv.images import to_tensor
     from physadv.metrics import Predictions, accuracy
 
-    classifier = classifier_from_args(args)
-    images = prepare(load_image_set(images_from(args), classifier.labels, args.label), classifier.image_size)
-    probabilities = classifier.probabilities(to_tensor([i.image for i in images]), args.batch_size)
-    predictions = Predictions.from_probabilities(probabilities)
+    with classifier_and_shard(args) as (classifier, shard):
+        images = index_image_set(images_from(args), classifier.labels, args.label, args.limit)
+        numbers = list(range(batch_count(len(images), args.batch_size)))
+        sizes = [len(batch_slice(n, len(images), args.batch_size)) for n in numbers]
+        mine: list[tuple[int, Predictions]] = []
+        with shard.progress(total=len(images), desc="classifying", unit="img") as bar:
+            for amount, (number, pixels) in zip(shard.round_totals(sizes), image_batches(
+                    images, classifier.image_size, args.batch_size, shard.mine(numbers), args.workers)):
+                probabilities = classifier.probabilities(to_tensor(pixels.numpy(), classifier.device), len(pixels))
+                mine.append((number, Predictions.from_probabilities(probabilities)))
+                bar.update(amount)
+        batches = sorted((batch for part in shard.gather(mine) for batch in part), key=lambda batch: batch[0])
+        if not shard.is_main:
+            return 0
+    predictions = Predictions.concatenate([p for _, p in batches])
     labelled = [n for n, i in enumerate(images) if i.label is not None]
-    labels = [images[n].label for n in labelled]
-    subset = predictions.subset(labelled)
+    labels = np.array([images[n].label for n in labelled])
+    subset = predictions.subset(np.array(labelled, dtype=int))
     top1, top5 = accuracy(subset, labels, 1), accuracy(subset, labels, 5)
     records = []
     for image, classes, probs in zip(images, predictions.classes, predictions.probabilities):

@@ -10,10 +10,11 @@ from pathlib import Path
 from physadv.catalog import ADVERSARIALITY_SAMPLES, METHODS, TRANSFORM_DEFAULTS
 from physadv.cli.cmd_attack import add_attack_options, eot_variant, resolve_target
 from physadv.cli.common import (
+    add_data_options,
     add_images_argument,
     add_model_options,
     add_seed_option,
-    classifier_from_args,
+    classifier_and_shard,
     comma_floats,
     comma_list,
     images_from,
@@ -40,7 +41,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         "confidence >= 0.8); destruction_* are Kurakin's eq. (1), *_n their denominators. With --eot every\n"
         "row also has adversariality: the mean fraction of held-out transformations of that distribution\n"
         "under which the adversarial image still fools the model (Athalye et al. 2018).\n"
-        "An interrupted run resumes: finished attacks are kept in OUT/results.json.")
+        "An interrupted run resumes: finished attacks and batches are kept.\n"
+        "across GPUs: torchrun --nproc-per-node 8 -m physadv experiment --images val.csv ... (README: Scaling out)")
     add_model_options(parser)
     add_images_argument(parser, default=["samples"])
     parser.add_argument("--label", help="class of every image (name, WordNet id or index)")
@@ -55,6 +57,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="with --eot: held-out transformations per image for the adversariality column")
     parser.add_argument("--out", type=output_dir, default=Path("physadv-experiment"), help="output folder")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
+    add_data_options(parser)
     add_seed_option(parser)
     parser.set_defaults(func=run)
 
@@ -84,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
     from physadv.attacks import Attack
     from physadv.classifiers import Classifier
-    from physadv.datasets import load_image_set, prepare
+    from physadv.datasets import index_image_set
     from physadv.eot import adversariality
     from physadv.experiment import ExperimentConfig, experiment_to_folder
     from physadv.metrics import format_table
@@ -99,23 +102,24 @@ def run(args: argparse.Namespace) -> int:
         attacks += [eot_variant(attack, args)[0] for attack in attacks]
 
     def adversariality_under_eot(attack: Attack, classifier: Classifier, adversarial: torch.Tensor,
-                                 goals: torch.Tensor) -> dict:
-        value = adversariality(classifier, adversarial, goals, attack.goal.targeted, args.eot,
-                               args.adversariality_samples, args.seed, args.eot_chunk)
-        return {"adversariality": float(value.mean())}
+                                 goals: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"adversariality": adversariality(classifier, adversarial, goals, attack.goal.targeted, args.eot,
+                                                 args.adversariality_samples, args.seed, args.eot_chunk)}
 
-    classifier = classifier_from_args(args)
-    target = resolve_target(classifier, args.target)
-    config = ExperimentConfig(attacks=attacks, transforms=strengths, target=target, batch_size=args.batch_size,
-                              seed=args.seed, attack_extras=adversariality_under_eot if args.eot else None)
-    images = prepare(load_image_set(images_from(args), classifier.labels, args.label, args.limit),
-                     classifier.image_size)
-    config_key = {"model": classifier.name, "weights": classifier.weights, "label": args.label,
-                  "images": [i.source for i in images], "methods": methods,
-                  "eot": [args.eot, args.eot_samples, args.adversariality_samples] if args.eot else None,
-                  "eps": args.eps, "alpha": args.alpha, "iterations": args.iterations, "transforms": strengths,
-                  "target": args.target, "seed": args.seed}
-    rows = experiment_to_folder(classifier, images, config, args.out, config_key)
+    with classifier_and_shard(args) as (classifier, shard):
+        target = resolve_target(classifier, args.target)
+        config = ExperimentConfig(attacks=attacks, transforms=strengths, target=target, batch_size=args.batch_size,
+                                  seed=args.seed, attack_extras=adversariality_under_eot if args.eot else None)
+        images = index_image_set(images_from(args), classifier.labels, args.label, args.limit)
+        config_key = {"model": classifier.name, "weights": classifier.weights, "label": args.label,
+                      "images": [i.source for i in images], "methods": methods,
+                      "eot": [args.eot, args.eot_samples, args.adversariality_samples] if args.eot else None,
+                      "eps": args.eps, "alpha": args.alpha, "iterations": args.iterations, "transforms": strengths,
+                      "target": args.target, "seed": args.seed}
+        rows = experiment_to_folder(classifier, images, config, args.out, config_key,
+                                    workers=args.workers, shard=shard)
+        if not shard.is_main:
+            return 0
     if args.json:
         json.dump(rows, sys.stdout, indent=1)
         print()

@@ -11,8 +11,9 @@ import argparse
 import json
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, Iterator, NoReturn
 
 from physadv.catalog import DEFAULT_MODEL
 from physadv.errors import InputError
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     import torch
 
     from physadv.classifiers import Classifier
+    from physadv.distributed import Shard
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -33,7 +35,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
         return super()._get_help_string(action)
 
 
-IMAGES_HELP = "image files, folders, or a built-in set: samples, digits"
+IMAGES_HELP = ("image files, folders (e.g. ImageNet's val/), CSV lists `path,label`, or a built-in set: "
+               "samples, digits")
 
 
 def add_images_argument(parser: argparse.ArgumentParser, default: list[str] | None = None) -> None:
@@ -87,6 +90,29 @@ def add_device_option(parser: argparse.ArgumentParser, session: bool = False) ->
                             "(default: the configuration's device, auto unless it says otherwise)")
     else:
         parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    """``--workers`` for the verbs that stream an image set (and may run under ``torchrun``)."""
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="processes that read and resize images, per physadv process (0: none; default: up "
+                             "to 4, sharing this machine's cores with the other processes torchrun starts)")
+
+
+@contextmanager
+def classifier_and_shard(args: argparse.Namespace) -> Iterator[tuple[Classifier, Shard]]:
+    """The classifier of ``--model`` on this process's device and this process's shard: under
+    ``torchrun`` each process joins the group and takes ``cuda:LOCAL_RANK`` (or the CPU, with gloo)."""
+    from physadv.classifiers import load_classifier
+    from physadv.datasets import default_workers
+    from physadv.distributed import process_group
+
+    if args.workers is None:
+        args.workers = default_workers()
+    if args.workers < 0:
+        raise InputError(f"--workers must be 0 or more, got {args.workers}")
+    with process_group(resolve_device(args.device)) as (shard, device):
+        yield load_classifier(args.model, weights=args.weights, device=device), shard
 
 
 def add_seed_option(parser: argparse.ArgumentParser) -> None:

@@ -34,7 +34,7 @@ from physadv.attacks import METHODS, Attack, attack_label
 from physadv.attackset import attack_to_folder, check_attack_inputs, read_attack_set
 from physadv.channel import TRANSFORMS, check_strength
 from physadv.classifiers import DEFAULT_MODEL, Classifier, load_classifier
-from physadv.datasets import load_image_set, prepare
+from physadv.datasets import index_image_set
 from physadv.eot import ADVERSARIALITY_SAMPLES, DISTRIBUTIONS, EOT_SAMPLES, adversariality, eot_gradient
 from physadv.errors import InputError
 from physadv.experiment import transformation_rows
@@ -287,10 +287,11 @@ class AttackStage(Stage):
 
     def run(self) -> None:
         work, config = self.work, self.work.session.config
-        attack_to_folder(work.classifier, work.attack(), work.images, work.folder, target=work.target,
-                         batch_size=config.batch_size, seed=config.seed, eot=work.eot_record(), label=config.label,
-                         progress=work.session.progress)
-        work.store.record_attack(work.plan.name, work.folder, work.store.meta()["weights_sha256"], work.eot_record())
+        attack_set = attack_to_folder(work.classifier, work.attack(), work.images, work.folder, target=work.target,
+                                      batch_size=config.batch_size, seed=config.seed, eot=work.eot_record(),
+                                      label=config.label, progress=work.session.progress)
+        work.store.record_attack(work.plan.name, work.folder, work.store.meta()["weights_sha256"], work.eot_record(),
+                                 attack_set)
 
 
 def _attacked_tensors(work: AttackWork) -> tuple:
@@ -432,8 +433,8 @@ class Session:
             # Everything that can be wrong with the configuration is found before anything is written.
             classifier = load_classifier(self.config.model, weights=self.config.weights, device=self.device)
             targets = {plan.name: self._target(classifier, plan) for plan in self.config.attacks}
-            images = prepare(load_image_set(list(self.config.images), classifier.labels, self.config.label,
-                                            self.config.limit), classifier.image_size)
+            images = index_image_set(list(self.config.images), classifier.labels, self.config.label,
+                                     self.config.limit)
             for plan in self.config.attacks:
                 check_attack_inputs(Attack(plan.method, plan.eps, self.config.alpha), images, targets[plan.name],
                                     self.config.batch_size)

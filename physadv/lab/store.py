@@ -27,12 +27,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from physadv.attackset import read_attack_set
+from physadv.attackset import AttackSet, read_attack_set
 from physadv.classifiers.zoo import file_sha256
 from physadv.errors import InputError, PhysadvError
-from physadv.images import read_rgb
+from physadv.images import pixel_sha256, read_rgb
 from physadv.printouts.manifest import Manifest
-from physadv.printouts.sheets import pixel_sha256
 
 STORE_FILE, LOCK_FILE = "physadv.sqlite", ".lock"
 # 2: top-5 predictions stored in one shape everywhere (images.clean_top5/adv_top5 and predictions.top5):
@@ -212,14 +211,19 @@ class RunStore:
         self.set_meta(model=model, weights=weights, weights_sha256=weights_sha256, created=created)
         return weights_sha256
 
-    def record_attack(self, name: str, folder: Path, weights_sha256: str, eot: dict | None = None) -> None:
-        attack_set = read_attack_set(folder)
+    def record_attack(self, name: str, folder: Path, weights_sha256: str, eot: dict | None = None,
+                      attack_set: AttackSet | None = None) -> None:
+        """Record the attack in ``folder``: ``attack_set`` when the caller holds it (as
+        :func:`physadv.attackset.attack_to_folder` returns it), else read from ``folder/attack.json``.
+        Pixel hashes come from the record; only records written before it carried them make us
+        read the PNGs."""
+        attack_set = attack_set or read_attack_set(folder)
         s = attack_set.settings
         rows = []
         for image in attack_set.images:
             rows.append((name, image.id, image.file, image.source, image.label, image.label_name,
-                         pixel_sha256(read_rgb(attack_set.clean_path(folder, image))),
-                         pixel_sha256(read_rgb(attack_set.adversarial_path(folder, image))),
+                         image.clean_sha256 or pixel_sha256(read_rgb(attack_set.clean_path(folder, image))),
+                         image.adv_sha256 or pixel_sha256(read_rgb(attack_set.adversarial_path(folder, image))),
                          json.dumps([g.__dict__ for g in image.clean_top5]),
                          json.dumps([g.__dict__ for g in image.adv_top5]), int(image.success),
                          int(image.quantisation_undid)))
