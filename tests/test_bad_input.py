@@ -130,7 +130,7 @@ def test_a_manifest_pointing_at_another_run_records_nothing_there(lab, tmp_path,
     assert code == 0
 
     def same_run_other_cells(data):
-        data["pages"][0]["cells"][0]["sha256"] = "0" * 64
+        data["pages"][0]["cells"][0]["image_id"] = "someone-else"
         return data
     (tmp_path / "b").mkdir()
     code, err = capture_with(lab, tmp_path / "b", same_run_other_cells, capsys)
