@@ -124,9 +124,9 @@ def test_curled_page_crops_within_a_source_pixel_or_is_rejected(tmp_path):
 
 
 @pytest.mark.parametrize("change,message", [
-    ({"box_mm": [0, 0, 1e9, 20]}, "outside the page"),
-    ({"box_mm": [0, 0, "x", 20]}, "finite numbers"),
-    ({"columns": 3}, "identity grid"),
+    ({"box_mm": [0, 0, 1e9, 20]}, "box_mm"),
+    ({"box_mm": [0, 0, "x", 20]}, "expected a number"),
+    ({"columns": 3}, "even number"),
     ({"rows": 10_000}, "identity"),
 ])
 def test_identity_fields_are_validated_on_read(change, message):
