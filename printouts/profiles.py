@@ -370,6 +370,10 @@ def with_measured(base: CameraProfile, name: str, description: str, measured: Me
                   scene: dict[str, Parameter] | None = None) -> CameraProfile:
     """A measured profile: ``base``'s scene and JPEG ranges (replaced by ``scene`` where given) and
     the ``measured`` channel."""
-    parameters = {key: base.parameters[key] for key in (*SCENE, *ALWAYS)}
+    parameters = {key: base.parameters[key] for key in SCENE}
     parameters.update(scene or {})
+    # The measured blur and noise are those of the saved photos, their JPEG included: quality 100
+    # (quantisation step 1) replays them without smoothing the noise a second time.
+    parameters["sensor.jpeg_quality"] = Parameter(100.0, 100.0, "libjpeg quality",
+                                                  "measured photos: blur and noise already include their JPEG")
     return replace(base, name=name, description=description, parameters=parameters, measured=measured, origin=name)
