@@ -12,6 +12,7 @@ from physadv.cli.common import (
     resolve_device,
 )
 from physadv.errors import InputError
+from physadv.metrics import channel_severity, severity_lines
 from physadv.lab.store import RunStore, record_in_run
 
 ORDER = 50
@@ -67,8 +68,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"{result.photos} photos: {photos_with_pages} with sheets, {len(result.observations)} cells re-classified "
           f"with {classifier.name}, {len(result.rejections)} rejections (see {args.out}/rejected.csv)")
     clean = result.photo_clean
-    if clean["n"]:
-        print(f"photo accuracy, clean crops: top-1 {clean['top1']:.3f} top-5 {clean['top5']:.3f} (n={clean['n']})")
+    for line in severity_lines(channel_severity(clean["digital_top1"], clean["digital_top5"], clean["top1"],
+                                                clean["top5"], clean["n"])):
+        print(line)
     for row in result.rows:
         destruction = "n/a" if row["destruction_top1"] is None else f"{row['destruction_top1']:.3f}"
         print(f"{row['method']} eps={row['eps']:g} {row['case']:<11} n={row['n_images']:<4} "
