@@ -330,3 +330,76 @@ def _noise_table(points: np.ndarray) -> tuple[tuple[float, float, float, float],
         else:
             rows.append(list(point))
     return tuple(tuple(float(np.clip(v, 0, 255)) for v in row) for row in rows)
+
+
+# --- EOT from a profile ------------------------------------------------------------------------------------
+
+PROFILE_PREFIX = "profile:"
+VIRTUAL_CALIBRATION_PHOTOS = 3
+DEFAULT_PIXEL_MM = 25.4 / 96  # the default sheets print a 224-px image at 96 dpi (physadv print)
+
+
+def measured_channel(profile: CameraProfile | str, *, progress: bool = False) -> MeasuredChannel:
+    """The measured channel of ``profile``: its own for a measured profile; for a parametric one,
+    the result of calibrating the virtual camera with that profile (the chart photographed
+    :data:`VIRTUAL_CALIBRATION_PHOTOS` times), cached in ``$PHYSADV_HOME/profiles`` by the profile's hash."""
+    import hashlib
+    import tempfile
+
+    from physadv.classifiers.digits import cache_dir
+    from physadv.fileio import atomic_write_text
+    from physadv.printouts.camera import photograph
+    from physadv.printouts.chart import CHART_FILE, write_chart
+    from physadv.printouts.profiles import profile_to_toml
+
+    profile = load_profile(profile)
+    if profile.measured is not None:
+        return profile.measured
+    digest = hashlib.sha256(profile_to_toml(profile).encode()).hexdigest()[:16]
+    cached = cache_dir() / "profiles" / f"{profile.name}-{digest}.toml"
+    if cached.is_file():
+        measured = load_profile(cached).measured
+        assert measured is not None
+        return measured
+    with tempfile.TemporaryDirectory() as work:
+        manifest = write_chart(Path(work) / "chart", run_id=f"cal{digest[:5]}")
+        photograph(Path(work) / "chart" / CHART_FILE, manifest, Path(work) / "photos", VIRTUAL_CALIBRATION_PHOTOS,
+                   seed=int(digest[:8], 16), profile=profile, progress=progress)
+        result = calibrate(sorted((Path(work) / "photos").glob("*.jpg")), manifest, base=profile,
+                           name=f"{profile.name}-virtual")
+    atomic_write_text(cached, profile_to_toml(result.profile, f"physadv: the {profile.name} profile's virtual camera, "
+                                                              "calibrated on the chart"))
+    assert result.profile.measured is not None
+    return result.profile.measured
+
+
+def profile_distribution(spec: str | CameraProfile, pixel_mm: float = DEFAULT_PIXEL_MM, *,
+                         progress: bool = False):
+    """The EOT distribution of a camera profile (``"profile:lab"``, ``"lab"``, a TOML file or a
+    profile): its measured channel in the pixels of an image printed at ``pixel_mm`` per pixel.
+
+    The blur σ becomes ``blur_sigma_mm / pixel_mm`` image pixels; the noise σ is divided by the number
+    of photo pixels per image pixel along a side (when above 1), since capture area-averages them.
+    The pose is left out: capture rectifies every cell (corner errors ≤ 0.2 photo px, bench_capture).
+    """
+    from physadv.eot import channel_distribution
+
+    if isinstance(spec, str) and spec.startswith(PROFILE_PREFIX):
+        spec = spec[len(PROFILE_PREFIX):]
+    profile = load_profile(spec)
+    measured = measured_channel(profile, progress=progress)
+    averaging = max(1.0, measured.pixels_per_mm * pixel_mm)
+    noise = [(row[0], *(v / averaging for v in row[1:])) for row in measured.noise]
+    return channel_distribution(
+        f"{PROFILE_PREFIX}{profile.name}", blur_sigma_px=measured.blur_sigma_mm / pixel_mm,
+        tone_curve=measured.tone_curve, colour_matrix=measured.colour_matrix, exposure=measured.exposure_gain,
+        white_balance_r=measured.white_balance_r, white_balance_b=measured.white_balance_b, noise=noise,
+        description=f"the calibrated channel of camera profile {profile.name}")
+
+
+def resolve_distribution(spec):
+    """``spec`` for :func:`physadv.eot.eot_gradient` / :func:`~physadv.eot.adversariality`, with
+    ``profile:NAME|FILE.toml`` turned into :func:`profile_distribution`."""
+    if isinstance(spec, str) and spec.startswith(PROFILE_PREFIX):
+        return profile_distribution(spec)
+    return spec

@@ -141,8 +141,12 @@ def run(args: argparse.Namespace) -> int:
     if args.eot:
         attacks += [eot_variant(attack, args)[0] for attack in attacks]
 
+        from physadv.capture.calibrate import resolve_distribution
+
+        held_out_eot = resolve_distribution(args.eot)
+
         def extras(attack: Attack, classifier: Classifier, adversarial: torch.Tensor, goals: torch.Tensor) -> dict:
-            value = adversariality(classifier, adversarial, goals, attack.method in ("ll", "target"), args.eot,
+            value = adversariality(classifier, adversarial, goals, attack.method in ("ll", "target"), held_out_eot,
                                    args.adversariality_samples, args.seed, args.eot_chunk)
             return {"adversariality": float(value.mean())}
     target = resolve_target(classifier, args.target)

@@ -28,6 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from physadv.capture.calibrate import resolve_distribution
 from physadv.capture.pipeline import capture_folder, photo_files
 from physadv.attacks import Attack
 from physadv.attackset import attack_to_folder
@@ -43,6 +44,7 @@ from physadv.lab.store import RunLock, RunStore
 from physadv.metrics import Predictions, format_fraction
 from physadv.printouts.camera import RESOLUTIONS, photograph
 from physadv.printouts.manifest import read_manifest
+from physadv.printouts.profiles import DEFAULT_PROFILE, load_profile
 from physadv.printouts.sheets import PAPERS_MM, SheetLayout, parse_grid, print_attack_set
 
 CONFIG_FILE = "config.json"
@@ -102,7 +104,8 @@ class SessionConfig:
     grid: str = "2x3"
     cell_mm: float = 60.0
     photos_per_page: int = 1
-    resolution: str = "12mp"
+    resolution: str | None = None
+    camera_profile: str = DEFAULT_PROFILE
 
     def __post_init__(self) -> None:
         for key, kind in (("seed", int), ("batch_size", int), ("eot_samples", int), ("adversariality_samples", int),
@@ -121,7 +124,10 @@ class SessionConfig:
         for name, strengths in self.transforms.items():
             for strength in strengths:
                 check_strength(name, strength)
-        if self.resolution not in RESOLUTIONS:
+        if not isinstance(self.camera_profile, str):
+            raise InputError(f"camera_profile must be a profile name or a .toml file, got {self.camera_profile!r}")
+        load_profile(self.camera_profile)
+        if self.resolution is not None and self.resolution not in RESOLUTIONS:
             raise InputError(f"resolution must be one of {', '.join(RESOLUTIONS)}, got {self.resolution!r}")
         if self.photos_per_page < 0:
             raise InputError("photos_per_page must be ≥ 0")
@@ -213,7 +219,8 @@ class Session:
         eot = {}
         if plan.eot:
             eot = {"distribution": plan.eot, "samples": config.eot_samples}
-            attack = attack.with_gradient(eot_gradient(plan.eot, config.eot_samples, config.eot_chunk, config.seed),
+            attack = attack.with_gradient(eot_gradient(resolve_distribution(plan.eot), config.eot_samples,
+                                                       config.eot_chunk, config.seed),
                                           name=f"{plan.method}+eot")
         target = classifier.labels.index(plan.target) if plan.target else None
         attack_set = attack_to_folder(classifier, attack, images, folder, target=target, batch_size=config.batch_size,
@@ -229,7 +236,8 @@ class Session:
         if key not in store.meta():
             _say(f"  adversariality under '{config.adversariality_distribution}' "
                  f"({config.adversariality_samples} held-out transformations per image)")
-            value = adversariality(classifier, adversarial, goal, targeted, config.adversariality_distribution,
+            value = adversariality(classifier, adversarial, goal, targeted,
+                                   resolve_distribution(config.adversariality_distribution),
                                    config.adversariality_samples, config.seed, config.eot_chunk)
             store.set_meta(**{key: float(value.mean())})
         extras = {"adversariality": store.meta()[key],
@@ -251,9 +259,9 @@ class Session:
 
         photos = self.run_dir / "photos" / plan.name
         if config.photos_per_page:
-            _say(f"  photographing ({config.resolution}, virtual camera)")
+            _say(f"  photographing (virtual camera, profile {config.camera_profile})")
             photograph(sheets / "sheets.pdf", manifest, photos, config.photos_per_page * len(manifest.pages),
-                       config.resolution, config.seed, progress=self.progress)
+                       config.resolution, config.seed, profile=config.camera_profile, progress=self.progress)
         if photos.is_dir() and photo_files(photos):
             _say("  capturing and re-classifying")
             out = self.run_dir / "capture" / plan.name
