@@ -19,9 +19,11 @@ that show another run's chart, are skipped with the detector's reason. On the ot
   spread function: each photo pixel near the side is mapped to its signed distance (page mm) from
   the printed edge by the chart's homography, and its level through the inverse tone curve.
   An erf (Gaussian-blurred step) fitted to it gives σ, from which the chart's own pixel box
-  (``pitch/√12``) is removed in quadrature; MTF50 comes from the Fourier transform of the binned
+  (``pitch/√12``) and the photo's pixel aperture (one photo pixel, ``/√12``) are removed in
+  quadrature; MTF50 comes from the Fourier transform of the binned
   line spread function (4 bins per photo pixel, Hann window);
-- **noise**: σ per channel against the photographed level, from all grey patches.
+- **noise**: σ per channel against the photographed level, from all grey patches, less the 8-bit
+  rounding of the saved photo (σ² − 1/12), which the virtual camera plays back by itself.
 
 The result is a measured :class:`~physadv.printouts.profiles.CameraProfile` (scene and JPEG ranges
 from a base profile), written as TOML, and one :class:`PhotoCalibration` per photo with its fit
@@ -123,7 +125,9 @@ def _patch_stats(image: np.ndarray, homography: np.ndarray, box: list[float]) ->
     design = np.column_stack([np.ones(len(xy)), xy - xy.mean(axis=0)])
     coefficients, *_ = np.linalg.lstsq(design, values, rcond=None)
     residual = values - design @ coefficients
-    return coefficients[0], residual.std(axis=0, ddof=3)
+    # The saved photo's rounding to 8 bits (uniform, variance 1/12) is played back by the virtual
+    # camera's own rounding, so it is not part of the measured sensor noise.
+    return coefficients[0], np.sqrt(np.maximum(residual.var(axis=0, ddof=3) - 1 / 12, 0.0))
 
 
 def _measure(image: np.ndarray, manifest: Manifest, chart: dict, name: str) -> _Measurement | PhotoCalibration:
@@ -284,7 +288,9 @@ def _fit(measurements: list[_Measurement], chart: dict, base: CameraProfile,
             levels = _inverse_tone(curve, (values / g).mean(axis=1))
             sigma, mtf50 = _erf_fit(distance, levels, mm_per_px)
             if math.isfinite(sigma):
-                edge_sigmas.append(math.sqrt(max(sigma ** 2 - pitch ** 2 / 12, 0.0)))
+                # Neither the chart's pixels nor the photo's pixel aperture (boxes of one pixel) are
+                # part of the channel's blur: the virtual camera's resampling plays the latter back.
+                edge_sigmas.append(math.sqrt(max(sigma ** 2 - (pitch ** 2 + mm_per_px ** 2) / 12, 0.0)))
             if math.isfinite(mtf50):
                 edge_mtfs.append(mtf50)
         sigma = float(np.median(edge_sigmas)) if edge_sigmas else math.nan

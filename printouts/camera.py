@@ -426,8 +426,13 @@ def _multiply_by_noise(sigma: np.ndarray, seed: int) -> None:
             block *= tile[:block.shape[0], :block.shape[1]]
 
 
-def encode_jpeg(photo: np.ndarray, quality: int) -> bytes:
-    ok, data = cv2.imencode(".jpg", cv2.cvtColor(photo, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+def encode_jpeg(photo: np.ndarray, quality: int, full_chroma: bool = False) -> bytes:
+    """JPEG bytes of ``(H, W, 3)`` uint8 RGB; chroma subsampled 4:2:0 as cameras do, or kept whole
+    (4:4:4) when ``full_chroma`` (a measured profile's photos, whose noise already went through a JPEG)."""
+    options = [cv2.IMWRITE_JPEG_QUALITY, quality]
+    if full_chroma:
+        options += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(photo, cv2.COLOR_RGB2BGR), options)
     if not ok:
         raise InputError("JPEG encoding failed")
     return data.tobytes()
@@ -512,7 +517,7 @@ def photograph(pdf: str | Path, manifest: Manifest | None, out_dir: str | Path, 
             shot = sample_shot(np.random.default_rng([seed, index]), index % pages, frame, profile)
             photo, homography = simulate_photo(document, shot, frame, profile)
             name = f"photo_{index:04d}.jpg"
-            atomic_write_bytes(out / name, encode_jpeg(photo, shot.jpeg_quality))
+            atomic_write_bytes(out / name, encode_jpeg(photo, shot.jpeg_quality, profile.measured is not None))
             done[index] = PhotoTruth(index, name, shot.page, frame,
                                      tuple(tuple(float(v) for v in row) for row in homography), shot)
             atomic_write_json(out / TRUTH_FILE, {**header, "photos": [asdict(done[i]) for i in sorted(done)]})

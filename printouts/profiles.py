@@ -373,7 +373,8 @@ def with_measured(base: CameraProfile, name: str, description: str, measured: Me
     parameters = {key: base.parameters[key] for key in SCENE}
     parameters.update(scene or {})
     # The measured blur and noise are those of the saved photos, their JPEG included: quality 100
-    # (quantisation step 1) replays them without smoothing the noise a second time.
+    # (quantisation step 1, and whole chroma: see camera.encode_jpeg) replays them without smoothing
+    # the noise a second time.
     parameters["sensor.jpeg_quality"] = Parameter(100.0, 100.0, "libjpeg quality",
                                                   "measured photos: blur and noise already include their JPEG")
     return replace(base, name=name, description=description, parameters=parameters, measured=measured, origin=name)
