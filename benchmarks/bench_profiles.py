@@ -11,7 +11,6 @@ virtual photo per page through the profile, capture, and print:
 
     python benchmarks/bench_profiles.py --limit 96 --work /tmp/bench_profiles [--profiles lab]
     python benchmarks/bench_profiles.py --attacks-only ...   # only the (slow) attack stage
-    python benchmarks/bench_profiles.py --calibrate-timing   # seconds per 12-MP photo of `physadv calibrate`
 """
 
 from __future__ import annotations
@@ -26,7 +25,12 @@ import torch
 from physadv.attacks import Attack
 from physadv.attackset import attack_to_folder
 from physadv.classifiers import load_classifier
+from physadv.capture.pipeline import capture_folder
 from physadv.datasets import load_image_set, prepare
+from physadv.metrics import format_fraction, severity_lines
+from physadv.printouts.camera import photograph
+from physadv.printouts.manifest import read_manifest
+from physadv.printouts.sheets import print_attack_set
 
 ATTACKS = (("fgsm", 8), ("fgsm", 16), ("bim", 8), ("bim", 16), ("ll", 8), ("ll", 16))
 ITERATIVE = {"bim", "ll"}
@@ -61,6 +65,54 @@ def main() -> None:
     print(f"attacks: {time.perf_counter() - started:.0f} s", flush=True)
     if args.attacks_only:
         return
+    sheets = {name: print_sheets(folder, args.work / "sheets" / name) for name, folder in folders.items()}
+    for profile in args.profiles.split(","):
+        started = time.perf_counter()
+        results = {name: photograph_and_capture(args.work / profile, name, sheets[name], profile, classifier)
+                   for name in folders}
+        print(f"\nprofile {profile} ({time.perf_counter() - started:.0f} s, one photo per page; "
+              "2-core CPU shared with other jobs)")
+        report(results)
+
+
+def print_sheets(attack_dir: Path, out: Path) -> Path:
+    if not (out / "manifest.json").is_file():
+        print_attack_set(attack_dir, out)
+    return out
+
+
+def photograph_and_capture(work: Path, name: str, sheets: Path, profile: str, classifier) -> dict:
+    manifest = read_manifest(sheets / "manifest.json")
+    photos = work / "photos" / name
+    photograph(sheets / "sheets.pdf", manifest, photos, len(manifest.pages), seed=0, profile=profile, progress=True)
+    out = work / "capture" / name
+    capture_folder(photos, sheets / "manifest.json", classifier, out, progress=True)
+    return json.loads((out / "results.json").read_text())
+
+
+def report(results: dict[str, dict]) -> None:
+    first = results["fgsm-eps8"]
+    severity = first["channel_severity"]
+    print(f"channel severity on the {severity['n']} clean images of the fgsm-eps8 sheets (one photo per page):")
+    for line in severity_lines(severity):
+        print("  " + line)
+    pooled = [r["photo_clean"] for r in results.values()]
+    n = sum(c["n"] for c in pooled)
+    digital = sum(c["digital_top1"] * c["n"] for c in pooled) / n
+    photo = sum(c["top1"] * c["n"] for c in pooled) / n
+    print(f"  pooled over every sheet: top-1 {digital:.3f} → {photo:.3f} ({100 * (photo - digital):+.1f} points, "
+          f"n={n} observations)")
+    print(f"  rejected photos: {sum(r['rejections'] for r in results.values())} of "
+          f"{sum(r['photos'] for r in results.values())}")
+    print("| attack | ε | images | photo top-1 (adv.) | destruction top-1, average | destruction top-5, average |")
+    print("|---|---|---|---|---|---|")
+    for name, result in results.items():
+        for row in result["rows"]:
+            if row["case"] != "average":
+                continue
+            print(f"| {row['method']} | {row['eps']:g} | {row['n_images']} | {format_fraction(row['top1_transformed'])} "
+                  f"| {format_fraction(row['destruction_top1'], row['destruction_top1_n'])} "
+                  f"| {format_fraction(row['destruction_top5'], row['destruction_top5_n'])} |")
 
 
 if __name__ == "__main__":
