@@ -74,8 +74,10 @@ def build_report(run_dir: str | Path) -> ReportFiles:
             rows=store.rows(), gallery=gallery(store, run_dir), status=counts,
             notes=[f"weights: {meta.get('weights', '?')} (sha256 {meta.get('weights_sha256', '?')[:16]}…)",
                    f"images: {', '.join(config.get('images', []))}; seed {config.get('seed')}; "
-                   f"photos: {config.get('photos_per_page')} per page at {config.get('resolution')} "
-                   f"({'virtual camera' if config.get('photos_per_page') else 'real photographs'})"],
+                   f"photos: {config.get('photos_per_page')} per page "
+                   + (f"(virtual camera, profile {config.get('camera_profile', 'handheld')}"
+                      f"{', ' + config['resolution'] if config.get('resolution') else ''})"
+                      if config.get('photos_per_page') else "(real photographs)")],
             photo_clean=photo_clean_accuracy(store), severity=severity(store))
     return write_report(data, run_dir / "report")
 
