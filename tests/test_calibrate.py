@@ -157,3 +157,14 @@ def test_profile_eot_is_differentiable_and_adversariality_uses_held_out_draws(di
     x.requires_grad_(True)
     distribution(x, distribution.sample(len(x), shape, 1).select(torch.arange(len(x)))).sum().backward()
     assert x.grad.abs().sum() > 0
+
+
+def test_cli_chart_and_calibrate_report_a_photo_without_the_chart(tmp_path, capsys):
+    from physadv.cli.main import main
+
+    assert main(["chart", "--out", str(tmp_path / "chart")]) == 0
+    write_png(tmp_path / "photos" / "blank.png", np.full((300, 400, 3), 128, np.uint8))
+    code = main(["calibrate", str(tmp_path / "photos"), "--manifest", str(tmp_path / "chart" / "manifest.json"),
+                 "--out", str(tmp_path / "mine.toml")])
+    assert code == 2 and "blank.png: skipped, no markers" in capsys.readouterr().err
+    assert not (tmp_path / "mine.toml").exists()

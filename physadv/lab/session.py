@@ -52,7 +52,8 @@ CONFIG_FILE = "config.json"
 
 @dataclass(frozen=True)
 class AttackPlan:
-    """One attack of a session; ``eot`` names an EOT distribution (``photo``, ``athalye2018``)."""
+    """One attack of a session; ``eot`` names an EOT distribution (``photo``, ``athalye2018``,
+    ``profile:NAME|FILE.toml``)."""
 
     method: str
     eps: float
