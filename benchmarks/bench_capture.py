@@ -129,7 +129,7 @@ def stress_row(condition: str, resolution: str, n: int, ours, theirs, seed: int 
         page_mm = page_size_mm(document, page.index)
         shot, stress = stressed_shot(np.random.default_rng([seed, index, CONDITIONS.index(condition)]), condition,
                                      page, page_mm, frame)
-        photo, _ = simulate_photo(document, shot, frame, StressEffects(shot, stress, page_mm, frame))
+        photo, _ = simulate_photo(document, shot, frame, effects=StressEffects(shot, stress, page_mm, frame))
         photo = cv2.cvtColor(cv2.imdecode(np.frombuffer(encode_jpeg(photo, shot.jpeg_quality), np.uint8),
                                           cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
         detection = find_pages(photo, manifest)
@@ -172,7 +172,7 @@ def main() -> None:
           f"{'condition and ' if args.stress else ''}resolution")
     if args.stress:
         twin = make_sheets(work, colliding_run_id(RUN_ID), seed=1)
-        print(f"| condition | resolution | photos with a page | cells accepted | wrong crops | "
+        print("| condition | resolution | photos with a page | cells accepted | wrong crops | "
               f"crop error p95 / max (source px) | rejections by reason |")
         print("|---|---|---|---|---|---|---|")
         for resolution in args.resolutions.split(","):

@@ -41,7 +41,7 @@ from physadv.errors import InputError
 from physadv.experiment import Row
 from physadv.fileio import atomic_write_json, atomic_write_text
 from physadv.images import image_files, pixel_sha256, read_rgb, to_tensor, write_png
-from physadv.metrics import Predictions, accuracy, destruction_reports
+from physadv.metrics import Predictions, accuracy, channel_severity, destruction_reports
 from physadv.printouts.manifest import MAX_CELLS_PER_PAGE, MAX_PAGES, Cell, Manifest, read_manifest
 from physadv.validation import MAX_CLASSES, Record
 
@@ -325,9 +325,12 @@ def metric_rows(observations: tuple[CellObservation, ...], digital: dict[str, tu
     if clean_photos:
         predictions = _stack(clean_photos)
         labels = np.array([o.label for o in clean_photos])
-        photo_clean.update(top1=accuracy(predictions, labels, 1).value, top5=accuracy(predictions, labels, 5).value)
+        digital_clean = _concat([digital[o.image_id][0] for o in clean_photos])
+        photo_clean.update(top1=accuracy(predictions, labels, 1).value, top5=accuracy(predictions, labels, 5).value,
+                           digital_top1=accuracy(digital_clean, labels, 1).value,
+                           digital_top5=accuracy(digital_clean, labels, 5).value)
     else:
-        photo_clean.update(top1=None, top5=None)
+        photo_clean.update(top1=None, top5=None, digital_top1=None, digital_top5=None)
     rows: list[Row] = []
     for method, eps in sorted({(o.method, o.eps) for o in usable if o.kind == "adversarial"}):
         group = [o for o in usable if o.kind == "adversarial" and (o.method, o.eps) == (method, eps)]
@@ -385,4 +388,7 @@ def _write_outputs(out: Path, observations: tuple[CellObservation, ...], rejecti
         "run_id": manifest.run_id, "model": classifier.name, "transform": "photo",
         "observation": "each (photo, cell) pair counts once",
         "photos": photos, "photos_with_pages": len(accepted), "cells_observed": len(observations),
-        "rejections": len(rejections), "photo_clean": photo_clean, "rows": rows})
+        "rejections": len(rejections), "photo_clean": photo_clean,
+        "channel_severity": channel_severity(photo_clean["digital_top1"], photo_clean["digital_top5"],
+                                             photo_clean["top1"], photo_clean["top5"], photo_clean["n"]),
+        "rows": rows})

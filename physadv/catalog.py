@@ -48,3 +48,10 @@ RESOLUTIONS = {"12mp": (4032, 3024), "1080p": (1920, 1080), "720p": (1280, 720)}
 
 PAPERS_MM = {"a4": (210.0, 297.0), "letter": (215.9, 279.4)}
 """Paper sizes, (width, height) mm."""
+
+CAMERA_PROFILES = ("lab", "handheld", "webcam")
+"""The built-in virtual-camera profiles (:mod:`physadv.printouts.profiles`)."""
+
+DEFAULT_CAMERA_PROFILE = "lab"
+"""The profile of ``photograph``, ``demo`` and ``run`` unless one is named: the controlled session of
+Kurakin et al. (2017), whose channel the destruction rates are compared with."""

@@ -23,6 +23,7 @@ Shape:
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -107,6 +108,82 @@ class StraightThroughJPEG(K.IntensityAugmentationBase2D):
     def apply_transform(self, input: torch.Tensor, params: dict[str, torch.Tensor], flags: dict[str, Any],
                         transform: torch.Tensor | None = None) -> torch.Tensor:
         return _RealJPEG.apply(input, params["jpeg_quality"].expand(input.shape[0]))
+
+
+def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
+    """Piecewise-linear ``fp(xp)`` at ``x`` (``xp`` increasing, constant beyond its ends); differentiable in ``x``."""
+    x = torch.minimum(torch.maximum(x, xp[0]), xp[-1])
+    index = torch.bucketize(x.detach(), xp[1:-1].contiguous())
+    x0, x1, y0, y1 = xp[index], xp[index + 1], fp[index], fp[index + 1]
+    return y0 + (x - x0) / (x1 - x0) * (y1 - y0)
+
+
+def _srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
+    return torch.where(x <= 0.04045, x / 12.92, ((x.clamp(min=0.04045) + 0.055) / 1.055) ** 2.4)
+
+
+def _linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
+    x = x.clamp(0, 1)
+    return torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp(min=0.0031308) ** (1 / 2.4) - 0.055)
+
+
+class RandomChannelResponse(K.IntensityAugmentationBase2D):
+    """A measured print → photo colour response: 3×3 colour matrix in linear light, tone curve per
+    channel, an exposure and white-balance gain drawn per image, and noise whose σ depends on the level.
+
+    Args:
+        tone_curve: ``(K, 4)`` rows (printed level, photographed R, G, B) in 0-255 units.
+        colour_matrix: ``(3, 3)`` on linear-light sRGB (rows: output channels).
+        exposure, white_balance_r, white_balance_b: ``(low, high)`` uniform ranges of the gains
+            (white balance relative to green).
+        noise: ``(L, 4)`` rows (level, σ R, σ G, σ B) in 0-255 units, per image pixel.
+    """
+
+    def __init__(self, tone_curve: Sequence[Sequence[float]], colour_matrix: Sequence[Sequence[float]],
+                 exposure: tuple[float, float], white_balance_r: tuple[float, float],
+                 white_balance_b: tuple[float, float], noise: Sequence[Sequence[float]], p: float = 1.0) -> None:
+        super().__init__(p=p, same_on_batch=False, p_batch=1.0)
+        curve = torch.tensor(tone_curve, dtype=torch.float32) / 255
+        table = torch.tensor(noise, dtype=torch.float32) / 255
+        if curve.ndim != 2 or curve.shape[1] != 4 or table.ndim != 2 or table.shape[1] != 4:
+            raise InputError("tone curve and noise table need rows of 4 numbers")
+        if len(table) == 1:  # one level: constant σ
+            table = torch.cat([table, table + torch.tensor([1.0, 0, 0, 0])])
+        self.curve, self.matrix, self.noise_table = curve, torch.tensor(colour_matrix, dtype=torch.float32), table
+        self.ranges = torch.tensor([exposure, white_balance_r, white_balance_b], dtype=torch.float32)
+
+    def generate_parameters(self, batch_shape: tuple[int, ...]) -> dict[str, torch.Tensor]:
+        low, high = self.ranges[:, 0], self.ranges[:, 1]
+        exposure, balance_r, balance_b = (torch.rand(batch_shape[0], 3) * (high - low) + low).unbind(1)
+        gains = exposure[:, None] * torch.stack([balance_r, torch.ones_like(balance_r), balance_b], dim=1)
+        return {"gains": gains, "noise": torch.randn(batch_shape)}
+
+    def apply_transform(self, input: torch.Tensor, params: dict[str, torch.Tensor], flags: dict[str, Any],
+                        transform: torch.Tensor | None = None) -> torch.Tensor:
+        device = input.device
+        curve, table = self.curve.to(device), self.noise_table.to(device)
+        mixed = torch.einsum("ij,bjhw->bihw", self.matrix.to(device), _srgb_to_linear(input.clamp(0, 1)))
+        encoded = _linear_to_srgb(mixed)
+        toned = torch.stack([_interp(encoded[:, c], curve[:, 0], curve[:, 1 + c]) for c in range(3)], dim=1)
+        lit = toned * params["gains"].to(device, input.dtype)[:, :, None, None]
+        sigma = torch.stack([_interp(lit[:, c].detach(), table[:, 0], table[:, 1 + c]) for c in range(3)], dim=1)
+        return (lit + params["noise"].to(device, input.dtype) * sigma).clamp(0, 1)
+
+
+def channel_distribution(name: str, *, blur_sigma_px: float, tone_curve: Sequence[Sequence[float]],
+                         colour_matrix: Sequence[Sequence[float]], exposure: tuple[float, float],
+                         white_balance_r: tuple[float, float], white_balance_b: tuple[float, float],
+                         noise: Sequence[Sequence[float]], description: str = "") -> TransformDistribution:
+    """A measured print → photo channel as seen by the classifier, in the image's own pixels:
+    Gaussian blur of ``blur_sigma_px`` image pixels on the printed levels, then
+    :class:`RandomChannelResponse`. Build it from a camera profile with
+    :func:`physadv.capture.calibrate.profile_distribution`."""
+    modules: list[nn.Module] = []
+    if blur_sigma_px > 0.05:
+        size = max(3, 2 * math.ceil(3 * blur_sigma_px) + 1)
+        modules.append(K.RandomGaussianBlur(kernel_size=size, sigma=(blur_sigma_px, blur_sigma_px), p=1.0))
+    modules.append(RandomChannelResponse(tone_curve, colour_matrix, exposure, white_balance_r, white_balance_b, noise))
+    return TransformDistribution(name, modules, description or f"calibrated channel {name}")
 
 
 # --- distributions ------------------------------------------------------------------------------------
@@ -264,6 +341,9 @@ def distribution(spec: DistributionSpec) -> TransformDistribution:
     if isinstance(spec, TransformDistribution):
         return spec
     if isinstance(spec, str):
+        if spec.startswith("profile:"):
+            raise InputError(f"EOT distribution {spec!r}: build it with "
+                             "physadv.capture.calibrate.profile_distribution (the CLI does this for you)")
         try:
             return DISTRIBUTIONS[spec]()
         except KeyError:

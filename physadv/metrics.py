@@ -167,3 +167,45 @@ def destruction_reports(clean: Predictions, adversarial: Predictions, transforme
             destruction_top5=destruction_rate(c.correct(y, 5), a.correct(y, 5), t.correct(y, 5)),
         ))
     return reports
+
+
+# Kurakin et al. 2017, Table 1: photos (Nexus 5X) of 600-dpi laser prints of clean ImageNet images
+# against the digital images, Inception v3, averaged over the six rows: top-1 79.3 % → 73.9 %,
+# top-5 −3.6 points.
+KURAKIN_CLEAN_DROP_POINTS = {"top1": -5.4, "top5": -3.6}
+SEVERE_DROP_POINTS = 15.0
+
+
+def channel_severity(digital_top1: float | None, digital_top5: float | None, photo_top1: float | None,
+                     photo_top5: float | None, n: int) -> dict[str, float | int | bool | None]:
+    """How much the print → photo channel costs the *clean* images: accuracy on their photos against
+    the digital images (the same n observations), the change in points and Kurakin et al.'s anchor.
+
+    ``severe`` is true when top-1 falls by more than :data:`SEVERE_DROP_POINTS` points: such a channel
+    destroys clean images too, and its destruction rates are not comparable with the paper's.
+    """
+    def points(photo: float | None, digital: float | None) -> float | None:
+        return None if photo is None or digital is None else round(100 * (photo - digital), 1)
+
+    change1, change5 = points(photo_top1, digital_top1), points(photo_top5, digital_top5)
+    return {"n": n, "digital_top1": digital_top1, "digital_top5": digital_top5, "photo_top1": photo_top1,
+            "photo_top5": photo_top5, "change_top1_points": change1, "change_top5_points": change5,
+            "kurakin_change_top1_points": KURAKIN_CLEAN_DROP_POINTS["top1"],
+            "kurakin_change_top5_points": KURAKIN_CLEAN_DROP_POINTS["top5"],
+            "severe": change1 is not None and -change1 > SEVERE_DROP_POINTS}
+
+
+def severity_lines(severity: dict | None) -> list[str]:
+    """The channel severity in words: one line, plus a plain warning when it is severe."""
+    if not severity or not severity.get("n") or severity.get("change_top1_points") is None:
+        return ["channel severity: n/a (no photographed clean images with labels)"]
+    s = severity
+    lines = [f"channel severity (clean images, photo vs digital, n={s['n']}): top-1 {s['digital_top1']:.3f} → "
+             f"{s['photo_top1']:.3f} ({s['change_top1_points']:+.1f} points), top-5 {s['digital_top5']:.3f} → "
+             f"{s['photo_top5']:.3f} ({s['change_top5_points']:+.1f} points); Kurakin et al. 2017: "
+             f"{s['kurakin_change_top1_points']:+.1f} / {s['kurakin_change_top5_points']:+.1f} points"]
+    if s["severe"]:
+        lines.append(f"WARNING: this channel destroys clean images too (top-1 falls {-s['change_top1_points']:.1f} "
+                     f"points, more than {SEVERE_DROP_POINTS:g}); its destruction rates are not comparable with "
+                     "Kurakin et al.'s.")
+    return lines

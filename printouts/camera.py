@@ -1,6 +1,9 @@
 """The virtual camera: synthetic photographs of printed sheets, with their true geometry.
 
-Each photo simulates the channel print → scene → light → sensor:
+Each photo simulates the channel print → scene → light → sensor. Every range comes from a camera
+profile (:mod:`physadv.printouts.profiles`; the figures below are those of ``handheld``, the original
+camera); a measured profile (``physadv calibrate``) replaces steps 1, 3 and 4 by the tone curve,
+colour matrix, blur and noise it measured (:func:`_play_back`):
 
 1. **print**: the page is rendered (pypdfium2, images by pixel replication as a printer does) at
    about the photo's resolution, ink-spread blur is applied, and the tone range is squeezed from
@@ -37,11 +40,10 @@ from physadv.fileio import atomic_write_bytes, atomic_write_json
 from physadv.validation import is_safe_name
 from physadv.printouts.manifest import Manifest, sheet_title
 from physadv.printouts.pdf import open_pdf, page_size_mm, render_page
+from physadv.printouts.profiles import CameraProfile, MeasuredChannel, load_profile, profile_to_toml
 
 SCHEMA = "physadv.photos/1"
 TRUTH_FILE = "truth.json"
-MAX_TILT_DEG = 25.0
-FILL_RANGE = (0.4, 0.9)
 # Rendering resolution relative to the sharpest part of the projected page: a little above 1 so the
 # warp only ever shrinks the render (bilinear shrinking by < 2 barely aliases).
 RENDER_OVERSAMPLING = 1.25
@@ -75,6 +77,9 @@ class Shot:
     read_noise: float
     shot_noise: float
     jpeg_quality: int
+    halftone_lpi: float = 0.0
+    auto_white_balance: bool = True
+    profile: str = "handheld"
 
 
 @dataclass(frozen=True)
@@ -90,37 +95,73 @@ class PhotoTruth:
     shot: Shot
 
 
-def sample_shot(rng: np.random.Generator, page: int, frame: tuple[int, int]) -> Shot:
-    """Draw the parameters of one photo of ``page`` in a ``frame`` = (width, height) pixel photo."""
+def sample_shot(rng: np.random.Generator, page: int, frame: tuple[int, int],
+                profile: CameraProfile | str = "handheld") -> Shot:
+    """Draw the parameters of one photo of ``page`` in a ``frame`` = (width, height) pixel photo,
+    every range from ``profile`` (a :class:`~physadv.printouts.profiles.CameraProfile` or a name).
+
+    A measured profile draws the pose, the exposure and white-balance gains (relative to the
+    measured tone curve) and the JPEG quality; its tone curve, colour matrix, blur and noise are
+    fixed and played back by :func:`simulate_photo`."""
+    profile = load_profile(profile)
     width, height = frame
     diagonal = math.hypot(width, height)
-    paper = 255 * rng.uniform(0.86, 0.97) + rng.uniform(-4, 4, 3)
-    ink = rng.uniform(10, 35) + rng.uniform(-4, 4, 3)
+    if profile.measured is not None:
+        return _sample_measured_shot(rng, page, frame, profile)
+    paper = 255 * profile.uniform(rng, "print.paper_level") + profile.uniform(rng, "print.paper_tint", 3)
+    ink = profile.uniform(rng, "print.ink_level") + profile.uniform(rng, "print.ink_tint", 3)
     shadow_angle = rng.uniform(0, 2 * math.pi)
     return Shot(
         page=page,
-        tilt_x_deg=rng.uniform(-MAX_TILT_DEG, MAX_TILT_DEG), tilt_y_deg=rng.uniform(-MAX_TILT_DEG, MAX_TILT_DEG),
-        roll_deg=rng.uniform(0, 360), fill=rng.uniform(*FILL_RANGE),
-        # Phone main cameras and webcams have 65–85° diagonal fields of view.
-        focal_px=diagonal / 2 / math.tan(math.radians(rng.uniform(65, 85)) / 2),
+        tilt_x_deg=profile.uniform(rng, "scene.tilt_deg"), tilt_y_deg=profile.uniform(rng, "scene.tilt_deg"),
+        roll_deg=profile.uniform(rng, "scene.roll_deg"), fill=profile.uniform(rng, "scene.fill"),
+        focal_px=diagonal / 2 / math.tan(math.radians(profile.uniform(rng, "scene.field_of_view_deg")) / 2),
         position=tuple(rng.uniform(0, 1, 2)),
-        print_blur_mm=rng.uniform(0.03, 0.12),
+        print_blur_mm=profile.uniform(rng, "print.blur_mm"),
         paper_rgb=tuple(np.clip(paper, 0, 255)), ink_rgb=tuple(np.clip(ink, 0, 255)),
-        print_gamma=rng.uniform(0.85, 1.2),
+        print_gamma=profile.uniform(rng, "print.gamma"),
         background_seed=int(rng.integers(2 ** 31)),
-        gradient=tuple(rng.uniform(-0.35, 0.35, 2)),
-        vignetting=rng.uniform(0, 0.45),
+        gradient=tuple(profile.uniform(rng, "light.gradient", 2)),
+        vignetting=profile.uniform(rng, "light.vignetting"),
         # A straight shadow edge (unit normal angle, offset from the centre as a fraction of the
-        # half-diagonal, darkening, softness as a fraction of the diagonal); strength 0 half the time.
-        shadow=(shadow_angle, rng.uniform(-0.8, 0.8), rng.uniform(0.25, 0.6) * (rng.uniform() < 0.5),
-                rng.uniform(0.01, 0.1)),
-        exposure=rng.uniform(0.8, 1.15),
-        colour_cast=tuple(rng.uniform(0.85, 1.12, 3)),
-        saturation=rng.uniform(0.75, 1.0),
-        lens_blur_px=rng.uniform(0.3, 1.2) * max(1.0, width / 1920),
-        read_noise=rng.uniform(1.0, 4.0), shot_noise=rng.uniform(0.05, 0.4),
-        jpeg_quality=int(rng.integers(75, 96)),
+        # half-diagonal, darkening, softness as a fraction of the diagonal); strength 0 when no shadow falls.
+        shadow=(shadow_angle, profile.uniform(rng, "light.shadow_offset"),
+                profile.uniform(rng, "light.shadow_strength") * (rng.uniform() < profile.value("light.shadow_probability")),
+                profile.uniform(rng, "light.shadow_softness")),
+        exposure=profile.uniform(rng, "light.exposure"),
+        colour_cast=tuple(profile.uniform(rng, "light.colour_cast", 3)),
+        saturation=profile.uniform(rng, "light.saturation"),
+        lens_blur_px=profile.uniform(rng, "sensor.lens_blur_px") * max(1.0, width / 1920),
+        read_noise=profile.uniform(rng, "sensor.read_noise"), shot_noise=profile.uniform(rng, "sensor.shot_noise"),
+        jpeg_quality=_jpeg_quality(rng, profile),
+        halftone_lpi=profile.value("print.halftone_lpi"),
+        auto_white_balance=bool(profile.value("sensor.auto_white_balance")),
+        profile=profile.name,
     )
+
+
+def _jpeg_quality(rng: np.random.Generator, profile: CameraProfile) -> int:
+    low, high = profile.range("sensor.jpeg_quality")
+    return int(rng.integers(round(low), round(high) + 1))
+
+
+def _sample_measured_shot(rng: np.random.Generator, page: int, frame: tuple[int, int], profile: CameraProfile) -> Shot:
+    measured = profile.measured
+    assert measured is not None
+    diagonal = math.hypot(*frame)
+    exposure = rng.uniform(*measured.exposure_gain)
+    balance = (rng.uniform(*measured.white_balance_r), 1.0, rng.uniform(*measured.white_balance_b))
+    return Shot(
+        page=page,
+        tilt_x_deg=profile.uniform(rng, "scene.tilt_deg"), tilt_y_deg=profile.uniform(rng, "scene.tilt_deg"),
+        roll_deg=profile.uniform(rng, "scene.roll_deg"), fill=profile.uniform(rng, "scene.fill"),
+        focal_px=diagonal / 2 / math.tan(math.radians(profile.uniform(rng, "scene.field_of_view_deg")) / 2),
+        position=tuple(rng.uniform(0, 1, 2)), print_blur_mm=measured.blur_sigma_mm,
+        paper_rgb=(255.0, 255.0, 255.0), ink_rgb=(0.0, 0.0, 0.0), print_gamma=1.0,
+        background_seed=int(rng.integers(2 ** 31)), gradient=(0.0, 0.0), vignetting=0.0,
+        shadow=(0.0, 0.0, 0.0, 0.1), exposure=exposure, colour_cast=balance, saturation=1.0,
+        lens_blur_px=0.0, read_noise=0.0, shot_noise=0.0, jpeg_quality=_jpeg_quality(rng, profile),
+        auto_white_balance=False, profile=profile.name)
 
 
 def page_homography(shot: Shot, page_mm: tuple[float, float], frame: tuple[int, int]) -> np.ndarray:
@@ -276,23 +317,31 @@ class PhotoEffects:
         return light
 
 
-def simulate_photo(document, shot: Shot, frame: tuple[int, int],
+def simulate_photo(document, shot: Shot, frame: tuple[int, int], profile: CameraProfile | str = "handheld",
                    effects: PhotoEffects | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """One photo of ``shot.page`` of an open pypdfium2 ``document``, with optional ``effects``.
+    """One photo of ``shot.page`` of an open pypdfium2 ``document``, drawn by :func:`sample_shot`
+    from ``profile`` (a measured profile is played back by :func:`_play_back`), with optional ``effects``
+    (stress conditions).
 
     Returns:
         the photo ``(H, W, 3)`` uint8 RGB (before JPEG) and the ``(3, 3)`` page-mm → photo-pixel
         homography (of the flat sheet).
     """
     effects = effects or PhotoEffects()
+    profile = load_profile(profile)
     page_mm = page_size_mm(document, shot.page)
     homography = page_homography(shot, page_mm, frame)
     photo_px_per_mm = _max_scale(homography, page_mm)
     dpi = min(600.0, max(effects.min_render_dpi, photo_px_per_mm * RENDER_OVERSAMPLING * 25.4))
     render = render_page(document, shot.page, dpi, smooth_images=False)
+    if shot.halftone_lpi > 0:
+        render = halftone(document, shot.page, render.shape[:2], page_mm, shot.halftone_lpi)
     # The bitmap is the page stretched onto whole pixels: per-axis scale, pixel edges at integers.
     sx, sy = render.shape[1] / page_mm[0], render.shape[0] / page_mm[1]
     mm_to_render = np.array([[sx, 0, -0.5], [0, sy, -0.5], [0, 0, 1]])
+    if profile.measured is not None:
+        return _play_back(render, (sx + sy) / 2, homography @ np.linalg.inv(mm_to_render), shot, frame,
+                          profile.measured), homography
     printed = print_page(effects.on_print(render, (sx + sy) / 2, photo_px_per_mm), (sx + sy) / 2, shot)
     photo = background(shot.background_seed, frame)
     if not effects.place(printed, mm_to_render, photo):
@@ -309,7 +358,90 @@ def simulate_photo(document, shot: Shot, frame: tuple[int, int],
     noisy += shot.read_noise ** 2
     cv2.sqrt(noisy, noisy)
     _multiply_by_noise(noisy, shot.background_seed + 1)
-    return _auto_white_balance(cv2.add(light, noisy, dtype=cv2.CV_32F)), homography
+    raw = cv2.add(light, noisy, dtype=cv2.CV_32F)
+    if shot.auto_white_balance:
+        return _auto_white_balance(raw), homography
+    return np.clip(raw, 0, 255).astype(np.uint8), homography
+
+
+def srgb_to_linear(levels: np.ndarray) -> np.ndarray:
+    """sRGB-encoded values in [0, 1] → linear light (IEC 61966-2-1), any shape."""
+    return np.where(levels <= 0.04045, levels / 12.92, ((levels + 0.055) / 1.055) ** 2.4)
+
+
+def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
+    linear = np.clip(linear, 0, 1)
+    return np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+
+
+def apply_colour_response(printed: np.ndarray, measured: MeasuredChannel) -> np.ndarray:
+    """Printed sRGB levels ``(..., 3)`` in 0-255 → photographed levels (float32): the colour matrix
+    in linear light, then the tone curve per channel (the model ``physadv calibrate`` fits)."""
+    linear = srgb_to_linear(np.asarray(printed, dtype=np.float32) / 255.0)
+    mixed = linear @ np.asarray(measured.colour_matrix, dtype=np.float32).T
+    encoded = (linear_to_srgb(mixed) * 255.0).astype(np.float32)
+    curve = np.asarray(measured.tone_curve, dtype=np.float64)
+    return np.stack([np.interp(encoded[..., c], curve[:, 0], curve[:, 1 + c]) for c in range(3)],
+                    axis=-1).astype(np.float32)
+
+
+def _play_back(render: np.ndarray, pixels_per_mm: float, render_to_photo: np.ndarray, shot: Shot,
+               frame: tuple[int, int], measured: MeasuredChannel) -> np.ndarray:
+    """A measured profile's channel: blur (page mm) on the printed levels, colour matrix and tone
+    curve, the pose, this photo's exposure and white-balance gains, noise σ(level) per photo pixel."""
+    sigma = measured.blur_sigma_mm * pixels_per_mm
+    blurred = cv2.GaussianBlur(render, (0, 0), sigma) if sigma > 0.05 else render
+    # The colour response of all 256³ colours would not fit a LUT; a 32³ grid with trilinear
+    # interpolation is within 0.1 level of the exact response (smooth in each channel).
+    printed = _colour_grid_lookup(blurred, measured)
+    photo = background(shot.background_seed, frame).astype(np.float32)
+    cv2.warpPerspective(printed, render_to_photo, frame, dst=photo, flags=cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_TRANSPARENT)
+    photo *= np.float32(shot.exposure) * np.asarray(shot.colour_cast, dtype=np.float32)
+    sigma_map = measured.noise_sigma(np.clip(photo, 0, 255)).astype(np.float32)
+    _multiply_by_noise(sigma_map, shot.background_seed + 1)
+    return np.clip(photo + sigma_map, 0, 255).astype(np.uint8)
+
+
+def _colour_grid_lookup(image: np.ndarray, measured: MeasuredChannel, nodes: int = 33) -> np.ndarray:
+    """:func:`apply_colour_response` of ``(H, W, 3)`` uint8 by trilinear interpolation in a grid."""
+    axis = np.linspace(0, 255, nodes, dtype=np.float32)
+    grid = apply_colour_response(np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1), measured)
+    position = image.astype(np.float32) * ((nodes - 1) / 255.0)
+    low = np.minimum(position.astype(np.int32), nodes - 2)
+    frac = position - low
+    out = np.zeros(image.shape, dtype=np.float32)
+    for corner in range(8):
+        bits = [(corner >> k) & 1 for k in range(3)]
+        weight = np.ones(image.shape[:2], dtype=np.float32)
+        for k, bit in enumerate(bits):
+            weight *= frac[..., k] if bit else 1 - frac[..., k]
+        out += weight[..., None] * grid[low[..., 0] + bits[0], low[..., 1] + bits[1], low[..., 2] + bits[2]]
+    return out
+
+
+def halftone(document, page: int, shape: tuple[int, int], page_mm: tuple[float, float], lpi: float) -> np.ndarray:
+    """The page as a printer's clustered-dot screen at ``lpi`` lines per inch, ``(H, W, 3)`` uint8 of ``shape``.
+
+    The page is rendered at 8 pixels per screen period (at most 1200 dpi), each ink (cyan, magenta,
+    yellow: the complements of R, G, B) is screened at its own angle (15°, 75°, 0°, the classic
+    offset angles) by thresholding its coverage against a cosine dot pattern, and the binary
+    result is area-averaged down to ``shape``, as the camera's optics integrate it.
+    """
+    dpi = min(1200.0, 8 * lpi)
+    fine = render_page(document, page, dpi, smooth_images=False)
+    height, width = fine.shape[:2]
+    per_mm = (width / page_mm[0] + height / page_mm[1]) / 2
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32) / np.float32(per_mm)
+    frequency = lpi / 25.4
+    screened = np.empty_like(fine)
+    for channel, angle in enumerate((15.0, 75.0, 0.0)):
+        c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+        u, v = (x * c + y * s) * (2 * math.pi * frequency), (-x * s + y * c) * (2 * math.pi * frequency)
+        threshold = 0.5 + 0.25 * (np.cos(u) + np.cos(v))
+        coverage = 1.0 - fine[..., channel] / np.float32(255.0)
+        screened[..., channel] = np.where(coverage > threshold, 0, 255)
+    return cv2.resize(screened, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
 
 
 def _auto_white_balance(raw: np.ndarray) -> np.ndarray:
@@ -333,17 +465,23 @@ def _multiply_by_noise(sigma: np.ndarray, seed: int) -> None:
             block *= tile[:block.shape[0], :block.shape[1]]
 
 
-def encode_jpeg(photo: np.ndarray, quality: int) -> bytes:
-    ok, data = cv2.imencode(".jpg", cv2.cvtColor(photo, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+def encode_jpeg(photo: np.ndarray, quality: int, full_chroma: bool = False) -> bytes:
+    """JPEG bytes of ``(H, W, 3)`` uint8 RGB; chroma subsampled 4:2:0 as cameras do, or kept whole
+    (4:4:4) when ``full_chroma`` (a measured profile's photos, whose noise already went through a JPEG)."""
+    options = [cv2.IMWRITE_JPEG_QUALITY, quality]
+    if full_chroma:
+        options += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(photo, cv2.COLOR_RGB2BGR), options)
     if not ok:
         raise InputError("JPEG encoding failed")
     return data.tobytes()
 
 
-def _truth_header(pdf: Path, manifest: Manifest | None, resolution: str, seed: int) -> dict:
+def _truth_header(pdf: Path, manifest: Manifest | None, resolution: str, seed: int, profile: CameraProfile) -> dict:
     return {"schema": SCHEMA, "pdf": str(pdf), "pdf_sha256": hashlib.sha256(pdf.read_bytes()).hexdigest(),
             "run_id": manifest.run_id if manifest else None, "resolution": resolution,
-            "size_px": list(RESOLUTIONS[resolution]), "seed": seed}
+            "size_px": list(RESOLUTIONS[resolution]), "seed": seed, "profile": profile.name,
+            "profile_sha256": hashlib.sha256(profile_to_toml(profile).encode()).hexdigest()}
 
 
 def read_truth(path: str | Path) -> tuple[dict, list[PhotoTruth]]:
@@ -368,8 +506,8 @@ def read_truth(path: str | Path) -> tuple[dict, list[PhotoTruth]]:
     return header, photos
 
 
-def photograph(pdf: str | Path, manifest: Manifest | None, out_dir: str | Path, n: int, resolution: str = "12mp",
-               seed: int = 0, *, progress: bool = False) -> list[PhotoTruth]:
+def photograph(pdf: str | Path, manifest: Manifest | None, out_dir: str | Path, n: int, resolution: str | None = None,
+               seed: int = 0, *, profile: CameraProfile | str = "handheld", progress: bool = False) -> list[PhotoTruth]:
     """Take ``n`` synthetic photos of the pages of ``pdf`` (photo ``i`` shows page ``i mod pages``).
 
     Writes ``out_dir/photo_XXXX.jpg`` and ``out_dir/truth.json`` (atomically, after every photo).
@@ -381,16 +519,20 @@ def photograph(pdf: str | Path, manifest: Manifest | None, out_dir: str | Path, 
         manifest: its manifest (only the run id is recorded); ``None`` photographs any PDF.
         out_dir: the photo folder.
         n: number of photos.
-        resolution: a key of :data:`RESOLUTIONS`.
+        resolution: a key of :data:`RESOLUTIONS`; ``None``: the profile's.
         seed: the seed of every random draw.
+        profile: a camera profile or its name/TOML file (:func:`physadv.printouts.profiles.load_profile`);
+            the Python default is ``handheld``, the original camera (the CLI defaults to ``lab``).
 
     Returns:
         the truth of every photo, in index order.
 
     Raises:
-        InputError: bad ``n`` or ``resolution``, an unreadable PDF, or an ``out_dir`` holding
+        InputError: bad ``n``, ``resolution`` or profile, an unreadable PDF, or an ``out_dir`` holding
             photos of other settings.
     """
+    profile = load_profile(profile)
+    resolution = resolution or profile.resolution
     if resolution not in RESOLUTIONS:
         raise InputError(f"unknown resolution {resolution!r} (use {', '.join(RESOLUTIONS)})")
     if n < 1:
@@ -402,26 +544,27 @@ def photograph(pdf: str | Path, manifest: Manifest | None, out_dir: str | Path, 
         document.close()
         raise InputError(f"{pdf} is not the PDF of the manifest's run {manifest.run_id} (its title is "
                          f"{document_title!r}); pass the manifest written beside this PDF")
-    header = _truth_header(pdf, manifest, resolution, seed)
+    header = _truth_header(pdf, manifest, resolution, seed, profile)
     done: dict[int, PhotoTruth] = {}
     if (out / TRUTH_FILE).is_file():
         existing, photos = read_truth(out / TRUTH_FILE)
-        differing = [key for key in ("pdf_sha256", "resolution", "seed") if existing.get(key) != header[key]]
+        differing = [key for key in ("pdf_sha256", "resolution", "seed", "profile_sha256") if existing.get(key) != header[key]]
         if differing:
-            raise InputError(f"{out} already holds photos of another {' and '.join(differing)} "
+            raise InputError(f"{out} already holds photos of another "
+                             f"{' and '.join(d.replace('_sha256', '') for d in differing)} "
                              f"({TRUTH_FILE}); choose another --out")
         done = {p.index: p for p in photos if p.index < n and (out / p.file).is_file()}
     frame = RESOLUTIONS[resolution]
     pages = len(document)
-    with tqdm(total=n, initial=len(done), desc=f"photographing ({resolution})", unit="photo",
+    with tqdm(total=n, initial=len(done), desc=f"photographing ({resolution}, {profile.name})", unit="photo",
               disable=None if progress else True) as bar:
         for index in range(n):
             if index in done:
                 continue
-            shot = sample_shot(np.random.default_rng([seed, index]), index % pages, frame)
-            photo, homography = simulate_photo(document, shot, frame)
+            shot = sample_shot(np.random.default_rng([seed, index]), index % pages, frame, profile)
+            photo, homography = simulate_photo(document, shot, frame, profile)
             name = f"photo_{index:04d}.jpg"
-            atomic_write_bytes(out / name, encode_jpeg(photo, shot.jpeg_quality))
+            atomic_write_bytes(out / name, encode_jpeg(photo, shot.jpeg_quality, profile.measured is not None))
             done[index] = PhotoTruth(index, name, shot.page, frame,
                                      tuple(tuple(float(v) for v in row) for row in homography), shot)
             atomic_write_json(out / TRUTH_FILE, {**header, "photos": [asdict(done[i]) for i in sorted(done)]})

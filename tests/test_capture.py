@@ -301,7 +301,8 @@ def test_capture_folder_contract_metrics_and_resume(tmp_path, monkeypatch):
     assert (average["method"], average["eps"], average["transform"], average["strength"]) == ("fgsm", 16.0, "photo", None)
     assert average["n_images"] == 18 and average["destruction_top1_n"] == 18
     assert average["destruction_top1"] == pytest.approx(0.5)
-    assert results["photo_clean"] == {"n": 18, "top1": 1.0, "top5": 1.0}
+    assert results["photo_clean"] == {"n": 18, "top1": 1.0, "top5": 1.0, "digital_top1": 1.0, "digital_top5": 1.0}
+    assert results["channel_severity"]["change_top1_points"] == 0.0 and not results["channel_severity"]["severe"]
     assert len(result.observations) == 36
     # capture.json: enough to re-derive every crop from the photo, bit for bit.
     from physadv.capture.crops import warp_cell

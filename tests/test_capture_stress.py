@@ -104,7 +104,7 @@ def test_curled_page_crops_within_a_source_pixel_or_is_rejected(tmp_path):
     page_mm = page_size_mm(document, 0)
     shot, stress = stressed_shot(np.random.default_rng([0, 0, 1]), "curl", page, page_mm, frame)
     stress = replace(stress, curl_sag_mm=6.0, curl_axis="x")
-    photo, _ = simulate_photo(document, shot, frame, StressEffects(shot, stress, page_mm, frame))
+    photo, _ = simulate_photo(document, shot, frame, effects=StressEffects(shot, stress, page_mm, frame))
     document.close()
     [detection] = find_pages(photo, manifest).pages
     checks = check_page(photo, detection, page, sources(images))

@@ -66,3 +66,15 @@ def test_rows_carry_fractions_and_denominators():
     assert row["top1_clean"] == 1.0 and row["top1_adv"] == 0.5 and row["top1_transformed"] == 1.0
     assert row["destruction_top1"] == 1.0 and row["destruction_top1_n"] == 1
     assert row["n_images"] == 2
+
+
+def test_channel_severity_says_when_the_channel_destroys_clean_images():
+    from physadv.metrics import channel_severity, severity_lines
+
+    harsh = channel_severity(0.83, 0.95, 0.50, 0.74, 42)
+    assert harsh["change_top1_points"] == -33.0 and harsh["change_top5_points"] == -21.0 and harsh["severe"]
+    assert "destroys clean images too" in severity_lines(harsh)[-1] and "-5.4" in severity_lines(harsh)[0]
+    mild = channel_severity(0.875, 0.969, 0.844, 0.958, 96)
+    assert not mild["severe"] and len(severity_lines(mild)) == 1
+    assert severity_lines(channel_severity(None, None, None, None, 0)) == [
+        "channel severity: n/a (no photographed clean images with labels)"]

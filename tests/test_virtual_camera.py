@@ -11,7 +11,8 @@ import pytest
 
 from physadv.cli.main import main
 from physadv.errors import InputError
-from physadv.printouts.camera import (FILL_RANGE, MAX_TILT_DEG, RESOLUTIONS, TRUTH_FILE, page_homography, photograph,
+from physadv.printouts.profiles import BUILTIN_PROFILES, load_profile
+from physadv.printouts.camera import (RESOLUTIONS, TRUTH_FILE, page_homography, photograph,
                               read_truth, sample_shot)
 from physadv.printouts.pdf import open_pdf, render_page
 
@@ -79,11 +80,13 @@ def test_homography_maps_the_page_itself(printed, photos):
 def test_page_lies_in_frame_and_fills_the_stated_share(printed):
     _, manifest = printed
     outline = [(0, 0), (manifest.page_size_mm[0], 0), manifest.page_size_mm, (0, manifest.page_size_mm[1])]
-    for resolution, frame in RESOLUTIONS.items():
+    for (resolution, frame), name in zip(RESOLUTIONS.items(), BUILTIN_PROFILES):
+        profile = load_profile(name)
+        tilt, fill, roll = (profile.range(key) for key in ("scene.tilt_deg", "scene.fill", "scene.roll_deg"))
         for index in range(100):
-            shot = sample_shot(np.random.default_rng([3, index]), 0, frame)
-            assert abs(shot.tilt_x_deg) <= MAX_TILT_DEG and abs(shot.tilt_y_deg) <= MAX_TILT_DEG
-            assert FILL_RANGE[0] <= shot.fill <= FILL_RANGE[1] and 0 <= shot.roll_deg < 360
+            shot = sample_shot(np.random.default_rng([3, index]), 0, frame, profile)
+            assert tilt[0] <= shot.tilt_x_deg <= tilt[1] and tilt[0] <= shot.tilt_y_deg <= tilt[1]
+            assert fill[0] <= shot.fill <= fill[1] and roll[0] <= shot.roll_deg <= roll[1]
             corners = _project(page_homography(shot, manifest.page_size_mm, frame), outline)
             assert (corners >= -1e-6).all() and (corners <= np.array(frame) - 1 + 1e-6).all()
             extent = (corners.max(axis=0) - corners.min(axis=0)) / np.array(frame)
@@ -93,10 +96,13 @@ def test_page_lies_in_frame_and_fills_the_stated_share(printed):
 def test_photos_are_reproducible_resumable_and_recorded(printed, photos, tmp_path):
     out, manifest = printed
     folder, truths = photos["720p"]
+    header = read_truth(folder / TRUTH_FILE)[0]
     assert read_truth(folder / TRUTH_FILE) == ({"schema": "physadv.photos/1", "pdf": str(out / "sheets.pdf"),
-                                               "pdf_sha256": read_truth(folder / TRUTH_FILE)[0]["pdf_sha256"],
+                                               "pdf_sha256": header["pdf_sha256"],
                                                "run_id": manifest.run_id, "resolution": "720p",
-                                               "size_px": list(RESOLUTIONS["720p"]), "seed": 7}, truths)
+                                               "size_px": list(RESOLUTIONS["720p"]), "seed": 7,
+                                               "profile": "handheld", "profile_sha256": header["profile_sha256"]},
+                                              truths)
     again = photograph(out / "sheets.pdf", manifest, tmp_path, 2, "720p", seed=7)
     assert again == truths[:2]
     assert (tmp_path / "photo_0001.jpg").read_bytes() == (folder / "photo_0001.jpg").read_bytes()
@@ -109,6 +115,8 @@ def test_photos_are_reproducible_resumable_and_recorded(printed, photos, tmp_pat
     assert other[0].shot != truths[0].shot
     with pytest.raises(InputError, match="another resolution and seed"):
         photograph(out / "sheets.pdf", manifest, tmp_path, 1, "1080p", seed=8)
+    with pytest.raises(InputError, match="another profile"):
+        photograph(out / "sheets.pdf", manifest, tmp_path, 1, "720p", seed=7, profile="lab")
     with pytest.raises(InputError, match="unknown resolution"):
         photograph(out / "sheets.pdf", manifest, tmp_path, 1, "4k")
     with pytest.raises(InputError, match="at least 1"):

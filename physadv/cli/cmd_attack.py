@@ -11,6 +11,7 @@ from physadv.cli.common import (
     add_data_options,
     add_images_argument,
     add_model_options,
+    eot_spec,
     add_seed_option,
     classifier_and_shard,
     images_from,
@@ -34,6 +35,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "  physadv attack photos/ --method target --target 'goldfish' --eps 8 --out adv-gold/\n"
         "  physadv attack digits --model digits --method fgsm --eps 32 --limit 40 --out adv-digits/\n"
         "  physadv attack samples --method bim --eps 16 --eot photo --eot-samples 16 --out adv-eot/\n"
+        "  physadv attack samples --method bim --eps 16 --eot profile:my-phone.toml --out adv-mine/\n"
         "writes OUT/clean/*.png and OUT/adv/*.png (8-bit, at the size they will be printed) and\n"
         "OUT/attack.json. eps and alpha are in 0-255 pixel units, as in Kurakin et al. (2017);\n"
         "iterations default to ceil(min(eps + 4, 1.25 eps)). An interrupted run resumes when re-run.\n"
@@ -60,9 +62,10 @@ def add_attack_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", help="target class of --method target (name, WordNet id or index)")
     parser.add_argument("--batch-size", type=positive_int, default=16, help="images attacked at once")
     parser.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA (ignored on CPU)")
-    parser.add_argument("--eot", metavar="DISTRIBUTION", choices=sorted(DISTRIBUTION_NAMES),
+    parser.add_argument("--eot", metavar="DISTRIBUTION", type=eot_spec,
                         help="expectation over transformation: follow the mean gradient over transformations "
-                             f"drawn from this distribution ({', '.join(sorted(DISTRIBUTION_NAMES))})")
+                             f"drawn from this distribution ({', '.join(sorted(DISTRIBUTION_NAMES))}, or "
+                             "profile:NAME|FILE.toml for a camera profile's calibrated channel)")
     parser.add_argument("--eot-samples", type=int, default=EOT_SAMPLES, help="transformations averaged per EOT step")
     parser.add_argument("--eot-chunk", type=int, default=None,
                         help="images × samples per forward pass (default: by device; see benchmarks/bench_eot.py)")
@@ -70,9 +73,10 @@ def add_attack_options(parser: argparse.ArgumentParser) -> None:
 
 def eot_variant(attack: Attack, args: argparse.Namespace) -> tuple[Attack, dict]:
     """``attack`` with the EOT gradient of ``--eot`` (named e.g. ``bim+eot``) and its record."""
+    from physadv.capture.calibrate import resolve_distribution
     from physadv.eot import eot_gradient
 
-    gradient = eot_gradient(args.eot, args.eot_samples, args.eot_chunk, args.seed)
+    gradient = eot_gradient(resolve_distribution(args.eot), args.eot_samples, args.eot_chunk, args.seed)
     return (attack.with_gradient(gradient, eot=args.eot),
             {"distribution": args.eot, "samples": args.eot_samples})
 

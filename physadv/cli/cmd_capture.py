@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from physadv.capture.pipeline import capture_folder, photo_files, resolve_attack_dir
     from physadv.classifiers import load_classifier
     from physadv.lab.store import RunStore, record_in_run
+    from physadv.metrics import channel_severity, severity_lines
     from physadv.printouts.manifest import read_manifest
 
     photo_files(Path(args.photos))
@@ -72,8 +73,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"{result.photos} photos: {photos_with_pages} with sheets, {len(result.observations)} cells re-classified "
           f"with {classifier.name}, {len(result.rejections)} rejections (see {args.out}/rejected.csv)")
     clean = result.photo_clean
-    if clean["n"]:
-        print(f"photo accuracy, clean crops: top-1 {clean['top1']:.3f} top-5 {clean['top5']:.3f} (n={clean['n']})")
+    for line in severity_lines(channel_severity(clean["digital_top1"], clean["digital_top5"], clean["top1"],
+                                                clean["top5"], clean["n"])):
+        print(line)
     for row in result.rows:
         destruction = "n/a" if row["destruction_top1"] is None else f"{row['destruction_top1']:.3f}"
         print(f"{row['method']} eps={row['eps']:g} {row['case']:<11} n={row['n_images']:<4} "

@@ -24,15 +24,26 @@ def register(parser: argparse.ArgumentParser) -> None:
         "  physadv demo --model digits --out demo-digits\n"
         "  physadv demo --config lab.toml --out my-session\n"
         "attacks the bundled photographs with FGSM, BIM and LL at eps 8 and 16 plus EOT-BIM at 16, prints\n"
-        "the sheets to PDF, photographs them with the virtual camera (12 MP), finds, crops and re-classifies\n"
+        "the sheets to PDF, photographs them with the virtual camera (profile lab, 12 MP), finds, crops and re-classifies\n"
         "every cell and writes OUT/report/report.html and .pdf. Interrupted? Run the same command again.")
     parser.add_argument("--out", type=output_dir, default=Path("physadv-demo"), help="run folder")
     parser.add_argument("--model", default=None, metavar="NAME", help="classifier (default: the config's, "
                         "else efficientnet_lite0)")
     parser.add_argument("--config", type=Path, help="TOML file with session settings (see examples/lab.toml)")
     parser.add_argument("--seed", type=int, default=None, help="seed for everything random")
+    parser.add_argument("--profile", default=None, metavar="NAME|FILE.toml",
+                        help="camera profile of the virtual camera: lab (default), handheld, webcam or a TOML file "
+                             "written by physadv calibrate")
     add_device_option(parser, session=True)
     parser.set_defaults(func=run)
+
+
+def profile_spec(text: str) -> str:
+    """A built-in profile's name, or a profile file's absolute path (so that `run continue` finds it
+    from any folder)."""
+    from physadv.catalog import CAMERA_PROFILES
+
+    return text if text in CAMERA_PROFILES else str(Path(text).resolve())
 
 
 def session_config(args: argparse.Namespace) -> SessionConfig:
@@ -49,6 +60,8 @@ def session_config(args: argparse.Namespace) -> SessionConfig:
                                       AttackPlan("bim", 32, eot="photo")))
     if args.seed is not None:
         overrides["seed"] = args.seed
+    if getattr(args, "profile", None):
+        overrides["camera_profile"] = profile_spec(args.profile)
     return SessionConfig(**{**config.__dict__, **overrides}) if overrides else config
 
 

@@ -16,22 +16,24 @@ def register(parser: argparse.ArgumentParser) -> None:
                      "  physadv evaluate physadv-demo --json --all   # every row, artificial transforms too")
     parser.add_argument("run_dir", type=Path, metavar="RUN", help="run folder")
     parser.add_argument("--all", action="store_true", help="include the artificial-transformation rows")
-    parser.add_argument("--json", action="store_true", help="print {photo_clean, rows} as JSON")
+    parser.add_argument("--json", action="store_true", help="print {photo_clean, channel_severity, rows} as JSON")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from physadv.lab.reporting import photo_clean_accuracy
+    from physadv.lab.reporting import photo_clean_accuracy, severity
     from physadv.lab.session import headline
     from physadv.lab.store import RunStore
+    from physadv.metrics import severity_lines
 
     with RunStore(args.run_dir, create=False) as store:
         rows = store.rows() if args.all else store.rows("capture:")
         clean = photo_clean_accuracy(store)
+        channel = severity(store)
     if args.json:
-        print_json({"photo_clean": clean, "rows": rows})
+        print_json({"photo_clean": clean, "channel_severity": channel, "rows": rows})
         return 0
     print(headline(rows))
     if clean["n"]:
-        print(f"\nphotos of clean images: top-1 {clean['top1']:.2f}, top-5 {clean['top5']:.2f} (n={clean['n']})")
+        print("\n" + "\n".join(severity_lines(channel)))
     return 0

@@ -101,9 +101,13 @@ def run(args: argparse.Namespace) -> int:
     if args.eot:
         attacks += [eot_variant(attack, args)[0] for attack in attacks]
 
+    from physadv.capture.calibrate import resolve_distribution
+
+    held_out_eot = resolve_distribution(args.eot) if args.eot else None
+
     def adversariality_under_eot(attack: Attack, classifier: Classifier, adversarial: torch.Tensor,
                                  goals: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"adversariality": adversariality(classifier, adversarial, goals, attack.goal.targeted, args.eot,
+        return {"adversariality": adversariality(classifier, adversarial, goals, attack.goal.targeted, held_out_eot,
                                                  args.adversariality_samples, args.seed, args.eot_chunk)}
 
     with classifier_and_shard(args) as (classifier, shard):

@@ -26,6 +26,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="TOML session settings (new only; see examples/lab.toml)")
     parser.add_argument("--model", default=None, metavar="NAME", help="classifier (new only)")
     parser.add_argument("--seed", type=int, default=None, help="seed (new only)")
+    parser.add_argument("--profile", default=None, metavar="NAME|FILE.toml",
+                        help="camera profile of the virtual camera (new only; the config key camera_profile)")
     add_device_option(parser, session=True)
     parser.set_defaults(func=run)
 
@@ -39,9 +41,9 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"{args.run_dir} already exists; use `physadv run continue {args.run_dir}`")
         config = session_config(args)
     else:
-        if args.config or args.model or args.seed is not None:
-            raise InputError("a run keeps the configuration it was created with; --config, --model and --seed "
-                             "only go with `run new`")
+        if args.config or args.model or args.seed is not None or args.profile:
+            raise InputError("a run keeps the configuration it was created with; --config, --model, --seed and "
+                             "--profile only go with `run new`")
         config = stored_config(args.run_dir)
     Session(args.run_dir, config, resolve_device(args.device or config.device)).run(f"run {args.action}")
     files = build_report(args.run_dir)

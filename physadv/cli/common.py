@@ -160,6 +160,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def eot_spec(text: str) -> str:
+    """An ``--eot`` value: a built-in distribution or ``profile:NAME|FILE.toml`` (checked when used)."""
+    from physadv.catalog import DISTRIBUTION_NAMES
+
+    if text in DISTRIBUTION_NAMES or (text.startswith("profile:") and len(text) > len("profile:")):
+        return text
+    raise argparse.ArgumentTypeError(f"choose {', '.join(sorted(DISTRIBUTION_NAMES))} or profile:NAME|FILE.toml, "
+                                     f"got {text!r}")
+
+
 def print_json(data: Any) -> None:
     json.dump(data, sys.stdout, indent=1, allow_nan=False)
     sys.stdout.write("\n")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from physadv.lab.session import headline, status_counts
 from physadv.lab.store import RunLock, RunStore
+from physadv.metrics import channel_severity, severity_lines
 from physadv.report import GalleryItem, ReportData, ReportFiles, write_report
 
 
@@ -16,10 +17,27 @@ def _top1(top5_json: str) -> str:
 
 
 def photo_clean_accuracy(store: RunStore) -> dict[str, float | int | None]:
-    """Accuracy on photos of the clean images, every (photo, cell) one observation."""
-    n, top1, top5 = store.query("SELECT COUNT(correct_top1), SUM(correct_top1), SUM(correct_top5) FROM predictions "
-                                "WHERE kind = 'clean'")[0]
-    return {"n": n, "top1": top1 / n if n else None, "top5": top5 / n if n else None}
+    """Accuracy on photos of the clean images, every (photo, cell) one observation, and on the
+    digital clean images of the same observations (``digital_top1``, ``digital_top5``)."""
+    rows = store.query("SELECT p.correct_top1, p.correct_top5, i.label, i.clean_top5 FROM predictions p "
+                       "JOIN images i ON i.attack = p.attack AND i.image_id = p.image_id "
+                       "WHERE p.kind = 'clean' AND p.correct_top1 IS NOT NULL")
+    n = len(rows)
+    digital = [[_class_index(g) for g in json.loads(row["clean_top5"])] for row in rows]
+    return {"n": n, "top1": sum(r["correct_top1"] for r in rows) / n if n else None,
+            "top5": sum(r["correct_top5"] for r in rows) / n if n else None,
+            "digital_top1": sum(d[0] == r["label"] for d, r in zip(digital, rows)) / n if n else None,
+            "digital_top5": sum(r["label"] in d for d, r in zip(digital, rows)) / n if n else None}
+
+
+def _class_index(guess) -> int:
+    return int(guess["index"] if isinstance(guess, dict) else guess[0])
+
+
+def severity(store: RunStore) -> dict:
+    """:func:`physadv.metrics.channel_severity` of the run's clean photos."""
+    clean = photo_clean_accuracy(store)
+    return channel_severity(clean["digital_top1"], clean["digital_top5"], clean["top1"], clean["top5"], clean["n"])
 
 
 def gallery(store: RunStore, run_dir: Path) -> list[GalleryItem]:
@@ -53,12 +71,18 @@ def build_report(run_dir: str | Path) -> ReportFiles:
             rows=store.rows(), gallery=gallery(store, run_dir), status=counts,
             notes=[f"weights: {meta.get('weights', '?')} (sha256 {meta.get('weights_sha256', '?')[:16]}…)",
                    f"images: {', '.join(config.get('images', []))}; seed {config.get('seed')}; "
-                   f"photos: {config.get('photos_per_page')} per page at {config.get('resolution')} "
-                   f"({'virtual camera' if config.get('photos_per_page') else 'real photographs'})"],
-            photo_clean=photo_clean_accuracy(store))
+                   f"photos: {config.get('photos_per_page')} per page "
+                   + (f"(virtual camera, profile {config.get('camera_profile', 'handheld')}"
+                      f"{', ' + config['resolution'] if config.get('resolution') else ''})"
+                      if config.get('photos_per_page') else "(real photographs)")],
+            photo_clean=photo_clean_accuracy(store), severity=severity(store))
     return write_report(data, run_dir / "report")
 
 
 def summary(run_dir: str | Path) -> str:
     with RunStore(run_dir, create=False) as store:
-        return headline(store.rows("capture:"))
+        rows = store.rows("capture:")
+        lines = [headline(rows)]
+        if rows:
+            lines += ["", *severity_lines(severity(store))]
+        return "\n".join(lines)

@@ -29,6 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from physadv.capture.calibrate import resolve_distribution
 from physadv.capture.pipeline import capture_folder, photo_files
 from physadv.attacks import METHODS, Attack, attack_label
 from physadv.attackset import attack_to_folder, check_attack_inputs, read_attack_set
@@ -44,6 +45,7 @@ from physadv.lab.store import RunLock, RunStore
 from physadv.metrics import Predictions, format_table
 from physadv.printouts.camera import RESOLUTIONS, TRUTH_FILE, photograph, read_truth
 from physadv.printouts.manifest import read_manifest
+from physadv.printouts.profiles import DEFAULT_PROFILE, load_profile
 from physadv.printouts.sheets import PAPERS_MM, SheetLayout, parse_grid, print_attack_set
 from physadv.validation import Record
 
@@ -53,7 +55,8 @@ DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d{1,2})?|mps")
 
 @dataclass(frozen=True)
 class AttackPlan:
-    """One attack of a session; ``eot`` names an EOT distribution (``photo``, ``athalye2018``)."""
+    """One attack of a session; ``eot`` names an EOT distribution (``photo``, ``athalye2018``,
+    ``profile:NAME|FILE.toml``)."""
 
     method: str
     eps: float
@@ -105,7 +108,8 @@ class SessionConfig:
     grid: str = "2x3"
     cell_mm: float = 60.0
     photos_per_page: int = 1
-    resolution: str = "12mp"
+    resolution: str | None = None
+    camera_profile: str = DEFAULT_PROFILE
 
     def __post_init__(self) -> None:
         for key, kind in (("seed", int), ("batch_size", int), ("eot_samples", int), ("adversariality_samples", int),
@@ -126,7 +130,10 @@ class SessionConfig:
         for name, strengths in self.transforms.items():
             for strength in strengths:
                 check_strength(name, strength)
-        if self.resolution not in RESOLUTIONS:
+        if not isinstance(self.camera_profile, str):
+            raise InputError(f"camera_profile must be a profile name or a .toml file, got {self.camera_profile!r}")
+        load_profile(self.camera_profile)
+        if self.resolution is not None and self.resolution not in RESOLUTIONS:
             raise InputError(f"resolution must be one of {', '.join(RESOLUTIONS)}, got {self.resolution!r}")
         if self.photos_per_page < 0:
             raise InputError("photos_per_page must be ≥ 0")
@@ -166,14 +173,15 @@ def config_from_mapping(data: object, base: SessionConfig = SessionConfig(),
         "batch_size": lambda key: record.integer(key, 1, 65_536),
         "eot_samples": lambda key: record.integer(key, 1, 100_000),
         "eot_chunk": lambda key: record.integer(key, 1, 10**7, optional=True),
-        "adversariality_distribution": lambda key: record.choice(key, tuple(DISTRIBUTIONS)),
+        "adversariality_distribution": lambda key: _read_distribution(record, key),
         "adversariality_samples": lambda key: record.integer(key, 1, 1_000_000),
         "transforms": lambda key: _read_transforms(record.record(key)),
         "paper": lambda key: record.choice(key, tuple(PAPERS_MM)),
         "grid": lambda key: record.text(key, max_length=16),
         "cell_mm": lambda key: record.number(key, 1, 1000),
         "photos_per_page": lambda key: record.integer(key, 0, 10_000),
-        "resolution": lambda key: record.choice(key, tuple(RESOLUTIONS)),
+        "resolution": lambda key: record.choice(key, tuple(RESOLUTIONS), optional=True),
+        "camera_profile": lambda key: record.text(key, max_length=4096),
     }
     return replace(base, **{key: readers[key](key) for key in record.data})
 
@@ -182,9 +190,17 @@ def _read_plan(record: Record) -> AttackPlan:
     record.only([f.name for f in fields(AttackPlan)], "attack key")
     target = record.data.get("target")
     return AttackPlan(method=record.choice("method", METHODS), eps=record.number("eps", 0, 255),
-                      eot=record.choice("eot", tuple(DISTRIBUTIONS), optional=True),
+                      eot=_read_distribution(record, "eot", optional=True),
                       target=str(target) if isinstance(target, int) and not isinstance(target, bool)
                       else record.text("target", optional=True, max_length=256))
+
+
+def _read_distribution(record: Record, key: str, optional: bool = False) -> str | None:
+    """An EOT distribution: a built-in name or ``profile:NAME|FILE.toml`` (the profile is read when used)."""
+    value = record.text(key, optional=optional, max_length=4096)
+    if value is not None and value not in DISTRIBUTIONS and not (value.startswith("profile:") and len(value) > 8):
+        raise record.fail(key, f"{value!r} is not one of {', '.join(sorted(DISTRIBUTIONS))} or profile:NAME|FILE.toml")
+    return value
 
 
 def _read_transforms(record: Record) -> dict[str, tuple[float, ...]]:
@@ -265,8 +281,8 @@ class AttackWork:
         config = self.session.config
         attack = Attack(self.plan.method, self.plan.eps, config.alpha)
         if self.plan.eot:
-            attack = attack.with_gradient(eot_gradient(self.plan.eot, config.eot_samples, config.eot_chunk,
-                                                       config.seed), eot=self.plan.eot)
+            attack = attack.with_gradient(eot_gradient(resolve_distribution(self.plan.eot), config.eot_samples,
+                                                       config.eot_chunk, config.seed), eot=self.plan.eot)
         return attack
 
     def eot_record(self) -> dict:
@@ -317,8 +333,8 @@ class AdversarialityStage(Stage):
         work, config = self.work, self.work.session.config
         _, adversarial, goal, _ = _attacked_tensors(work)
         value = adversariality(work.classifier, adversarial, goal, work.attack().goal.targeted,
-                               config.adversariality_distribution, config.adversariality_samples, config.seed,
-                               config.eot_chunk)
+                               resolve_distribution(config.adversariality_distribution),
+                               config.adversariality_samples, config.seed, config.eot_chunk)
         work.store.set_meta(**{f"adversariality:{work.plan.name}": float(value.mean())})
 
 
@@ -361,7 +377,7 @@ class PhotographStage(Stage):
 
     @property
     def description(self) -> str:
-        return f"photographing ({self.work.session.config.resolution}, virtual camera)"
+        return f"photographing (virtual camera, profile {self.work.session.config.camera_profile})"
 
     def _count(self) -> int:
         manifest = read_manifest(self.work.sheets / "manifest.json")
@@ -376,7 +392,8 @@ class PhotographStage(Stage):
     def run(self) -> None:
         work, config = self.work, self.work.session.config
         photograph(work.sheets / "sheets.pdf", read_manifest(work.sheets / "manifest.json"), work.photos,
-                   self._count(), config.resolution, config.seed, progress=work.session.progress)
+                   self._count(), config.resolution, config.seed, profile=config.camera_profile,
+                   progress=work.session.progress)
 
 
 class CaptureStage(Stage):

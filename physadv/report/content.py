@@ -15,7 +15,7 @@ from PIL import Image
 
 from physadv.channel import TRANSFORMS
 from physadv.images import encode_png
-from physadv.metrics import format_fraction
+from physadv.metrics import format_fraction, severity_lines
 from physadv.report import plots
 
 PHOTO = "photo"
@@ -50,6 +50,7 @@ class ReportData:
     status: dict[str, int]  # e.g. {"images": 6, "pages printed": 2, "photos": 8}
     notes: list[str] = ()
     photo_clean: dict | None = None  # capture's results.json "photo_clean": n, top1, top5 of the clean photos
+    severity: dict | None = None  # physadv.metrics.channel_severity of the clean photos
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,23 @@ def _run_section(data: ReportData) -> Section:
     return Section("Run", tuple(blocks))
 
 
-def _photo_section(rows: list[dict], photo_clean: dict | None) -> Section:
+def _severity_table(severity: dict) -> Block:
+    def accuracy(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    def change(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:+.1f}"
+
+    return Table(
+        "Channel severity: accuracy on the photos of the clean images against the digital clean images "
+        "(same observations)",
+        ("", "n", "digital", "photos", "change (points)", "Kurakin et al. 2017, Table 1 (points)"),
+        tuple((k, str(severity["n"]), accuracy(severity[f"digital_{key}"]), accuracy(severity[f"photo_{key}"]),
+               change(severity[f"change_{key}_points"]), change(severity[f"kurakin_change_{key}_points"]))
+              for k, key in (("top-1", "top1"), ("top-5", "top5"))), 1)
+
+
+def _photo_section(rows: list[dict], photo_clean: dict | None, severity: dict | None = None) -> Section:
     if not rows:
         return Section("Print → photo channel", (Text(
             "No print → photo measurements: no rows with transform 'photo' (print the sheets, photograph "
@@ -183,7 +200,12 @@ def _photo_section(rows: list[dict], photo_clean: dict | None) -> Section:
         tuple((method, f"{eps:g}", *(_destruction(attacks.get((method, eps, case)), k)
                                      for case in CASES for k in (1, 5)))
               for method, eps in dict.fromkeys((m, e) for m, e, _ in attacks)), 2)
-    blocks: list[Block] = [destruction, accuracy]
+    blocks: list[Block] = []
+    if severity and severity.get("n"):
+        blocks.append(_severity_table(severity))
+        if severity.get("severe"):
+            blocks.append(Text(severity_lines(severity)[-1]))
+    blocks += [destruction, accuracy]
     if photo_clean:
         n = photo_clean.get("n")
         blocks.append(Text(f"Photos of the clean images: top-1 {format_fraction(photo_clean.get('top1'), n)}, "
@@ -311,7 +333,7 @@ def build_report(data: ReportData) -> Report:
     gallery = Section("Gallery: clean, adversarial, photographed",
                       (Gallery(tuple(_card(item) for item in data.gallery)),) if data.gallery
                       else (Text("No gallery images given.", missing=True),))
-    sections = (_run_section(data), _photo_section(photo_rows, data.photo_clean),
+    sections = (_run_section(data), _photo_section(photo_rows, data.photo_clean, data.severity),
                 _attack_section(digital_rows, photo_rows), transforms, _adversariality_section(rows), gallery)
     return Report(data.title, f"model {data.model} · created {data.created}",
                   sections + ((appendix,) if appendix else ()))
