@@ -21,6 +21,7 @@ import csv
 import hashlib
 import io
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -156,22 +157,27 @@ def photo_files(photos_dir: Path) -> list[Path]:
 
 
 def capture_folder(photos_dir: str | Path, manifest_path: str | Path, classifier: Classifier, out: str | Path,
-                   *, progress: bool = True) -> CaptureResult:
+                   *, progress: bool = True, workers: int = 1) -> CaptureResult:
     """Capture every photo in ``photos_dir`` (recursively) and write ``out`` (see the module doc).
 
     Photos already recorded in ``out/.state`` with the same size, modification time, run and
     classifier are not processed again; the CSVs and results are rebuilt from all records of the
-    photos present now.
+    photos present now. ``workers`` > 1 processes that many photos at once in threads (decoding,
+    OpenCV and torch release the GIL); every photo is independent and the records are merged in
+    photo order, so the outputs are the same as with one worker.
 
     Raises:
         InputError: no such folder, no photos, an unreadable manifest or attack folder.
     """
+    if workers < 1:
+        raise InputError(f"workers must be ≥ 1, got {workers}")
     photos_dir, out = Path(photos_dir), Path(out)
     photos = photo_files(photos_dir)
     manifest = read_manifest(manifest_path)
     digital = digital_predictions(manifest, Path(manifest_path).parent, classifier)
-    records = []
-    for path in tqdm(photos, desc="photos", unit="photo", disable=not progress):
+    records: list[dict | None] = []
+    pending: list[tuple[int, Path, str, dict, Path]] = []
+    for path in photos:
         relative = path.relative_to(photos_dir).as_posix()
         stat = path.stat()
         identity = {"version": STATE_VERSION, "photo": relative, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
@@ -179,9 +185,21 @@ def capture_folder(photos_dir: str | Path, manifest_path: str | Path, classifier
         state_path = out / STATE_DIR / f"{photo_key(relative)}.json"
         record = _read_state(state_path)
         if record is None or record["identity"] != identity:
-            record = {"identity": identity, **_capture_one(path, relative, manifest, classifier, out)}
-            atomic_write_json(state_path, record)
+            pending.append((len(records), path, relative, identity, state_path))
+            record = None
         records.append(record)
+
+    def capture(job: tuple[int, Path, str, dict, Path]) -> dict:
+        _, path, relative, identity, _ = job
+        return {"identity": identity, **_capture_one(path, relative, manifest, classifier, out)}
+
+    with tqdm(total=len(photos), initial=len(photos) - len(pending), desc="photos", unit="photo",
+              disable=not progress) as bar, ThreadPoolExecutor(workers) as pool:
+        # map() yields in submission order: each record is saved as soon as it and those before it are done.
+        for job, record in zip(pending, pool.map(capture, pending) if workers > 1 else map(capture, pending)):
+            atomic_write_json(job[4], record)
+            records[job[0]] = record
+            bar.update()
     observations = tuple(CellObservation(**{**o, "classes": tuple(o["classes"]),
                                             "probabilities": tuple(o["probabilities"])})
                          for record in records for o in record["observations"])
