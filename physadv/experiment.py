@@ -19,17 +19,20 @@ import torch
 from tqdm.auto import tqdm
 
 from physadv.attacks import Attack
-from physadv.channel import ChannelTransform, transform_kind
+from physadv.channel import ChannelTransform, is_corruption, transform_kind
 from physadv.classifiers import Classifier
+from physadv.corruptions import SEVERITIES
 from physadv.datasets import LabelledImage
 from physadv.errors import InputError
 from physadv.fileio import atomic_write_json, atomic_write_text
 from physadv.images import to_tensor
-from physadv.metrics import PREFILTER_CONFIDENCE, Predictions, destruction_reports
+from physadv.metrics import PREFILTER_CONFIDENCE, Predictions, corruption_errors, destruction_reports
 
 Row = dict[str, float | int | str | None]
 
 RESULTS_JSON, RESULTS_CSV = "results.json", "results.csv"
+CLEAN_METHOD = "none"
+"""The method of the rows that transform the clean images (:attr:`ExperimentConfig.clean_rows`)."""
 RESULT_COLUMNS = ["method", "eot", "eps", "iterations", "transform", "strength", "case", "n_images", "top1_clean", "top1_adv",
            "top1_transformed", "top5_clean", "top5_adv", "top5_transformed", "destruction_top1",
            "destruction_top5", "destruction_top1_n", "destruction_top5_n", "quantisation_undid"]
@@ -48,6 +51,8 @@ class ExperimentConfig:
         seed: seeds the noise transformation.
         attack_extras: ``(attack, classifier, adversarial (N, 3, H, W), goals (N,)) → {key: value}``, added
             to every row of that attack (e.g. adversariality).
+        clean_rows: also transform the clean images, in rows with method ``none`` and ε 0: their
+            ``top1_transformed`` is the accuracy under each transformation (ImageNet-C's corruption accuracy).
     """
 
     attacks: Sequence[Attack]
@@ -58,6 +63,7 @@ class ExperimentConfig:
     prefilter_confidence: float = PREFILTER_CONFIDENCE
     attack_extras: Callable[[Attack, Classifier, torch.Tensor, torch.Tensor], dict[str, float]] | None = field(
         default=None, compare=False)
+    clean_rows: bool = False
 
     def __post_init__(self) -> None:
         for name in self.transforms:
@@ -66,7 +72,7 @@ class ExperimentConfig:
             raise InputError("the targeted method needs a target class (--target CLASS)")
         if not any(self.transforms.values()):
             raise InputError("no transformations given (e.g. --transforms brightness,jpeg)")
-        if not self.attacks:
+        if not self.attacks and not self.clean_rows:
             raise InputError("no attacks given (e.g. --methods fgsm,bim --eps 8,16)")
         if self.batch_size < 1:
             raise InputError(f"batch size must be ≥ 1, got {self.batch_size}")
@@ -149,6 +155,14 @@ def run_experiment(classifier: Classifier, images: Sequence[LabelledImage], conf
     clean_predictions = _predict(classifier, clean, config.batch_size)
     pending = [a for a in config.attacks if (a.label, float(a.eps)) not in done]
     rows: list[Row] = []
+    if config.clean_rows and (CLEAN_METHOD, 0.0) not in done:
+        clean_rows = transformation_rows(
+            classifier, clean_predictions, clean, labels_np, config.transforms,
+            {"method": CLEAN_METHOD, "eot": "", "eps": 0.0, "iterations": 0}, {"quantisation_undid": 0},
+            batch_size=config.batch_size, seed=config.seed, confidence=config.prefilter_confidence)
+        rows += clean_rows
+        if on_attack_done is not None:
+            on_attack_done(clean_rows)
     with tqdm(total=len(pending) * len(images), desc="attacking", unit="img", disable=not progress) as bar:
         for attack in pending:
             bar.set_postfix_str(f"{attack.label} eps={attack.eps:g}")
@@ -166,9 +180,11 @@ def run_experiment(classifier: Classifier, images: Sequence[LabelledImage], conf
     return rows
 
 
-def write_results(out: Path, config_key: dict, rows: list[Row]) -> None:
-    """Write ``out/results.json`` (``config_key`` and the rows) and ``out/results.csv``, each atomically."""
-    atomic_write_json(out / RESULTS_JSON, {"config": config_key, "rows": rows})
+def write_results(out: Path, config_key: dict, rows: list[Row], corruptions: dict | None = None) -> None:
+    """Write ``out/results.json`` (``config_key``, the rows and, when given, the ImageNet-C summary of
+    :func:`corruption_summary`) and ``out/results.csv``, each atomically."""
+    atomic_write_json(out / RESULTS_JSON, {"config": config_key, "rows": rows,
+                                           **({"corruptions": corruptions} if corruptions else {})})
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS + sorted({k for r in rows for k in r} - set(RESULT_COLUMNS)))
     writer.writeheader()
@@ -176,28 +192,101 @@ def write_results(out: Path, config_key: dict, rows: list[Row]) -> None:
     atomic_write_text(out / RESULTS_CSV, buffer.getvalue())
 
 
-def previous_rows(out: Path, config_key: dict) -> list[Row]:
-    """Rows an interrupted run of the same configuration saved; another configuration's are refused."""
-    path = out / RESULTS_JSON
+def corruption_top1_errors(rows: Sequence[Row]) -> dict[str, dict[int, float]]:
+    """Top-1 error per ImageNet-C corruption and severity, from the clean images' rows (average case)."""
+    errors: dict[str, dict[int, float]] = {}
+    for row in rows:
+        transform, strength, top1 = row.get("transform"), row.get("strength"), row.get("top1_transformed")
+        if (row.get("method") != CLEAN_METHOD or row.get("case") != "average" or not isinstance(transform, str)
+                or not is_corruption(transform) or top1 is None):
+            continue
+        if strength not in SEVERITIES or not isinstance(top1, (int, float)) or not 0 <= top1 <= 1:
+            raise InputError(f"row {transform} severity {strength!r}: not a severity 1-5 with an accuracy in [0, 1]")
+        errors.setdefault(transform.split(":", 1)[1], {})[int(strength)] = 1 - float(top1)
+    return errors
+
+
+def corruption_summary(rows: Sequence[Row], baseline: Baseline | None = None) -> dict | None:
+    """ImageNet-C summary of the clean images' rows: accuracy per corruption (mean over its severities)
+    and over all of them; with a baseline, each corruption's CE and the mCE (Hendrycks & Dietterich 2019).
+    ``None`` when the rows hold no corruption."""
+    errors = corruption_top1_errors(rows)
+    if not errors:
+        return None
+    summary: dict = {
+        "corruption_accuracy": float(np.mean([1 - e for by in errors.values() for e in by.values()])),
+        "per_corruption": {name: {"accuracy": float(np.mean([1 - e for e in by.values()])),
+                                  "severities": sorted(by)} for name, by in errors.items()}}
+    if baseline is not None:
+        ce, mce = corruption_errors(errors, corruption_top1_errors(baseline.rows))
+        for name, value in ce.items():
+            summary["per_corruption"][name]["ce"] = value
+        summary.update(mce=mce, baseline={"model": baseline.model, "file": baseline.source})
+    return summary
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The results of the model that ImageNet-C errors are relative to (``physadv experiment --baseline``)."""
+
+    model: str
+    source: str
+    rows: list[Row]
+
+
+def read_results(path: Path) -> dict:
+    """A ``results.json`` of ``physadv experiment``: its config and rows, checked."""
     if not path.is_file():
-        return []
+        return {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: not a readable results file ({error}); choose another --out") from None
+        raise InputError(f"{path}: not a readable results file ({error})") from None
     rows = data.get("rows") if isinstance(data, dict) else None
     if not isinstance(rows, list) or not all(isinstance(r, dict) and isinstance(r.get("method"), str)
                                              and isinstance(r.get("eps"), (int, float)) for r in rows):
-        raise InputError(f"{path}: not a physadv results file (no list of rows with method and eps); "
-                         "choose another --out")
+        raise InputError(f"{path}: not a physadv results file (no list of rows with method and eps)")
+    return data
+
+
+def read_baseline(path: str | Path, images: Sequence[str] | None = None) -> Baseline:
+    """The baseline of an ImageNet-C comparison: a results.json of ``physadv experiment`` with the clean
+    rows of the corruptions (e.g. ``--methods none --transforms imagenet-c``), on the same ``images``."""
+    path = Path(path)
+    data = read_results(path)
+    if not data:
+        raise InputError(f"{path}: no such results file (make one with physadv experiment --methods none "
+                         "--transforms imagenet-c --model BASELINE)")
+    config = data.get("config") if isinstance(data.get("config"), dict) else {}
+    model = config.get("model")
+    if not isinstance(model, str) or not corruption_top1_errors(data["rows"]):
+        raise InputError(f"{path}: holds no model name or no ImageNet-C rows of clean images (method "
+                         f"{CLEAN_METHOD!r}); make it with physadv experiment --transforms imagenet-c")
+    if images is not None and config.get("images") != list(images):
+        raise InputError(f"{path}: the baseline was measured on other images; mCE compares models on the same images")
+    return Baseline(model, str(path), data["rows"])
+
+
+def previous_rows(out: Path, config_key: dict) -> list[Row]:
+    """Rows an interrupted run of the same configuration saved; another configuration's are refused."""
+    path = out / RESULTS_JSON
+    try:
+        data = read_results(path)
+    except InputError as error:
+        raise InputError(f"{error}; choose another --out") from None
+    if not data:
+        return []
+    rows = data["rows"]
     if data.get("config") != json.loads(json.dumps(config_key)):
         raise InputError(f"{out} holds results of another configuration; choose another --out or delete that folder")
     return rows
 
 
 def experiment_to_folder(classifier: Classifier, images: Sequence[LabelledImage], config: ExperimentConfig,
-                         out: str | Path, config_key: dict, progress: bool = True) -> list[Row]:
-    """Run the experiment, saving ``out/results.json`` and ``results.csv`` after every attack.
+                         out: str | Path, config_key: dict, progress: bool = True,
+                         baseline: Baseline | None = None) -> list[Row]:
+    """Run the experiment, saving ``out/results.json`` and ``results.csv`` after every attack (with the
+    ImageNet-C summary of :func:`corruption_summary`, relative to ``baseline`` if given).
 
     ``config_key`` (JSON-able) identifies the configuration: a re-run with the same key resumes an
     interrupted run, skipping the attacks it finished; a folder holding another key is refused.
@@ -208,8 +297,8 @@ def experiment_to_folder(classifier: Classifier, images: Sequence[LabelledImage]
 
     def save(new_rows: list[Row]) -> None:
         rows.extend(new_rows)
-        write_results(out, config_key, rows)
+        write_results(out, config_key, rows, corruption_summary(rows, baseline))
 
     run_experiment(classifier, images, config, done=done, on_attack_done=save, progress=progress)
-    write_results(out, config_key, rows)
+    write_results(out, config_key, rows, corruption_summary(rows, baseline))
     return rows
