@@ -49,6 +49,8 @@ class ReportData:
     status: dict[str, int]  # e.g. {"images": 6, "pages printed": 2, "photos": 8}
     notes: list[str] = ()
     photo_clean: dict | None = None  # capture's results.json "photo_clean": n, top1, top5 of the clean photos
+    gallery_sample: tuple[str, ...] = ()  # when the gallery is a sample: "attack, outcome: k of n" per group
+    crop_folders: tuple[tuple[str, str], ...] = ()  # (attack, link to its folder of every photographed crop)
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,13 @@ class Gallery:
     cards: tuple[Card, ...]
 
 
-Block = Union[Text, Table, Plot, Gallery]
+@dataclass(frozen=True)
+class Links:
+    caption: str
+    items: tuple[tuple[str, str], ...]  # (text, relative link)
+
+
+Block = Union[Text, Table, Plot, Gallery, Links]
 
 
 @dataclass(frozen=True)
@@ -309,14 +317,25 @@ def _card(item: GalleryItem) -> Card:
                  _picture("photo", item.crop_png, item.photo_top1)))
 
 
+def _gallery_blocks(data: ReportData) -> tuple[Block, ...]:
+    if not data.gallery:
+        return (Text("No gallery images given.", missing=True),)
+    blocks: list[Block] = []
+    if data.gallery_sample:
+        blocks.append(Text("A sample: the report shows a few images of each attack and outcome, so its size does "
+                           "not grow with the run (" + "; ".join(data.gallery_sample) + ")."))
+    if data.crop_folders:
+        blocks.append(Links("Every photographed crop, per attack (folders next to this report):",
+                            tuple((f"{attack}: {link}", link) for attack, link in data.crop_folders)))
+    return (*blocks, Gallery(tuple(_card(item) for item in data.gallery)))
+
+
 def build_report(data: ReportData) -> Report:
     rows = _sorted(list(data.rows))
     photo_rows = [r for r in rows if r["transform"] == PHOTO]
     digital_rows = [r for r in rows if r["transform"] != PHOTO]
     transforms, appendix = _transform_sections(digital_rows)
-    gallery = Section("Gallery: clean, adversarial, photographed",
-                      (Gallery(tuple(_card(item) for item in data.gallery)),) if data.gallery
-                      else (Text("No gallery images given.", missing=True),))
+    gallery = Section("Gallery: clean, adversarial, photographed", _gallery_blocks(data))
     sections = (_run_section(data), _photo_section(photo_rows, data.photo_clean),
                 _attack_section(digital_rows, photo_rows), transforms, _adversariality_section(rows), gallery)
     return Report(data.title, f"model {data.model} · created {data.created}",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 from html import escape
 
-from physadv.report.content import Block, Gallery, Plot, Report, Table, Text
+from physadv.report.content import Block, Gallery, Links, Plot, Report, Table, Text
 
 STYLE = """
 body { font-family: "DejaVu Sans", "Helvetica Neue", Arial, sans-serif; color: #222; margin: 2em auto;
@@ -82,6 +82,9 @@ def _block(block: Block) -> str:
         return f'<p class="missing">{escape(block.text)}</p>' if block.missing else f"<p>{escape(block.text)}</p>"
     if isinstance(block, Table):
         return _table(block)
+    if isinstance(block, Links):
+        items = "".join(f'<li><a href="{escape(href)}">{escape(text)}</a></li>' for text, href in block.items)
+        return f"<p>{escape(block.caption)}</p><ul>{items}</ul>"
     if isinstance(block, Plot):
         return (f'<figure><img src="{_data_uri(block.png)}" alt="{escape(block.caption)}">'
                 f"<figcaption>{escape(block.caption)}</figcaption></figure>")

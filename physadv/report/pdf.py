@@ -28,7 +28,7 @@ from reportlab.platypus import (
 )
 from reportlab.platypus import Table as PdfTable
 
-from physadv.report.content import Block, Card, Gallery, Plot, Report, Table, Text
+from physadv.report.content import Block, Card, Gallery, Links, Plot, Report, Table, Text
 from physadv.report.plots import DPI
 
 FONT, BOLD = "DejaVuSans", "DejaVuSans-Bold"
@@ -138,6 +138,8 @@ def _block(block: Block) -> list[Flowable]:
         return _table(block)
     if isinstance(block, Plot):
         return [_image(block.png, FRAME_WIDTH), _paragraph(block.caption, "figcaption")]
+    if isinstance(block, Links):
+        return [_paragraph(block.caption, "body")] + [_paragraph(text, "body") for text, _ in block.items]
     assert isinstance(block, Gallery)
     return [_card(card) for card in block.cards]
 
