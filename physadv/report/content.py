@@ -13,7 +13,9 @@ from typing import Union
 import numpy as np
 from PIL import Image
 
-from physadv.channel import TRANSFORMS
+from physadv.channel import TRANSFORMS, is_corruption
+from physadv.corruptions import SEVERITIES
+from physadv.experiment import CLEAN_METHOD
 from physadv.images import encode_png
 from physadv.report import plots
 
@@ -235,11 +237,12 @@ def _transform_sections(rows: list[dict]) -> tuple[Section, Section | None]:
         return Section(title, (Text("No artificial-transformation rows (run physadv experiment).",
                                     missing=True),)), None
     units = {name: kind.unit for name, kind in TRANSFORMS.items()}
-    figures = tuple(Plot(plots.destruction_vs_strength(rows, units, case),
+    attacked = [r for r in rows if r["method"] != CLEAN_METHOD]  # the clean images have nothing to destroy
+    figures = tuple(Plot(plots.destruction_vs_strength(attacked, units, case),
                          f"{case.capitalize()} case: top-1 destruction rate against transformation strength, "
                          "one line per method and ε. Missing points: no image was attacked successfully, "
                          "so the rate is undefined. All numbers are in the appendix.")
-                    for case in CASES if any(r["case"] == case for r in rows))
+                    for case in CASES if any(r["case"] == case for r in attacked))
     tables = []
     for transform in dict.fromkeys(r["transform"] for r in rows):
         tables.append(Table(
@@ -251,6 +254,33 @@ def _transform_sections(rows: list[dict]) -> tuple[Section, Section | None]:
                    str(r.get("n_images")), *_accuracies(r, "transformed"), _destruction(r, 1), _destruction(r, 5))
                   for r in rows if r["transform"] == transform), 4))
     return Section(title, figures), Section("Appendix: every transformation row", tuple(tables))
+
+
+def _corruption_section(rows: list[dict]) -> Section | None:
+    """ImageNet-C at a glance: accuracy on the corrupted clean images and the destruction rate of each
+    attack, per corruption and severity. ``None`` without corruption rows."""
+    rows = [r for r in rows if is_corruption(r["transform"]) and r["case"] == "average"]
+    if not rows:
+        return None
+    corruptions = list(dict.fromkeys(r["transform"] for r in rows))
+    cells = {(r["method"], float(r["eps"]), r["transform"], r.get("strength")): r for r in rows}
+    header = tuple(f"severity {s}" for s in SEVERITIES)
+    blocks: list[Block] = []
+    if any(r["method"] == CLEAN_METHOD for r in rows):
+        def accuracy(transform: str, severity: int) -> str:
+            row = cells.get((CLEAN_METHOD, 0.0, transform, float(severity)))
+            return "—" if row is None else rate_text(row.get("top1_transformed"), row.get("n_images"))
+        blocks.append(Table("Corruption accuracy: top-1 on the corrupted clean images (Hendrycks & Dietterich "
+                            "2019; mCE against a baseline is in results.json)", ("corruption",) + header,
+                            tuple((t.split(":", 1)[1], *(accuracy(t, s) for s in SEVERITIES)) for t in corruptions), 1))
+    attacks = list(dict.fromkeys((r["method"], float(r["eps"])) for r in rows if r["method"] != CLEAN_METHOD))
+    if attacks:
+        blocks.append(Table("Top-1 destruction rate of each attack under each corruption (average case)",
+                            ("method", "ε", "corruption") + header,
+                            tuple((method, f"{eps:g}", t.split(":", 1)[1],
+                                   *(_destruction(cells.get((method, eps, t, float(s))), 1) for s in SEVERITIES))
+                                  for method, eps in attacks for t in corruptions), 3))
+    return Section("Common corruptions (ImageNet-C)", tuple(blocks))
 
 
 def _adversariality_section(rows: list[dict]) -> Section:
@@ -336,7 +366,9 @@ def build_report(data: ReportData) -> Report:
     digital_rows = [r for r in rows if r["transform"] != PHOTO]
     transforms, appendix = _transform_sections(digital_rows)
     gallery = Section("Gallery: clean, adversarial, photographed", _gallery_blocks(data))
+    corruptions = _corruption_section(digital_rows)
     sections = (_run_section(data), _photo_section(photo_rows, data.photo_clean),
-                _attack_section(digital_rows, photo_rows), transforms, _adversariality_section(rows), gallery)
+                _attack_section(digital_rows, photo_rows), transforms, *((corruptions,) if corruptions else ()),
+                _adversariality_section(rows), gallery)
     return Report(data.title, f"model {data.model} · created {data.created}",
                   sections + ((appendix,) if appendix else ()))
