@@ -193,13 +193,18 @@ def capture_folder(photos_dir: str | Path, manifest_path: str | Path, classifier
         _, path, relative, identity, _ = job
         return {"identity": identity, **_capture_one(path, relative, manifest, classifier, out)}
 
-    with tqdm(total=len(photos), initial=len(photos) - len(pending), desc="photos", unit="photo",
-              disable=not progress) as bar, ThreadPoolExecutor(workers) as pool:
-        # map() yields in submission order: each record is saved as soon as it and those before it are done.
-        for job, record in zip(pending, pool.map(capture, pending) if workers > 1 else map(capture, pending)):
-            atomic_write_json(job[4], record)
-            records[job[0]] = record
-            bar.update()
+    pool = ThreadPoolExecutor(workers) if workers > 1 else None
+    try:
+        with tqdm(total=len(photos), initial=len(photos) - len(pending), desc="photos", unit="photo",
+                  disable=not progress) as bar:
+            # map() yields in submission order: each record is saved once it and those before it are done.
+            for job, record in zip(pending, pool.map(capture, pending) if pool else map(capture, pending)):
+                atomic_write_json(job[4], record)
+                records[job[0]] = record
+                bar.update()
+    finally:
+        if pool is not None:  # on an error or Ctrl-C, wait for the photos in progress only
+            pool.shutdown(cancel_futures=True)
     observations = tuple(CellObservation(**{**o, "classes": tuple(o["classes"]),
                                             "probabilities": tuple(o["probabilities"])})
                          for record in records for o in record["observations"])
