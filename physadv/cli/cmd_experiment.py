@@ -75,7 +75,8 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help=f"comma-separated transformations; {IMAGENET_C} adds the 15 ImageNet-C corruptions at "
                              f"severities 1-5, {IMAGENET_C}:NAME one of them")
     parser.add_argument("--strengths", action="append", default=[], metavar="NAME=S1,S2",
-                        help="strengths of one transformation (repeatable), e.g. jpeg=90,50,10")
+                        help="strengths of one transformation (repeatable), e.g. jpeg=90,50,10; imagenet-c=3 sets "
+                             "the severities of every corruption")
     add_attack_options(parser)
     parser.add_argument("--adversariality-samples", type=int, default=100,
                         help="with --eot: held-out transformations per image for the adversariality column")
@@ -91,10 +92,11 @@ def parse_strengths(transforms: list[str], overrides: list[str]) -> dict[str, li
     chosen = {name: list(transform_kind(name).default_strengths) for name in expand_transforms(transforms)}
     for item in overrides:
         name, _, values = item.partition("=")
-        if name not in chosen:
+        names = [n for n in chosen if is_corruption(n)] if name == IMAGENET_C else [name]
+        if not names or any(n not in chosen for n in names):
             raise InputError(f"--strengths {item!r}: {name!r} is not among --transforms ({','.join(chosen)})")
         try:
-            chosen[name] = comma_floats(values)
+            chosen.update({n: comma_floats(values) for n in names})
         except argparse.ArgumentTypeError as error:
             raise InputError(f"--strengths {item!r}: {error}") from None
     for name, strengths in chosen.items():
