@@ -66,7 +66,7 @@ def test_corruption_errors_by_hand():
 def test_experiment_imagenet_c_rows_and_mce_against_itself(tmp_path, digits_classifier, capsys):
     common = ["--model", "digits", "--images", "digits", "--limit", "8", "--eps", "16",
               "--transforms", "imagenet-c:fog,imagenet-c:contrast,jpeg", "--strengths", "imagenet-c:fog=1,5",
-              "--strengths", "imagenet-c:contrast=5"]
+              "--strengths", "imagenet-c:contrast=5", "--strengths", "jpeg=50"]
     assert main(["experiment", *common, "--methods", "none", "--out", str(tmp_path / "base")]) == 0
     assert main(["experiment", *common, "--methods", "fgsm", "--baseline", str(tmp_path / "base" / "results.json"),
                  "--out", str(tmp_path / "model")]) == 0
@@ -75,7 +75,7 @@ def test_experiment_imagenet_c_rows_and_mce_against_itself(tmp_path, digits_clas
     keys = {(r["method"], r["transform"], r["strength"]) for r in results["rows"] if r["case"] == "average"}
     for method in ("none", "fgsm"):
         assert {(method, "imagenet-c:fog", 1.0), (method, "imagenet-c:fog", 5.0),
-                (method, "imagenet-c:contrast", 5.0), (method, "jpeg", 10.0)} <= keys
+                (method, "imagenet-c:contrast", 5.0), (method, "jpeg", 50.0)} <= keys
     clean = {r["transform"] + str(r["strength"]): r["top1_transformed"] for r in results["rows"]
              if r["method"] == "none" and r["case"] == "average"}
     summary = results["corruptions"]
