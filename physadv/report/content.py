@@ -5,6 +5,7 @@ Every rate is shown with its counts, ``0.40 (8/20)``; a rate without a denominat
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +23,10 @@ from physadv.report import plots
 PHOTO = "photo"
 CASES = ("average", "prefiltered")
 # Gallery pictures are normalised to this size range: tiny inputs (8×8 digits) are enlarged without
-# smoothing so their pixels stay visible, large crops are shrunk to keep the HTML small.
-THUMBNAIL_MIN, THUMBNAIL_MAX = 128, 256
+# smoothing so their pixels stay visible, larger ones are shrunk to the 160 px the page shows them at,
+# to keep the HTML small.
+THUMBNAIL_MIN, THUMBNAIL_MAX = 128, 160
+THUMBNAIL_JPEG_QUALITY = 90
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,7 @@ class Plot:
 @dataclass(frozen=True)
 class Picture:
     caption: str
-    png: bytes | None  # None: no picture (the caption says why)
+    image: bytes | None  # PNG or JPEG; None: no picture (the caption says why)
 
 
 @dataclass(frozen=True)
@@ -311,7 +314,8 @@ def _adversariality_section(rows: list[dict]) -> Section:
 
 
 def thumbnail(path: Path | None) -> bytes | None:
-    """PNG bytes of the image at ``path`` resized into the thumbnail range; ``None`` if it cannot be read."""
+    """The image at ``path`` resized into the thumbnail range: PNG bytes, or JPEG when it was shrunk (its
+    pixels are resampled anyway; the full-size files are linked); ``None`` if it cannot be read."""
     if path is None:
         return None
     try:
@@ -325,16 +329,19 @@ def thumbnail(path: Path | None) -> bytes | None:
         image = image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
     elif side > THUMBNAIL_MAX:
         image.thumbnail((THUMBNAIL_MAX, THUMBNAIL_MAX), Image.Resampling.LANCZOS)
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=THUMBNAIL_JPEG_QUALITY, subsampling=0)
+        return buffer.getvalue()
     return encode_png(np.asarray(image))
 
 
 def _picture(kind: str, path: Path | None, prediction: str | None) -> Picture:
     if path is None:
         return Picture(f"{kind}: not photographed", None)
-    png = thumbnail(path)
-    if png is None:
+    image = thumbnail(path)
+    if image is None:
         return Picture(f"{kind}: image missing ({path.name})", None)
-    return Picture(f"{kind}: {prediction or 'no prediction'}", png)
+    return Picture(f"{kind}: {prediction or 'no prediction'}", image)
 
 
 def _card(item: GalleryItem) -> Card:

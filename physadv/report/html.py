@@ -1,4 +1,4 @@
-"""The report as one self-contained HTML page: inline CSS, pictures as base64 ``data:`` PNGs, no
+"""The report as one self-contained HTML page: inline CSS, pictures as base64 ``data:`` PNGs (JPEGs for shrunk thumbnails), no
 script and no external reference, so it can be mailed, archived and printed as it is."""
 
 from __future__ import annotations
@@ -45,8 +45,9 @@ figcaption { color: #555; font-size: 0.9em; }
 VERDICT_CLASS = {True: "fooled", False: "destroyed", None: "nophoto"}
 
 
-def _data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+def _data_uri(image: bytes) -> str:
+    kind = "jpeg" if image.startswith(b"\xff\xd8") else "png"
+    return f"data:image/{kind};base64," + base64.b64encode(image).decode("ascii")
 
 
 def _table(table: Table) -> str:
@@ -66,8 +67,8 @@ def _gallery(gallery: Gallery) -> str:
     cards = []
     for card in gallery.cards:
         pictures = "".join(
-            f'<figure><img src="{_data_uri(p.png)}" alt="{escape(p.caption)}">'
-            f"<figcaption>{escape(p.caption)}</figcaption></figure>" if p.png is not None else
+            f'<figure><img src="{_data_uri(p.image)}" alt="{escape(p.caption)}">'
+            f"<figcaption>{escape(p.caption)}</figcaption></figure>" if p.image is not None else
             f'<figure><div class="absent">no picture</div><figcaption>{escape(p.caption)}</figcaption></figure>'
             for p in card.pictures)
         verdict_class = VERDICT_CLASS[card.fooled]

@@ -115,7 +115,7 @@ def _image(png: bytes, max_width: float, max_height: float = FRAME_HEIGHT,
 
 
 def _card(card: Card) -> Flowable:
-    pictures = [_image(p.png, PICTURE_WIDTH, PICTURE_WIDTH, math.inf) if p.png is not None else _paragraph("no picture", "picture")
+    pictures = [_image(p.image, PICTURE_WIDTH, PICTURE_WIDTH, math.inf) if p.image is not None else _paragraph("no picture", "picture")
                 for p in card.pictures]
     verdict = Paragraph(f'<font color="{VERDICT_COLOUR[card.fooled]}">{escape(card.verdict)}</font>',
                         STYLES["body"])
