@@ -1,5 +1,5 @@
-"""The report as one self-contained HTML page: inline CSS, pictures as base64 ``data:`` PNGs (JPEGs for shrunk thumbnails), no
-script and no external reference, so it can be mailed, archived and printed as it is."""
+"""The report as one self-contained HTML page: inline CSS, pictures as base64 ``data:`` PNGs (JPEGs for
+shrunk thumbnails), no script and no external reference, so it can be mailed, archived and printed as it is."""
 
 from __future__ import annotations
 
