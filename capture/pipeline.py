@@ -27,6 +27,7 @@ import csv
 import hashlib
 import io
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -220,16 +221,20 @@ def photo_files(photos_dir: Path) -> list[Path]:
 
 
 def capture_folder(photos_dir: str | Path, manifest_path: str | Path, classifier: Classifier, out: str | Path,
-                   *, progress: bool = True) -> CaptureResult:
+                   *, progress: bool = True, workers: int = 1) -> CaptureResult:
     """Capture every photo in ``photos_dir`` (recursively) and write ``out`` (see the module doc).
 
     Photos already recorded in ``out/.state`` with the same size, modification time, run and
     classifier are not processed again; the CSVs and results are rebuilt from all records of the
-    photos present now.
+    photos present now. ``workers`` > 1 processes that many photos at once in threads (decoding,
+    OpenCV and torch release the GIL); every photo is independent and the records are merged in
+    photo order, so the outputs are the same as with one worker.
 
     Raises:
         InputError: no such folder, no photos, an unreadable manifest or attack folder.
     """
+    if workers < 1:
+        raise InputError(f"workers must be ≥ 1, got {workers}")
     photos_dir, out = Path(photos_dir), Path(out)
     photos = photo_files(photos_dir)
     manifest = read_manifest(manifest_path)
@@ -240,8 +245,9 @@ def capture_folder(photos_dir: str | Path, manifest_path: str | Path, classifier
                          f"{classifier.name} ({classes} classes); capture with the model the sheets were made for")
     digital = digital_predictions(manifest, Path(manifest_path).parent, classifier)
     sources = cell_sources(manifest, Path(manifest_path).parent)
-    records = []
-    for path in tqdm(photos, desc="photos", unit="photo", disable=not progress):
+    records: list[dict | None] = []
+    pending: list[tuple[int, Path, str, dict, Path]] = []
+    for path in photos:
         relative = path.relative_to(photos_dir).as_posix()
         stat = path.stat()
         identity = {"version": STATE_VERSION, "photo": relative, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
@@ -249,11 +255,27 @@ def capture_folder(photos_dir: str | Path, manifest_path: str | Path, classifier
         state_path = out / STATE_DIR / f"{photo_key(relative)}.json"
         record = _read_state(state_path, identity, manifest)
         if record is None:
-            record = {"identity": identity, **_capture_one(path, relative, manifest, classifier, out, sources)}
-            atomic_write_json(state_path, {"identity": identity,
+            pending.append((len(records), path, relative, identity, state_path))
+        records.append(record)
+
+    def capture(job: tuple[int, Path, str, dict, Path]) -> dict:
+        _, path, relative, identity, _ = job
+        return {"identity": identity, **_capture_one(path, relative, manifest, classifier, out, sources)}
+
+    pool = ThreadPoolExecutor(workers) if workers > 1 else None
+    try:
+        with tqdm(total=len(photos), initial=len(photos) - len(pending), desc="photos", unit="photo",
+                  disable=not progress) as bar:
+            # map() yields in submission order: each record is saved once it and those before it are done.
+            for job, record in zip(pending, pool.map(capture, pending) if pool else map(capture, pending)):
+                atomic_write_json(job[4], {"identity": record["identity"],
                                            "observations": [asdict(o) for o in record["observations"]],
                                            "rejections": [asdict(r) for r in record["rejections"]]})
-        records.append(record)
+                records[job[0]] = record
+                bar.update()
+    finally:
+        if pool is not None:  # on an error or Ctrl-C, wait for the photos in progress only
+            pool.shutdown(cancel_futures=True)
     observations = tuple(o for record in records for o in record["observations"])
     rejections = tuple((record["identity"]["photo"], r) for record in records for r in record["rejections"])
     rows, photo_clean = metric_rows(observations, digital)

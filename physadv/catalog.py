@@ -55,3 +55,9 @@ CAMERA_PROFILES = ("lab", "handheld", "webcam")
 DEFAULT_CAMERA_PROFILE = "lab"
 """The profile of ``photograph``, ``demo`` and ``run`` unless one is named: the controlled session of
 Kurakin et al. (2017), whose channel the destruction rates are compared with."""
+
+IMAGENET_C = "imagenet-c"
+"""The 15 corruptions of Hendrycks & Dietterich (2019) at severities 1-5, as ``imagenet-c:<name>`` transformations."""
+
+CLEAN_METHOD = "none"
+"""The method of experiment rows that transform the clean images (no attack): ImageNet-C's corruption accuracy."""

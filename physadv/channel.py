@@ -4,7 +4,8 @@ Functional core (``brightness``, ``contrast``, ``gaussian_blur``, ``gaussian_noi
 :class:`ChannelTransform`, a named transformation at one strength. Strengths are in the units a
 photographer would use: brightness offset and noise σ in 0–255 pixel units (like ε), blur σ in
 pixels, contrast as a factor, JPEG as the encoder's quality (a real codec, one image at a time). Outputs are rounded to 8-bit levels,
-as a saved photo would be.
+as a saved photo would be. The ImageNet-C corruptions (:mod:`physadv.corruptions`) are registered
+beside them as ``imagenet-c:<name>``, their strength the severity 1–5.
 
 Shape:
     - Input: :math:`(B, 3, H, W)`, float RGB in [0, 1].
@@ -16,13 +17,15 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import numpy as np
 import torch
 from PIL import Image
 
-from physadv.catalog import TRANSFORM_DEFAULTS
+from physadv.catalog import IMAGENET_C, TRANSFORM_DEFAULTS
+from physadv.corruptions import CORRUPTIONS, SEVERITIES, check_severity, corrupt_images
 from physadv.errors import InputError
 from physadv.images import check_images, quantise, to_tensor, to_uint8
 
@@ -89,12 +92,29 @@ class TransformKind:
     unit: str
     neutral: float | None
     default_strengths: tuple[float, ...]
+    random: bool = False  # takes a seeded generator
 
 
 _APPLY = {"brightness": brightness, "contrast": contrast, "blur": gaussian_blur, "noise": gaussian_noise, "jpeg": jpeg}
 TRANSFORMS: dict[str, TransformKind] = {
-    name: TransformKind(name, _APPLY[name], d.unit, d.neutral, d.default_strengths)
-    for name, d in TRANSFORM_DEFAULTS.items()}
+    **{name: TransformKind(name, _APPLY[name], d.unit, d.neutral, d.default_strengths, random=name == "noise")
+       for name, d in TRANSFORM_DEFAULTS.items()},
+    **{IMAGENET_C + ":" + name: TransformKind(IMAGENET_C + ":" + name, partial(corrupt_images, name=name),
+                                              "severity 1-5", None, tuple(float(s) for s in SEVERITIES), random=True)
+       for name in CORRUPTIONS},
+}
+"""Kurakin et al.'s five transformations, then the 15 ImageNet-C corruptions as ``imagenet-c:<name>``."""
+
+
+def expand_transforms(names: list[str]) -> list[str]:
+    """``names`` with ``imagenet-c`` replaced by its 15 corruptions (each name once, in order)."""
+    expanded = [t for name in names for t in ([k for k in TRANSFORMS if is_corruption(k)] if name == IMAGENET_C
+                                              else [name])]
+    return list(dict.fromkeys(expanded))
+
+
+def is_corruption(name: str) -> bool:
+    return name.startswith(IMAGENET_C + ":")
 
 
 def check_strength(name: str, strength: float) -> None:
@@ -104,6 +124,8 @@ def check_strength(name: str, strength: float) -> None:
         raise InputError(f"{name} strength must be a finite number, got {strength}")
     if name == "jpeg" and not 1 <= strength <= 100:
         raise InputError(f"JPEG quality must be in 1..100, got {strength:g}")
+    if is_corruption(name):
+        check_severity(strength)
     if name in ("contrast", "blur", "noise") and strength < 0:
         raise InputError(f"{name} strength ({kind.unit}) must be ≥ 0, got {strength:g}")
 
@@ -112,7 +134,9 @@ def transform_kind(name: str) -> TransformKind:
     try:
         return TRANSFORMS[name]
     except KeyError:
-        raise InputError(f"unknown transformation {name!r}; choose from {', '.join(TRANSFORMS)}") from None
+        choices = [k for k in TRANSFORMS if not is_corruption(k)] + [IMAGENET_C, IMAGENET_C + ":<corruption>"]
+        raise InputError(f"unknown transformation {name!r}; choose from {', '.join(choices)} (corruptions: "
+                         f"{', '.join(CORRUPTIONS)})") from None
 
 
 @dataclass(frozen=True)
@@ -131,6 +155,6 @@ class ChannelTransform:
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         check_images(images)
         kind = transform_kind(self.name)
-        if self.name == "noise":
+        if kind.random:
             return kind.apply(images, self.strength, generator)
         return kind.apply(images, self.strength)

@@ -23,14 +23,16 @@ import numpy as np
 import torch
 
 from physadv.attacks import Attack
-from physadv.channel import ChannelTransform, transform_kind
+from physadv.catalog import CLEAN_METHOD
+from physadv.channel import ChannelTransform, is_corruption, transform_kind
 from physadv.classifiers import Classifier
+from physadv.corruptions import SEVERITIES
 from physadv.datasets import ImageRef, batch_count, batch_slice, image_batches
 from physadv.distributed import SINGLE, Shard
 from physadv.errors import InputError
 from physadv.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from physadv.images import to_tensor
-from physadv.metrics import PREFILTER_CONFIDENCE, Predictions, destruction_reports
+from physadv.metrics import PREFILTER_CONFIDENCE, Predictions, corruption_errors, destruction_reports
 
 Row = dict[str, float | int | str | None]
 
@@ -53,6 +55,8 @@ class ExperimentConfig:
         seed: seeds the noise transformation.
         attack_extras: ``(attack, classifier, adversarial (B, 3, H, W), goals (B,)) → {key: (B,) values}``
             per batch; every row of that attack gets each key's mean over all images (e.g. adversariality).
+        clean_rows: also transform the clean images, in rows with method ``none`` and ε 0: their
+            ``top1_transformed`` is the accuracy under each transformation (ImageNet-C's corruption accuracy).
     """
 
     attacks: Sequence[Attack]
@@ -63,6 +67,7 @@ class ExperimentConfig:
     prefilter_confidence: float = PREFILTER_CONFIDENCE
     attack_extras: Callable[[Attack, Classifier, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]] | None = field(
         default=None, compare=False)
+    clean_rows: bool = False
 
     def __post_init__(self) -> None:
         for name in self.transforms:
@@ -71,10 +76,23 @@ class ExperimentConfig:
             raise InputError("the targeted method needs a target class (--target CLASS)")
         if not any(self.transforms.values()):
             raise InputError("no transformations given (e.g. --transforms brightness,jpeg)")
-        if not self.attacks:
+        if not self.attacks and not self.clean_rows:
             raise InputError("no attacks given (e.g. --methods fgsm,bim --eps 8,16)")
         if self.batch_size < 1:
             raise InputError(f"batch size must be ≥ 1, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class _Untouched(Attack):
+    """The clean images themselves (FGSM at ε = 0 takes no step), labelled :data:`CLEAN_METHOD`: the
+    pseudo-attack of :attr:`ExperimentConfig.clean_rows`, streamed and resumed like the real ones."""
+
+    @property
+    def label(self) -> str:
+        return CLEAN_METHOD
+
+
+UNTOUCHED = _Untouched("fgsm", 0)
 
 
 def _predict(classifier: Classifier, images: torch.Tensor) -> Predictions:
@@ -158,7 +176,7 @@ def _attack_batch(classifier: Classifier, config: ExperimentConfig, attacks: Seq
                            classifier, result.adversarial, config.transforms, config.seed, first_image).values())}}
         for name, p in predictions.items():
             arrays[f"{name}_classes"], arrays[f"{name}_probabilities"] = p.classes, p.probabilities
-        if config.attack_extras is not None:
+        if config.attack_extras is not None and attack is not UNTOUCHED:
             for name, values in config.attack_extras(attack, classifier, result.adversarial, result.goal).items():
                 arrays[f"extra_{name}"] = torch.as_tensor(values).float().cpu().numpy()
         _save_predictions(path, arrays)
@@ -194,9 +212,11 @@ def _attack_rows(config: ExperimentConfig, attack: Attack, arrays: dict[str, np.
         {"quantisation_undid": int(arrays["undone"].sum()), **extras}, config.prefilter_confidence)
 
 
-def write_results(out: Path, config_key: dict, rows: list[Row]) -> None:
-    """Write ``out/results.json`` (``config_key`` and the rows) and ``out/results.csv``, each atomically."""
-    atomic_write_json(out / RESULTS_JSON, {"config": config_key, "rows": rows})
+def write_results(out: Path, config_key: dict, rows: list[Row], corruptions: dict | None = None) -> None:
+    """Write ``out/results.json`` (``config_key``, the rows and, when given, the ImageNet-C summary of
+    :func:`corruption_summary`) and ``out/results.csv``, each atomically."""
+    atomic_write_json(out / RESULTS_JSON, {"config": config_key, "rows": rows,
+                                           **({"corruptions": corruptions} if corruptions else {})})
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS + sorted({k for r in rows for k in r} - set(RESULT_COLUMNS)))
     writer.writeheader()
@@ -204,20 +224,91 @@ def write_results(out: Path, config_key: dict, rows: list[Row]) -> None:
     atomic_write_text(out / RESULTS_CSV, buffer.getvalue())
 
 
-def previous_rows(out: Path, config_key: dict) -> list[Row]:
-    """Rows an interrupted run of the same configuration saved; another configuration's are refused."""
-    path = out / RESULTS_JSON
+def corruption_top1_errors(rows: Sequence[Row]) -> dict[str, dict[int, float]]:
+    """Top-1 error per ImageNet-C corruption and severity, from the clean images' rows (average case)."""
+    errors: dict[str, dict[int, float]] = {}
+    for row in rows:
+        transform, strength, top1 = row.get("transform"), row.get("strength"), row.get("top1_transformed")
+        if (row.get("method") != CLEAN_METHOD or row.get("case") != "average" or not isinstance(transform, str)
+                or not is_corruption(transform) or top1 is None):
+            continue
+        if strength not in SEVERITIES or not isinstance(top1, (int, float)) or not 0 <= top1 <= 1:
+            raise InputError(f"row {transform} severity {strength!r}: not a severity 1-5 with an accuracy in [0, 1]")
+        errors.setdefault(transform.split(":", 1)[1], {})[int(strength)] = 1 - float(top1)
+    return errors
+
+
+def corruption_summary(rows: Sequence[Row], baseline: Baseline | None = None) -> dict | None:
+    """ImageNet-C summary of the clean images' rows: accuracy per corruption (mean over its severities)
+    and over all of them; with a baseline, each corruption's CE and the mCE (Hendrycks & Dietterich 2019).
+    ``None`` when the rows hold no corruption."""
+    errors = corruption_top1_errors(rows)
+    if not errors:
+        return None
+    summary: dict = {
+        "corruption_accuracy": float(np.mean([1 - e for by in errors.values() for e in by.values()])),
+        "per_corruption": {name: {"accuracy": float(np.mean([1 - e for e in by.values()])),
+                                  "severities": sorted(by)} for name, by in errors.items()}}
+    if baseline is not None:
+        ce, mce = corruption_errors(errors, corruption_top1_errors(baseline.rows))
+        for name, value in ce.items():
+            summary["per_corruption"][name]["ce"] = value
+        summary.update(mce=mce, baseline={"model": baseline.model, "file": baseline.source})
+    return summary
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The results of the model that ImageNet-C errors are relative to (``physadv experiment --baseline``)."""
+
+    model: str
+    source: str
+    rows: list[Row]
+
+
+def read_results(path: Path) -> dict:
+    """A ``results.json`` of ``physadv experiment``: its config and rows, checked."""
     if not path.is_file():
-        return []
+        return {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: not a readable results file ({error}); choose another --out") from None
+        raise InputError(f"{path}: not a readable results file ({error})") from None
     rows = data.get("rows") if isinstance(data, dict) else None
     if not isinstance(rows, list) or not all(isinstance(r, dict) and isinstance(r.get("method"), str)
                                              and isinstance(r.get("eps"), (int, float)) for r in rows):
-        raise InputError(f"{path}: not a physadv results file (no list of rows with method and eps); "
-                         "choose another --out")
+        raise InputError(f"{path}: not a physadv results file (no list of rows with method and eps)")
+    return data
+
+
+def read_baseline(path: str | Path, images: Sequence[str] | None = None) -> Baseline:
+    """The baseline of an ImageNet-C comparison: a results.json of ``physadv experiment`` with the clean
+    rows of the corruptions (e.g. ``--methods none --transforms imagenet-c``), on the same ``images``."""
+    path = Path(path)
+    data = read_results(path)
+    if not data:
+        raise InputError(f"{path}: no such results file (make one with physadv experiment --methods none "
+                         "--transforms imagenet-c --model BASELINE)")
+    config = data.get("config") if isinstance(data.get("config"), dict) else {}
+    model = config.get("model")
+    if not isinstance(model, str) or not corruption_top1_errors(data["rows"]):
+        raise InputError(f"{path}: holds no model name or no ImageNet-C rows of clean images (method "
+                         f"{CLEAN_METHOD!r}); make it with physadv experiment --transforms imagenet-c")
+    if images is not None and config.get("images") != list(images):
+        raise InputError(f"{path}: the baseline was measured on other images; mCE compares models on the same images")
+    return Baseline(model, str(path), data["rows"])
+
+
+def previous_rows(out: Path, config_key: dict) -> list[Row]:
+    """Rows an interrupted run of the same configuration saved; another configuration's are refused."""
+    path = out / RESULTS_JSON
+    try:
+        data = read_results(path)
+    except InputError as error:
+        raise InputError(f"{error}; choose another --out") from None
+    if not data:
+        return []
+    rows = data["rows"]
     if data.get("config") != json.loads(json.dumps(config_key)):
         raise InputError(f"{out} holds results of another configuration; choose another --out or delete that folder")
     return rows
@@ -225,9 +316,10 @@ def previous_rows(out: Path, config_key: dict) -> list[Row]:
 
 def experiment_to_folder(classifier: Classifier, images: Sequence[ImageRef], config: ExperimentConfig,
                          out: str | Path, config_key: dict, progress: bool = True, workers: int = 0,
-                         shard: Shard = SINGLE) -> list[Row]:
+                         shard: Shard = SINGLE, baseline: Baseline | None = None) -> list[Row]:
     """Run the experiment on labelled ``images`` (read and centre-cropped to the classifier's size)
-    and write ``out/results.json`` and ``results.csv``.
+    and write ``out/results.json`` (with the ImageNet-C summary of :func:`corruption_summary`, relative
+    to ``baseline`` if given) and ``results.csv``.
 
     ``config_key`` (JSON-able) identifies the configuration: a re-run with the same key resumes an
     interrupted run, skipping the attacks and batches it finished; a folder holding another key is
@@ -245,14 +337,19 @@ def experiment_to_folder(classifier: Classifier, images: Sequence[ImageRef], con
     if not images:
         raise InputError("no images to attack")
     size, count = config.batch_size, len(images)
+    attacks = [UNTOUCHED, *config.attacks] if config.clean_rows else list(config.attacks)
+
+    def save(rows: list[Row]) -> None:
+        write_results(out, config_key, rows, corruption_summary(rows, baseline))
+
     work = None
     if shard.is_main:
         rows = previous_rows(out, config_key)
-        write_results(out, config_key, rows)  # the configuration is on disk before any part is
+        save(rows)  # the configuration is on disk before any part is
         done = {(r["method"], float(r["eps"])) for r in rows}
-        pending = [n for n, a in enumerate(config.attacks) if _attack_key(a) not in done]
+        pending = [n for n, a in enumerate(attacks) if _attack_key(a) not in done]
         work = [(number, todo) for number in range(batch_count(count, size))
-                if (todo := [n for n in pending if not _part_path(out, config.attacks[n], size, number).is_file()])]
+                if (todo := [n for n in pending if not _part_path(out, attacks[n], size, number).is_file()])]
     work = shard.broadcast(work)
     mine = dict(shard.mine(work))
     labels = np.array([image.label for image in images])
@@ -261,23 +358,23 @@ def experiment_to_folder(classifier: Classifier, images: Sequence[ImageRef], con
         for amount, (number, pixels) in zip(shard.round_totals(amounts),
                                             image_batches(images, classifier.image_size, size, list(mine), workers)):
             part = batch_slice(number, count, size)
-            attacks = [config.attacks[n] for n in mine[number]]
-            _attack_batch(classifier, config, attacks, to_tensor(pixels.numpy(), classifier.device),
+            batch_attacks = [attacks[n] for n in mine[number]]
+            _attack_batch(classifier, config, batch_attacks, to_tensor(pixels.numpy(), classifier.device),
                           torch.from_numpy(labels[part.start:part.stop]).to(classifier.device), part.start,
-                          [_part_path(out, attack, size, number) for attack in attacks])
+                          [_part_path(out, attack, size, number) for attack in batch_attacks])
             bar.update(amount)
     shard.barrier()
     if shard.is_main:
         rows = previous_rows(out, config_key)
         done = {(r["method"], float(r["eps"])) for r in rows}
         numbers = range(batch_count(count, size))
-        for attack in config.attacks:
+        for attack in attacks:
             if _attack_key(attack) in done:
                 continue
             arrays = _load_parts([_part_path(out, attack, size, n) for n in numbers],
                                  [len(batch_slice(n, count, size)) for n in numbers])
             rows += _attack_rows(config, attack, arrays, labels)
-            write_results(out, config_key, rows)
+            save(rows)
         shutil.rmtree(out / PARTS_DIR, ignore_errors=True)
     shard.barrier()
     return previous_rows(out, config_key)

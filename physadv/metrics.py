@@ -19,6 +19,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from physadv.errors import InputError
+
 PREFILTER_CONFIDENCE = 0.8
 
 
@@ -209,3 +211,26 @@ def severity_lines(severity: dict | None) -> list[str]:
                      f"points, more than {SEVERE_DROP_POINTS:g}); its destruction rates are not comparable with "
                      "Kurakin et al.'s.")
     return lines
+
+
+def corruption_errors(errors: dict[str, dict[int, float]],
+                      baseline: dict[str, dict[int, float]]) -> tuple[dict[str, float | None], float | None]:
+    """ImageNet-C's corruption errors (Hendrycks & Dietterich 2019, eq. 1) and their mean, mCE.
+
+    ``errors[c][s]`` is the model's top-1 error under corruption ``c`` at severity ``s``, ``baseline``
+    the same for the baseline model. CE_c = Σ_s errors[c][s] / Σ_s baseline[c][s]; mCE = mean_c CE_c.
+    A CE is ``None`` when the baseline makes no error under ``c``; mCE is then ``None`` too.
+
+    Raises:
+        InputError: the baseline lacks a corruption or severity the model has.
+    """
+    ce: dict[str, float | None] = {}
+    for name, by_severity in errors.items():
+        missing = sorted(set(by_severity) - set(baseline.get(name, {})))
+        if missing:
+            raise InputError(f"the baseline has no {name} error at severity {', '.join(map(str, missing))}")
+        denominator = sum(baseline[name][s] for s in by_severity)
+        ce[name] = sum(by_severity.values()) / denominator if denominator > 0 else None
+    values = list(ce.values())
+    mce = float(np.mean(values)) if values and None not in values else None
+    return ce, mce

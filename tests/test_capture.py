@@ -24,7 +24,7 @@ from torch import nn
 
 from physadv.capture.crops import cell_corners_mm, crop_cells
 from physadv.capture.detect import find_pages, project
-from physadv.capture.pipeline import capture_folder
+from physadv.capture.pipeline import STATE_DIR, capture_folder
 from physadv.attackset import AttackedImage, AttackSet, AttackSettings, Guess, write_attack_set
 from physadv.classifiers import Classifier
 from physadv.cli.main import main
@@ -358,3 +358,36 @@ def test_round_trip_on_the_virtual_camera(tmp_path, resolution, limit):
         residual = seen - np.c_[printed, np.ones(len(printed))] @ fitted
         assert np.abs(residual).mean() < 10
         assert np.corrcoef(printed.ravel(), seen.ravel())[0, 1] > 0.8
+
+
+def test_parallel_capture_writes_what_the_serial_run_writes(tmp_path):
+    """Two workers: byte-identical predictions.csv, rejected.csv, results.json and crops."""
+    templates = cell_images(6, seed=3)
+    classifier = Classifier(TemplateNet(templates), name="templates", labels=label_space([str(k) for k in range(6)]),
+                            input_size=(64, 64))
+    attack = tmp_path / "attack"
+    for k in range(6):
+        write_png(attack / "clean" / f"img{k}.png", templates[k])
+        write_png(attack / "adv" / f"img{k}.png", checkerboard(templates[k]))
+    guess = (Guess(0, "0", 1.0),)
+    write_attack_set(attack, AttackSet(AttackSettings("other-model", "fgsm", 16.0, 1.0, 1, 64, 0), "none", tuple(
+        AttackedImage(f"img{k}", f"img{k}.png", "", k, str(k), None, guess, guess, None, True, False) for k in range(6))))
+    manifest = Manifest(**{**make_manifest("run-w", labels=list(range(6))).__dict__, "attack_dir": "../attack"})
+    write_manifest(manifest, tmp_path / "sheets" / "manifest.json")
+    printed = render_page(manifest, manifest.pages[0], [templates[k // 2] if k % 2 == 0
+                                                        else checkerboard(templates[k // 2]) for k in range(12)])
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for index in range(5):
+        rng = np.random.default_rng(20 + index)
+        photo = photograph([(printed, page_homography((960, 720), 0.8, 70.0 * index, 0.05, rng))], (960, 720), rng)
+        cv2.imwrite(str(photos / f"sheet{index}.jpg"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(photos / "empty.png"), photograph([], (640, 480), np.random.default_rng(1)))
+    outputs = {}
+    for workers in (1, 2):
+        out = tmp_path / f"out{workers}"
+        capture_folder(photos, tmp_path / "sheets" / "manifest.json", classifier, out, progress=False, workers=workers)
+        outputs[workers] = {path.relative_to(out).as_posix(): path.read_bytes() for path in sorted(out.rglob("*"))
+                            if path.is_file() and STATE_DIR not in path.parts}
+    assert sum(name.startswith("crops/") for name in outputs[1]) == 5 * 12
+    assert outputs[2] == outputs[1]

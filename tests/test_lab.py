@@ -159,3 +159,42 @@ def test_unlabelled_images_go_through_capture_into_the_store(tmp_path, digits_cl
     evaluation = json.loads(capsys.readouterr().out)
     assert evaluation["photo_clean"]["n"] == 0 and store_dump(adv)["predictions"]
     assert main(["report", str(adv)]) == 0
+
+
+def synthetic_run(run: Path, images: int) -> Path:
+    """A run of two attacks on ``images`` images, each photographed once; every third photo fools the
+    model. All rows share three small PNGs: the report may read only the pictures it shows."""
+    import numpy as np
+
+    from physadv.images import write_png
+    from physadv.lab.store import RunStore
+
+    rng = np.random.default_rng(0)
+    for kind in ("clean", "adv"):
+        write_png(run / "attack" / kind / "x.png", rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    write_png(run / "capture" / "crops" / "photo" / "x.png", rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    top5 = json.dumps([[k, str(k), 0.2] for k in range(5)])
+    with RunStore(run) as store, store.transaction() as db:
+        for attack in ("fgsm-eps8", "bim-eps8"):
+            db.execute("INSERT INTO attacks VALUES (?, ?, 8, 1, 10, '', 'digits', '', '', 'attack')",
+                       (attack, attack[:4]))
+            db.executemany("INSERT INTO images VALUES (?, ?, 'x.png', '', 1, 'one', '', ?, ?, ?, 1, 0)",
+                           [(attack, f"img{i:05d}", f"{i * 7919 % 10007:08d}", top5, top5) for i in range(images)])
+            db.executemany("INSERT INTO predictions VALUES (?, 'p.jpg', 0, ?, ?, 'adversarial', ?, ?, ?, ?)",
+                           [(attack, i, f"img{i:05d}", top5, int(i % 3 != 0), 1, "capture/crops/photo/x.png")
+                            for i in range(images)])
+    return run
+
+
+def test_report_size_does_not_grow_with_the_number_of_images(tmp_path):
+    from physadv.lab.reporting import build_report
+
+    sizes = {}
+    for images in (30, 5000):
+        files = build_report(synthetic_run(tmp_path / str(images), images))
+        html = files.html.read_text(encoding="utf-8")
+        sizes[images] = len(html.encode())
+        assert html.count('class="card"') == 2 * 2 * 3  # 2 attacks × 2 outcomes × 3 cards
+        assert f"fgsm-eps8, fooled in the photo: 3 of {len(range(0, images, 3))}" in html
+        assert 'href="../capture/crops/"' in html
+    assert abs(sizes[5000] - sizes[30]) < 200 and sizes[5000] < 2_000_000

@@ -230,7 +230,7 @@ def test_html_is_self_contained_with_decodable_pictures(full):
     _, files = full
     page = parse(files.html)
     assert not page.tags & {"script", "link", "iframe", "object", "embed"}
-    assert page.references and all(ref.startswith("data:image/png;base64,") for ref in page.references)
+    assert page.references and all(re.match(r"data:image/(png|jpeg);base64,", ref) for ref in page.references)
     assert not re.search(r"https?://|url\(", files.html.read_text(encoding="utf-8"))
     # 4 plots (accuracy, destruction ×2 cases, adversariality) + gallery: 3 + 1 (a missing file, no crop).
     assert len(page.images) == 8
@@ -240,7 +240,7 @@ def test_html_is_self_contained_with_decodable_pictures(full):
             picture.load()
             sizes.append(picture.size)
     assert (128, 128) in sizes  # the 32 px gallery pictures, enlarged
-    assert (256, 256) in sizes  # the 400 px crop, shrunk
+    assert (160, 160) in sizes  # the 400 px crop, shrunk
     text = "".join(page.text)
     assert "image missing (gone.png)" in text and "photo: not photographed" in text
     assert "photo still fools the model" in text and "true class: unknown" in text

@@ -8,6 +8,7 @@ import sys
 from physadv.cli.common import (
     add_device_option,
     output_dir,
+    positive_int,
     print_json,
     resolve_device,
 )
@@ -21,6 +22,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.epilog = ("examples:\n"
                      "  physadv capture photos/ --manifest sheets/manifest.json --out captured/\n"
                      "  physadv capture photos/ --manifest sheets/manifest.json --model digits --out captured/\n"
+                     "  physadv capture photos/ --manifest sheets/manifest.json --workers 4 --out captured/\n"
+                     "--workers N processes N photos at once; the outputs are the same as with one worker.\n"
                      "re-running on the same folder only processes photos that are new or changed.")
     parser.add_argument("photos", metavar="PHOTOS_DIR", help="folder of photos of the printed sheets (searched recursively)")
     parser.add_argument("--manifest", required=True, metavar="PATH", help="the run's manifest.json (written by physadv print)")
@@ -31,6 +34,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=output_dir, metavar="DIR",
                         help="output folder (crops/ with a capture.json per photo, predictions.csv, rejected.csv, "
                              "results.json)")
+    parser.add_argument("--workers", type=positive_int, default=1, metavar="N",
+                        help="photos processed at once (threads; about the number of CPU cores for a large folder)")
     parser.add_argument("--json", action="store_true", help="print results.json's content instead of a summary")
     parser.set_defaults(func=run)
 
@@ -51,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if not model:
         raise InputError(f"{args.manifest} names no model; pass --model NAME")
     classifier = load_classifier(model, weights=args.weights, device=resolve_device(args.device))
-    result = capture_folder(args.photos, args.manifest, classifier, args.out)
+    result = capture_folder(args.photos, args.manifest, classifier, args.out, workers=args.workers)
 
     def record(store: RunStore, attack: str) -> None:
         if not store.record_captured(attack, Path(args.out), list(result.rows)):

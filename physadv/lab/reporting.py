@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from physadv.lab.session import headline, status_counts
@@ -40,23 +41,56 @@ def severity(store: RunStore) -> dict:
     return channel_severity(clean["digital_top1"], clean["digital_top5"], clean["top1"], clean["top5"], clean["n"])
 
 
-def gallery(store: RunStore, run_dir: Path) -> list[GalleryItem]:
-    """One card per attacked image: clean, adversarial and its first photographed crop."""
-    items = []
-    for row in store.query("SELECT i.*, a.folder, a.method AS attack_method, a.eps AS attack_eps "
-                           "FROM images i JOIN attacks a ON a.name = i.attack ORDER BY a.rowid, i.image_id"):
-        photo = store.query("SELECT * FROM predictions WHERE attack = ? AND image_id = ? AND kind = 'adversarial' "
-                            "ORDER BY photo, page, cell LIMIT 1", row["attack"], row["image_id"])
-        crop = run_dir / photo[0]["crop"] if photo else None
+GALLERY_PER_OUTCOME = 3
+"""Cards per (attack, outcome) in the report: its size does not grow with the number of images."""
+
+# One card per attacked image with its first photographed adversarial crop; the outcome is that crop's
+# top-1 verdict. Within each (attack, outcome), cards are ranked by the hash of their adversarial
+# pixels: a deterministic sample spread over the whole set, not its first file names.
+_GALLERY_SQL = """
+WITH first_photo AS (
+    SELECT attack, image_id, crop, top5, correct_top1,
+           ROW_NUMBER() OVER (PARTITION BY attack, image_id ORDER BY photo, page, cell) AS k
+    FROM predictions WHERE kind = 'adversarial'),
+cards AS (
+    SELECT i.*, a.folder, a.method AS attack_method, a.eps AS attack_eps, a.rowid AS attack_order,
+           f.crop, f.top5 AS photo_top5, f.correct_top1 AS photo_correct,
+           CASE WHEN f.crop IS NULL THEN 'not photographed' WHEN f.correct_top1 IS NULL THEN 'no label'
+                WHEN f.correct_top1 = 0 THEN 'fooled in the photo' ELSE 'destroyed by the photo' END AS outcome
+    FROM images i JOIN attacks a ON a.name = i.attack
+    LEFT JOIN first_photo f ON f.attack = i.attack AND f.image_id = i.image_id AND f.k = 1),
+ranked AS (
+    SELECT *, ROW_NUMBER() OVER (PARTITION BY attack, outcome ORDER BY adv_sha256, image_id) AS n,
+           COUNT(*) OVER (PARTITION BY attack, outcome) AS outcome_total
+    FROM cards)
+SELECT * FROM ranked WHERE n <= ? ORDER BY attack_order, outcome, n
+"""
+
+
+def gallery(store: RunStore, run_dir: Path, per_outcome: int = GALLERY_PER_OUTCOME
+            ) -> tuple[list[GalleryItem], list[str]]:
+    """A sample of cards — clean, adversarial and its first photographed crop — of at most
+    ``per_outcome`` images per attack and outcome, and one line per group saying how many it shows."""
+    items, counts = [], {}
+    for row in store.query(_GALLERY_SQL, per_outcome):
         folder = run_dir / row["folder"]
+        counts[(row["attack"], row["outcome"])] = (row["n"], row["outcome_total"])
         items.append(GalleryItem(
             image_id=row["image_id"], label_name=row["label_name"], method=row["attack_method"],
             eps=row["attack_eps"], clean_png=folder / "clean" / row["file"], adversarial_png=folder / "adv" / row["file"],
-            crop_png=crop, clean_top1=_top1(row["clean_top5"]), adversarial_top1=_top1(row["adv_top5"]),
-            photo_top1=_top1(photo[0]["top5"]) if photo else None,
-            fooled_in_photo=(not photo[0]["correct_top1"]) if photo and photo[0]["correct_top1"] is not None
-            else None))
-    return items
+            crop_png=run_dir / row["crop"] if row["crop"] else None, clean_top1=_top1(row["clean_top5"]),
+            adversarial_top1=_top1(row["adv_top5"]),
+            photo_top1=_top1(row["photo_top5"]) if row["photo_top5"] else None,
+            fooled_in_photo=None if row["photo_correct"] is None else not row["photo_correct"]))
+    return items, [f"{attack}, {outcome}: {shown} of {total}" for (attack, outcome), (shown, total) in counts.items()]
+
+
+def crop_folders(store: RunStore, run_dir: Path, report_dir: Path) -> list[tuple[str, str]]:
+    """(attack, link relative to ``report_dir``) of each attack's folder of photographed crops."""
+    rows = store.query("SELECT attack, MIN(crop) AS crop FROM predictions GROUP BY attack ORDER BY attack")
+    # A crop lies at <capture>/crops/<photo>/<cell>.png.
+    return [(row["attack"], Path(os.path.relpath(run_dir / row["crop"], report_dir)).parent.parent.as_posix() + "/")
+            for row in rows]
 
 
 def build_report(run_dir: str | Path) -> ReportFiles:
@@ -66,9 +100,11 @@ def build_report(run_dir: str | Path) -> ReportFiles:
         meta = store.meta()
         config = meta.get("config", {})
         counts = status_counts(store)
+        cards, sampled = gallery(store, run_dir)
         data = ReportData(
             title=f"physadv run {run_dir.name}", model=meta.get("model", "?"), created=meta.get("created", ""),
-            rows=store.rows(), gallery=gallery(store, run_dir), status=counts,
+            rows=store.rows(), gallery=cards, status=counts, gallery_sample=tuple(sampled),
+            crop_folders=tuple(crop_folders(store, run_dir, run_dir / "report")),
             notes=[f"weights: {meta.get('weights', '?')} (sha256 {meta.get('weights_sha256', '?')[:16]}…)",
                    f"images: {', '.join(config.get('images', []))}; seed {config.get('seed')}; "
                    f"photos: {config.get('photos_per_page')} per page "

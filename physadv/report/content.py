@@ -5,6 +5,7 @@ Every rate is shown with its counts, ``0.40 (8/20)``; a rate without a denominat
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,9 @@ from typing import Union
 import numpy as np
 from PIL import Image
 
-from physadv.channel import TRANSFORMS
+from physadv.channel import TRANSFORMS, is_corruption
+from physadv.corruptions import SEVERITIES
+from physadv.experiment import CLEAN_METHOD
 from physadv.images import encode_png
 from physadv.metrics import format_fraction, severity_lines
 from physadv.report import plots
@@ -21,8 +24,10 @@ from physadv.report import plots
 PHOTO = "photo"
 CASES = ("average", "prefiltered")
 # Gallery pictures are normalised to this size range: tiny inputs (8×8 digits) are enlarged without
-# smoothing so their pixels stay visible, large crops are shrunk to keep the HTML small.
-THUMBNAIL_MIN, THUMBNAIL_MAX = 128, 256
+# smoothing so their pixels stay visible, larger ones are shrunk to the 160 px the page shows them at,
+# to keep the HTML small.
+THUMBNAIL_MIN, THUMBNAIL_MAX = 128, 160
+THUMBNAIL_JPEG_QUALITY = 90
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,8 @@ class ReportData:
     notes: list[str] = ()
     photo_clean: dict | None = None  # capture's results.json "photo_clean": n, top1, top5 of the clean photos
     severity: dict | None = None  # physadv.metrics.channel_severity of the clean photos
+    gallery_sample: tuple[str, ...] = ()  # when the gallery is a sample: "attack, outcome: k of n" per group
+    crop_folders: tuple[tuple[str, str], ...] = ()  # (attack, link to its folder of every photographed crop)
 
 
 @dataclass(frozen=True)
@@ -82,7 +89,7 @@ class Plot:
 @dataclass(frozen=True)
 class Picture:
     caption: str
-    png: bytes | None  # None: no picture (the caption says why)
+    image: bytes | None  # PNG or JPEG; None: no picture (the caption says why)
 
 
 @dataclass(frozen=True)
@@ -98,7 +105,13 @@ class Gallery:
     cards: tuple[Card, ...]
 
 
-Block = Union[Text, Table, Plot, Gallery]
+@dataclass(frozen=True)
+class Links:
+    caption: str
+    items: tuple[tuple[str, str], ...]  # (text, relative link)
+
+
+Block = Union[Text, Table, Plot, Gallery, Links]
 
 
 @dataclass(frozen=True)
@@ -243,11 +256,12 @@ def _transform_sections(rows: list[dict]) -> tuple[Section, Section | None]:
         return Section(title, (Text("No artificial-transformation rows (run physadv experiment).",
                                     missing=True),)), None
     units = {name: kind.unit for name, kind in TRANSFORMS.items()}
-    figures = tuple(Plot(plots.destruction_vs_strength(rows, units, case),
+    attacked = [r for r in rows if r["method"] != CLEAN_METHOD]  # the clean images have nothing to destroy
+    figures = tuple(Plot(plots.destruction_vs_strength(attacked, units, case),
                          f"{case.capitalize()} case: top-1 destruction rate against transformation strength, "
                          "one line per method and ε. Missing points: no image was attacked successfully, "
                          "so the rate is undefined. All numbers are in the appendix.")
-                    for case in CASES if any(r["case"] == case for r in rows))
+                    for case in CASES if any(r["case"] == case for r in attacked))
     tables = []
     for transform in dict.fromkeys(r["transform"] for r in rows):
         tables.append(Table(
@@ -259,6 +273,33 @@ def _transform_sections(rows: list[dict]) -> tuple[Section, Section | None]:
                    str(r.get("n_images")), *_accuracies(r, "transformed"), _destruction(r, 1), _destruction(r, 5))
                   for r in rows if r["transform"] == transform), 4))
     return Section(title, figures), Section("Appendix: every transformation row", tuple(tables))
+
+
+def _corruption_section(rows: list[dict]) -> Section | None:
+    """ImageNet-C at a glance: accuracy on the corrupted clean images and the destruction rate of each
+    attack, per corruption and severity. ``None`` without corruption rows."""
+    rows = [r for r in rows if is_corruption(r["transform"]) and r["case"] == "average"]
+    if not rows:
+        return None
+    corruptions = list(dict.fromkeys(r["transform"] for r in rows))
+    cells = {(r["method"], float(r["eps"]), r["transform"], r.get("strength")): r for r in rows}
+    header = tuple(f"severity {s}" for s in SEVERITIES)
+    blocks: list[Block] = []
+    if any(r["method"] == CLEAN_METHOD for r in rows):
+        def accuracy(transform: str, severity: int) -> str:
+            row = cells.get((CLEAN_METHOD, 0.0, transform, float(severity)))
+            return "—" if row is None else format_fraction(row.get("top1_transformed"), row.get("n_images"))
+        blocks.append(Table("Corruption accuracy: top-1 on the corrupted clean images (Hendrycks & Dietterich "
+                            "2019; mCE against a baseline is in results.json)", ("corruption",) + header,
+                            tuple((t.split(":", 1)[1], *(accuracy(t, s) for s in SEVERITIES)) for t in corruptions), 1))
+    attacks = list(dict.fromkeys((r["method"], float(r["eps"])) for r in rows if r["method"] != CLEAN_METHOD))
+    if attacks:
+        blocks.append(Table("Top-1 destruction rate of each attack under each corruption (average case)",
+                            ("method", "ε", "corruption") + header,
+                            tuple((method, f"{eps:g}", t.split(":", 1)[1],
+                                   *(_destruction(cells.get((method, eps, t, float(s))), 1) for s in SEVERITIES))
+                                  for method, eps in attacks for t in corruptions), 3))
+    return Section("Common corruptions (ImageNet-C)", tuple(blocks))
 
 
 def _adversariality_section(rows: list[dict]) -> Section:
@@ -289,7 +330,8 @@ def _adversariality_section(rows: list[dict]) -> Section:
 
 
 def thumbnail(path: Path | None) -> bytes | None:
-    """PNG bytes of the image at ``path`` resized into the thumbnail range; ``None`` if it cannot be read."""
+    """The image at ``path`` resized into the thumbnail range: PNG bytes, or JPEG when it was shrunk (its
+    pixels are resampled anyway; the full-size files are linked); ``None`` if it cannot be read."""
     if path is None:
         return None
     try:
@@ -303,16 +345,19 @@ def thumbnail(path: Path | None) -> bytes | None:
         image = image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
     elif side > THUMBNAIL_MAX:
         image.thumbnail((THUMBNAIL_MAX, THUMBNAIL_MAX), Image.Resampling.LANCZOS)
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=THUMBNAIL_JPEG_QUALITY, subsampling=0)
+        return buffer.getvalue()
     return encode_png(np.asarray(image))
 
 
 def _picture(kind: str, path: Path | None, prediction: str | None) -> Picture:
     if path is None:
         return Picture(f"{kind}: not photographed", None)
-    png = thumbnail(path)
-    if png is None:
+    image = thumbnail(path)
+    if image is None:
         return Picture(f"{kind}: image missing ({path.name})", None)
-    return Picture(f"{kind}: {prediction or 'no prediction'}", png)
+    return Picture(f"{kind}: {prediction or 'no prediction'}", image)
 
 
 def _card(item: GalleryItem) -> Card:
@@ -325,15 +370,28 @@ def _card(item: GalleryItem) -> Card:
                  _picture("photo", item.crop_png, item.photo_top1)))
 
 
+def _gallery_blocks(data: ReportData) -> tuple[Block, ...]:
+    if not data.gallery:
+        return (Text("No gallery images given.", missing=True),)
+    blocks: list[Block] = []
+    if data.gallery_sample:
+        blocks.append(Text("A sample: the report shows a few images of each attack and outcome, so its size does "
+                           "not grow with the run (" + "; ".join(data.gallery_sample) + ")."))
+    if data.crop_folders:
+        blocks.append(Links("Every photographed crop, per attack (folders next to this report):",
+                            tuple((f"{attack}: {link}", link) for attack, link in data.crop_folders)))
+    return (*blocks, Gallery(tuple(_card(item) for item in data.gallery)))
+
+
 def build_report(data: ReportData) -> Report:
     rows = _sorted(list(data.rows))
     photo_rows = [r for r in rows if r["transform"] == PHOTO]
     digital_rows = [r for r in rows if r["transform"] != PHOTO]
     transforms, appendix = _transform_sections(digital_rows)
-    gallery = Section("Gallery: clean, adversarial, photographed",
-                      (Gallery(tuple(_card(item) for item in data.gallery)),) if data.gallery
-                      else (Text("No gallery images given.", missing=True),))
+    gallery = Section("Gallery: clean, adversarial, photographed", _gallery_blocks(data))
+    corruptions = _corruption_section(digital_rows)
     sections = (_run_section(data), _photo_section(photo_rows, data.photo_clean, data.severity),
-                _attack_section(digital_rows, photo_rows), transforms, _adversariality_section(rows), gallery)
+                _attack_section(digital_rows, photo_rows), transforms, *((corruptions,) if corruptions else ()),
+                _adversariality_section(rows), gallery)
     return Report(data.title, f"model {data.model} · created {data.created}",
                   sections + ((appendix,) if appendix else ()))

@@ -1,12 +1,12 @@
-"""The report as one self-contained HTML page: inline CSS, pictures as base64 ``data:`` PNGs, no
-script and no external reference, so it can be mailed, archived and printed as it is."""
+"""The report as one self-contained HTML page: inline CSS, pictures as base64 ``data:`` PNGs (JPEGs for
+shrunk thumbnails), no script and no external reference, so it can be mailed, archived and printed as it is."""
 
 from __future__ import annotations
 
 import base64
 from html import escape
 
-from physadv.report.content import Block, Gallery, Plot, Report, Table, Text
+from physadv.report.content import Block, Gallery, Links, Plot, Report, Table, Text
 
 STYLE = """
 body { font-family: "DejaVu Sans", "Helvetica Neue", Arial, sans-serif; color: #222; margin: 2em auto;
@@ -45,8 +45,9 @@ figcaption { color: #555; font-size: 0.9em; }
 VERDICT_CLASS = {True: "fooled", False: "destroyed", None: "nophoto"}
 
 
-def _data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+def _data_uri(image: bytes) -> str:
+    kind = "jpeg" if image.startswith(b"\xff\xd8") else "png"
+    return f"data:image/{kind};base64," + base64.b64encode(image).decode("ascii")
 
 
 def _table(table: Table) -> str:
@@ -66,8 +67,8 @@ def _gallery(gallery: Gallery) -> str:
     cards = []
     for card in gallery.cards:
         pictures = "".join(
-            f'<figure><img src="{_data_uri(p.png)}" alt="{escape(p.caption)}">'
-            f"<figcaption>{escape(p.caption)}</figcaption></figure>" if p.png is not None else
+            f'<figure><img src="{_data_uri(p.image)}" alt="{escape(p.caption)}">'
+            f"<figcaption>{escape(p.caption)}</figcaption></figure>" if p.image is not None else
             f'<figure><div class="absent">no picture</div><figcaption>{escape(p.caption)}</figcaption></figure>'
             for p in card.pictures)
         verdict_class = VERDICT_CLASS[card.fooled]
@@ -82,6 +83,9 @@ def _block(block: Block) -> str:
         return f'<p class="missing">{escape(block.text)}</p>' if block.missing else f"<p>{escape(block.text)}</p>"
     if isinstance(block, Table):
         return _table(block)
+    if isinstance(block, Links):
+        items = "".join(f'<li><a href="{escape(href)}">{escape(text)}</a></li>' for text, href in block.items)
+        return f"<p>{escape(block.caption)}</p><ul>{items}</ul>"
     if isinstance(block, Plot):
         return (f'<figure><img src="{_data_uri(block.png)}" alt="{escape(block.caption)}">'
                 f"<figcaption>{escape(block.caption)}</figcaption></figure>")

@@ -28,7 +28,7 @@ from reportlab.platypus import (
 )
 from reportlab.platypus import Table as PdfTable
 
-from physadv.report.content import Block, Card, Gallery, Plot, Report, Table, Text
+from physadv.report.content import Block, Card, Gallery, Links, Plot, Report, Table, Text
 from physadv.report.plots import DPI
 
 FONT, BOLD = "DejaVuSans", "DejaVuSans-Bold"
@@ -115,7 +115,7 @@ def _image(png: bytes, max_width: float, max_height: float = FRAME_HEIGHT,
 
 
 def _card(card: Card) -> Flowable:
-    pictures = [_image(p.png, PICTURE_WIDTH, PICTURE_WIDTH, math.inf) if p.png is not None else _paragraph("no picture", "picture")
+    pictures = [_image(p.image, PICTURE_WIDTH, PICTURE_WIDTH, math.inf) if p.image is not None else _paragraph("no picture", "picture")
                 for p in card.pictures]
     verdict = Paragraph(f'<font color="{VERDICT_COLOUR[card.fooled]}">{escape(card.verdict)}</font>',
                         STYLES["body"])
@@ -138,6 +138,8 @@ def _block(block: Block) -> list[Flowable]:
         return _table(block)
     if isinstance(block, Plot):
         return [_image(block.png, FRAME_WIDTH), _paragraph(block.caption, "figcaption")]
+    if isinstance(block, Links):
+        return [_paragraph(block.caption, "body")] + [_paragraph(text, "body") for text, _ in block.items]
     assert isinstance(block, Gallery)
     return [_card(card) for card in block.cards]
 
