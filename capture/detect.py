@@ -424,7 +424,7 @@ def find_pages(image: np.ndarray, manifest: Manifest, *, max_side: int = DETECT_
     ids, corners = detect_markers(grey_image, manifest.aruco_dictionary, max_side)
     if len(ids) == 0:
         blur = photo_blur_px(grey_image, max_side)
-        if blur > MAX_DETECT_BLUR_PX:
+        if math.isfinite(blur) and blur > MAX_DETECT_BLUR_PX:  # no edges at all (a blank photo): no markers
             return PhotoDetection((), (Rejection("too blurry", f"no marker readable; photo edge σ {blur:.1f} px > "
                                                                f"{MAX_DETECT_BLUR_PX} px (at {max_side} px)"),), 0)
         return PhotoDetection((), (Rejection("no markers", "no ArUco marker in the photo"),), 0)
@@ -442,7 +442,7 @@ def find_pages(image: np.ndarray, manifest: Manifest, *, max_side: int = DETECT_
         (accepted if isinstance(outcome, PageDetection) else rejected).append(outcome)
     if not accepted and rejected and all(r.reason == "too few markers" for r in rejected):
         blur = photo_blur_px(grey_image, max_side)
-        if blur > MAX_DETECT_BLUR_PX:
+        if math.isfinite(blur) and blur > MAX_DETECT_BLUR_PX:
             rejected = [Rejection("too blurry", f"{r.detail} readable; photo edge σ {blur:.1f} px > "
                                                 f"{MAX_DETECT_BLUR_PX} px (at {max_side} px)", r.page) for r in rejected]
     return PhotoDetection(tuple(accepted), tuple(rejected), len(ids))

@@ -156,8 +156,10 @@ class Attack:
         if self.method not in METHODS:
             raise InputError(f"unknown attack method {self.method!r}; choose one of {', '.join(METHODS)}")
         # -0.0 + 0.0 is 0.0 (check_number adds it): "--eps -0" is ε = 0, and prints so.
-        object.__setattr__(self, "eps", check_number(self.eps, 0, 255, lambda m: InputError(f"eps (0–255 pixel units): {m}")))
-        check_number(self.alpha, 1e-6, 255, lambda m: InputError(f"alpha (0–255 pixel units, positive): {m}"))
+        object.__setattr__(self, "eps", check_number(
+            self.eps, 0, 255, lambda m: InputError(f"eps must be a number in [0, 255] (0–255 pixel units): {m}")))
+        check_number(self.alpha, 1e-6, 255,
+                     lambda m: InputError(f"alpha must be a positive number of 0–255 pixel units: {m}"))
         if self.iterations is not None:
             check_integer(self.iterations, 0, MAX_ITERATIONS,
                           lambda m: InputError(f"iterations must be a whole number: {m}"))

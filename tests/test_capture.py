@@ -389,5 +389,5 @@ def test_parallel_capture_writes_what_the_serial_run_writes(tmp_path):
         capture_folder(photos, tmp_path / "sheets" / "manifest.json", classifier, out, progress=False, workers=workers)
         outputs[workers] = {path.relative_to(out).as_posix(): path.read_bytes() for path in sorted(out.rglob("*"))
                             if path.is_file() and STATE_DIR not in path.parts}
-    assert sum(name.startswith("crops/") for name in outputs[1]) == 5 * 12
+    assert sum(name.startswith("crops/") and name.endswith(".png") for name in outputs[1]) == 5 * 12
     assert outputs[2] == outputs[1]

@@ -85,10 +85,10 @@ def test_experiment_imagenet_c_rows_and_mce_against_itself(tmp_path, digits_clas
     assert main(["experiment", *common[:4], "4", *common[5:], "--baseline", str(tmp_path / "base" / "results.json"),
                  "--out", str(tmp_path / "other")]) == 2  # measured on other images
     from physadv.report import ReportData, write_report
-    from physadv.report.content import rate_text
+    from physadv.metrics import format_fraction as rate_text
 
     html = write_report(ReportData("c", "digits", "now", results["rows"], [], {}), tmp_path / "report").html.read_text()
     section = html[html.index("Common corruptions (ImageNet-C)"):html.index("Adversariality: EOT")]
     fog5 = next(r for r in results["rows"] if (r["method"], r["transform"], r["strength"], r["case"])
                 == ("none", "imagenet-c:fog", 5.0, "average"))
-    assert f"<td>fog</td><td class=\"num\">" in section and rate_text(fog5["top1_transformed"], 8) in section
+    assert "<td>fog</td><td class=\"num\">" in section and rate_text(fog5["top1_transformed"], 8) in section

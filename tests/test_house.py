@@ -83,9 +83,8 @@ def test_version_and_help_defaults(capsys):
         text = " ".join(sub.format_help().split())
         assert "(default: None)" not in text and "(default: False)" not in text, verb
         assert "(default ceil" in text or verb != "attack"
-        assert "(default: auto)" in text or verb in {"evaluate", "report", "status", "models", "print",
-                                                     "photograph"} or (
-            verb in {"demo", "run", "compare"} and "default: the configuration's device" in text)
+        assert "--device" not in text or "(default: auto)" in text or (
+            verb in {"demo", "run", "compare"} and "default: the configuration's device" in text), verb
 
 
 def test_images_positional_or_option_in_every_verb_that_takes_them():

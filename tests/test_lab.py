@@ -173,7 +173,7 @@ def synthetic_run(run: Path, images: int) -> Path:
     for kind in ("clean", "adv"):
         write_png(run / "attack" / kind / "x.png", rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
     write_png(run / "capture" / "crops" / "photo" / "x.png", rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
-    top5 = json.dumps([[k, str(k), 0.2] for k in range(5)])
+    top5 = json.dumps([{"index": k, "name": str(k), "probability": 0.2} for k in range(5)])
     with RunStore(run) as store, store.transaction() as db:
         for attack in ("fgsm-eps8", "bim-eps8"):
             db.execute("INSERT INTO attacks VALUES (?, ?, 8, 1, 10, '', 'digits', '', '', 'attack')",

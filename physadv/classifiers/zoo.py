@@ -50,8 +50,8 @@ def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     except Exception as error:  # torch raises many types for a corrupt or foreign file
         # torch's own message advises weights_only=False, i.e. running the file's code: never say that.
         kind = "holds objects other than tensors" if isinstance(error, pickle.UnpicklingError) else "is corrupt"
-        raise InputError(f"{path}: not a PyTorch state dict (it {kind}; physadv loads weights only, "
-                         "never code)") from None
+        raise InputError(f"{path}: not a readable PyTorch checkpoint: not a state dict (it {kind}; physadv loads "
+                         "weights only, never code)") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
