@@ -168,3 +168,22 @@ def test_cli_chart_and_calibrate_report_a_photo_without_the_chart(tmp_path, caps
                  "--out", str(tmp_path / "mine.toml")])
     assert code == 2 and "blank.png: skipped, no markers" in capsys.readouterr().err
     assert not (tmp_path / "mine.toml").exists()
+
+
+def test_halftone_screen_keeps_the_mean_tone(chart):
+    from physadv.printouts.camera import halftone
+    from physadv.printouts.pdf import page_size_mm
+
+    chart_dir, manifest = chart
+    document = open_pdf(chart_dir / CHART_FILE)
+    size = page_size_mm(document, 0)
+    shape = (round(size[1] * 4), round(size[0] * 4))  # 4 px/mm
+    screened = halftone(document, 0, shape, size, lpi=50)
+    document.close()
+    assert set(np.unique(screened[::7, ::7])) - {0, 255}  # area-averaged, not binary any more
+    flats = [p for p in manifest.extra["chart"]["patches"] if p["kind"] == "flat"]
+    for patch in flats:
+        x, y, w, h = (v * 4 for v in patch["box_mm"])
+        inner = screened[int(y + h / 4):int(y + 3 * h / 4), int(x + w / 4):int(x + 3 * w / 4)].astype(float)
+        assert abs(inner.mean() - patch["rgb"][0]) < 20, (patch["rgb"], inner.mean())
+        assert inner.std() > 1  # the screen (period 0.51 mm, 2 px at 4 px/mm) is still visible
