@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from physadv.classifiers import DEFAULT_MODEL, MODELS, Classifier, load_classifier
+from physadv.classifiers.external import OFFLINE_ENV, RANDOM_WEIGHTS
 from physadv.errors import InputError
 
 
@@ -19,9 +20,16 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME",
-                        help=f"classifier: {', '.join(MODELS)} (see `physadv models`)")
+                        help=f"classifier: {', '.join(MODELS)}, timm:NAME, torchvision:NAME or FILE.py:FACTORY "
+                             "(see `physadv models`)")
     parser.add_argument("--weights", metavar="PATH", default=None,
-                        help="weights file for --model (default: the torch cache / the package that ships them)")
+                        help="weights file for --model (default: the library's cache / the package that ships "
+                             f"them; '{RANDOM_WEIGHTS}': random initialisation, for smoke tests)")
+    parser.add_argument("--labels", metavar="FILE", default=None,
+                        help="class names of --model, one per line in logit order (default: the model's own)")
+    parser.add_argument("--offline", action="store_true",
+                        help=f"never download weights (also: {OFFLINE_ENV}=1); missing weights are an error "
+                             "naming the file and where to put it")
     add_device_option(parser)
 
 
@@ -46,7 +54,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def classifier_from_args(args: argparse.Namespace) -> Classifier:
-    return load_classifier(args.model, weights=args.weights, device=resolve_device(args.device))
+    return load_classifier(args.model, weights=args.weights, device=resolve_device(args.device),
+                           offline=True if args.offline else None, labels=args.labels)
 
 
 def comma_list(text: str) -> list[str]:
