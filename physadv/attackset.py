@@ -23,6 +23,7 @@ from physadv.errors import InputError
 from physadv.fileio import atomic_write_json
 from physadv.images import to_tensor, to_uint8, write_png
 from physadv.metrics import Predictions
+from physadv.transfer import check_sources, source_name, transfer_attack
 
 SCHEMA = "physadv.attack/1"
 CLEAN_DIR, ADV_DIR, RECORD_FILE = "clean", "adv", "attack.json"
@@ -66,6 +67,7 @@ class AttackSettings:
     eot: dict = field(default_factory=dict)
     target: int | None = None
     label: str | None = None
+    source_model: str | None = None  # transfer attacks: the model(s) it was crafted on, e.g. "a+b"
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ class AttackSet:
         return replace(self, images=images)
 
 
-_PER_IMAGE_SETTINGS = ("model", "method", "eps", "iterations")
+_PER_IMAGE_SETTINGS = ("model", "method", "eps", "iterations", "source_model")
 
 
 def write_attack_set(root: str | Path, attack_set: AttackSet) -> None:
@@ -155,8 +157,11 @@ def check_attack_inputs(attack: Attack, images: Sequence[LabelledImage], target:
 
 def attack_to_folder(classifier: Classifier, attack: Attack, images: Sequence[LabelledImage], out: str | Path, *,
                      target: int | None = None, batch_size: int = 16, seed: int = 0, eot: dict | None = None,
-                     label: str | None = None, progress: bool = True) -> AttackSet:
+                     label: str | None = None, progress: bool = True, sources: Sequence[Classifier] = ()) -> AttackSet:
     """Attack prepared ``images`` batch by batch and write ``out`` (PNGs and ``attack.json``).
+
+    With ``sources``, the attack is crafted on them (a transfer attack, :mod:`physadv.transfer`) and
+    ``classifier`` only evaluates it; ``attack.json`` records both models.
 
     ``attack.json`` is rewritten after every batch, so an interrupted call keeps the finished
     batches and a repeated call with the same settings attacks only the rest.
@@ -167,9 +172,14 @@ def attack_to_folder(classifier: Classifier, attack: Attack, images: Sequence[La
     """
     out = Path(out)
     check_attack_inputs(attack, images, target, batch_size)
+    crafting = classifier
+    if sources:
+        check_sources(classifier, sources)
+        attack, crafting = transfer_attack(attack, sources), sources[0]
     settings = AttackSettings(model=classifier.name, method=attack.label, eps=float(attack.eps),
                               alpha=attack.step_size, iterations=attack.steps, image_size=classifier.image_size,
-                              seed=seed, eot=eot or {}, target=target, label=label)
+                              seed=seed, eot=eot or {}, target=target, label=label,
+                              source_model=source_name(sources) if sources else None)
     record = _resumable(out, settings, classifier.weights) or AttackSet(settings=settings, weights=classifier.weights, images=())
     done = {image.id for image in record.images}
     todo = [image for image in images if image.id not in done]
@@ -177,19 +187,20 @@ def attack_to_folder(classifier: Classifier, attack: Attack, images: Sequence[La
               unit="img", disable=not progress) as bar:
         for start in range(0, len(todo), batch_size):
             batch = todo[start:start + batch_size]
-            record = record.with_images(record.images + _attack_batch(classifier, attack, batch, target, out))
+            record = record.with_images(record.images + _attack_batch(classifier, attack, batch, target, out,
+                                                                             crafting))
             write_attack_set(out, record)
             bar.update(len(batch))
     return record
 
 
 def _attack_batch(classifier: Classifier, attack: Attack, batch: list[LabelledImage], target: int | None,
-                  out: Path) -> tuple[AttackedImage, ...]:
+                  out: Path, crafting: Classifier) -> tuple[AttackedImage, ...]:
     device = classifier.device
     x = to_tensor([i.image for i in batch], device)
     labels = torch.tensor([i.label if i.label is not None else 0 for i in batch], device=device)
     targets = torch.full_like(labels, target) if target is not None else None
-    result = attack(classifier, x, labels, targets)
+    result = attack(crafting, x, labels, targets)
     clean = Predictions.from_probabilities(classifier.probabilities(result.clean))
     adversarial_probabilities = classifier.probabilities(result.adversarial)
     adversarial = Predictions.from_probabilities(adversarial_probabilities)

@@ -26,13 +26,15 @@ from physadv.errors import InputError
 from physadv.fileio import atomic_write_json, atomic_write_text
 from physadv.images import to_tensor
 from physadv.metrics import PREFILTER_CONFIDENCE, Predictions, destruction_reports
+from physadv.transfer import check_sources, source_name, transfer_attack
 
 Row = dict[str, float | int | str | None]
 
 RESULTS_JSON, RESULTS_CSV = "results.json", "results.csv"
 RESULT_COLUMNS = ["method", "eot", "eps", "iterations", "transform", "strength", "case", "n_images", "top1_clean", "top1_adv",
            "top1_transformed", "top5_clean", "top5_adv", "top5_transformed", "destruction_top1",
-           "destruction_top5", "destruction_top1_n", "destruction_top5_n", "quantisation_undid"]
+           "destruction_top5", "destruction_top1_n", "destruction_top5_n", "quantisation_undid", "model",
+           "source_model"]
 """The leading columns of ``results.csv``; extra keys (e.g. ``adversariality``) follow, sorted."""
 
 
@@ -48,6 +50,8 @@ class ExperimentConfig:
         seed: seeds the noise transformation.
         attack_extras: ``(attack, classifier, adversarial (N, 3, H, W), goals (N,)) → {key: value}``, added
             to every row of that attack (e.g. adversariality).
+        sources: empty for white-box attacks; else the model(s) the attacks are crafted on (transfer,
+            :mod:`physadv.transfer`), the classifier only evaluating them.
     """
 
     attacks: Sequence[Attack]
@@ -58,6 +62,7 @@ class ExperimentConfig:
     prefilter_confidence: float = PREFILTER_CONFIDENCE
     attack_extras: Callable[[Attack, Classifier, torch.Tensor, torch.Tensor], dict[str, float]] | None = field(
         default=None, compare=False)
+    sources: Sequence[Classifier] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         for name in self.transforms:
@@ -82,16 +87,19 @@ def _predict(classifier: Classifier, images: torch.Tensor, batch_size: int) -> P
 
 
 def run_attack_batched(attack: Attack, classifier: Classifier, images: torch.Tensor, labels: torch.Tensor,
-                       target: int | None, batch_size: int,
-                       progress: tqdm | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+                       target: int | None, batch_size: int, progress: tqdm | None = None,
+                       source: Classifier | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Adversarial versions of ``images`` (N, 3, H, W) and the attack's goals (N,), on the CPU, and how
-    many attacks the 8-bit rounding undid (successful before rounding, not after)."""
+    many attacks the 8-bit rounding undid on ``classifier`` (successful before rounding, not after).
+
+    ``source`` (default ``classifier``) is the model the attack is called with: a transfer attack's
+    first source, whose labels and least-likely classes define the goals."""
     adversarial, goals, undone = [], [], 0
     for part in _batches(len(images), batch_size):
         x = images[part].to(classifier.device)
         y = labels[part].to(classifier.device)
         targets = torch.full_like(y, target) if target is not None else None
-        result = attack(classifier, x, y, targets)
+        result = attack(source if source is not None else classifier, x, y, targets)
         before = result.succeeded(classifier.probabilities(result.unquantised).argmax(-1))
         after = result.succeeded(classifier.probabilities(result.adversarial).argmax(-1))
         undone += int((before & ~after).sum())
@@ -148,17 +156,22 @@ def run_experiment(classifier: Classifier, images: Sequence[LabelledImage], conf
     labels = torch.from_numpy(labels_np)
     clean_predictions = _predict(classifier, clean, config.batch_size)
     pending = [a for a in config.attacks if (a.label, float(a.eps)) not in done]
+    source = None
+    if config.sources:
+        check_sources(classifier, config.sources)
+        pending, source = [transfer_attack(a, config.sources) for a in pending], config.sources[0]
+    models = {"model": classifier.name, "source_model": source_name(config.sources or [classifier])}
     rows: list[Row] = []
     with tqdm(total=len(pending) * len(images), desc="attacking", unit="img", disable=not progress) as bar:
         for attack in pending:
             bar.set_postfix_str(f"{attack.label} eps={attack.eps:g}")
             adversarial, goals, undone = run_attack_batched(attack, classifier, clean, labels, config.target,
-                                                     config.batch_size, bar)
+                                                     config.batch_size, bar, source)
             extras = config.attack_extras(attack, classifier, adversarial, goals) if config.attack_extras else {}
             attack_rows = transformation_rows(
                 classifier, clean_predictions, adversarial, labels_np, config.transforms,
                 {"method": attack.label, "eot": attack.eot or "", "eps": float(attack.eps), "iterations": attack.steps},
-                {"quantisation_undid": undone, **extras}, batch_size=config.batch_size, seed=config.seed,
+                {"quantisation_undid": undone, **models, **extras}, batch_size=config.batch_size, seed=config.seed,
                 confidence=config.prefilter_confidence)
             rows += attack_rows
             if on_attack_done is not None:

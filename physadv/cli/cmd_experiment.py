@@ -20,6 +20,7 @@ from physadv.cli.common import (
     comma_floats,
     comma_list,
     positive_int,
+    sources_from_args,
 )
 from physadv.datasets import load_image_set, prepare
 from physadv.eot import adversariality
@@ -39,6 +40,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "  physadv experiment --model digits --images digits --limit 100 --eps 16,32 --out r-digits/\n"
         "  physadv experiment --images imgs/ --transforms jpeg --strengths jpeg=75,30,10 --out r/\n"
         "  physadv experiment --methods bim --eps 16 --eot photo --out r-eot/   # adds bim+eot rows\n"
+        "  physadv experiment --model efficientnet_lite1 --source-model efficientnet_lite0 --out r-transfer/\n"
         f"default strengths: {defaults}.\n"
         "writes OUT/results.json and OUT/results.csv: one row per (method, eps, transform, strength, case),\n"
         "case = average (all images) or prefiltered (clean right and adversarial wrong, both with\n"
@@ -105,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     strengths = parse_strengths(comma_list(args.transforms), args.strengths)
     classifier = classifier_from_args(args)
+    sources = sources_from_args(args, classifier)
     attacks = [Attack(method, eps, args.alpha, args.iterations, amp=args.amp) for method in methods for eps in args.eps]
     extras = None
     if args.eot:
@@ -116,19 +119,21 @@ def run(args: argparse.Namespace) -> int:
             return {"adversariality": float(value.mean())}
     target = resolve_target(classifier, args.target)
     config = ExperimentConfig(attacks=attacks, transforms=strengths, target=target, batch_size=args.batch_size,
-                              seed=args.seed, attack_extras=extras)
+                              seed=args.seed, attack_extras=extras, sources=sources)
     images = prepare(load_image_set(args.images, classifier.labels, args.label, args.limit), classifier.image_size)
     config_key = {"model": classifier.name, "weights": classifier.weights, "label": args.label,
                   "images": [i.source for i in images], "methods": methods,
                   "eot": [args.eot, args.eot_samples, args.adversariality_samples] if args.eot else None,
                   "eps": args.eps, "alpha": args.alpha, "iterations": args.iterations, "transforms": strengths,
-                  "target": args.target, "seed": args.seed}
+                  "target": args.target, "seed": args.seed,
+                  "sources": [[s.name, s.weights] for s in sources]}
     rows = experiment_to_folder(classifier, images, config, args.out, config_key)
     if args.json:
         json.dump(rows, sys.stdout, indent=1)
         print()
     else:
         print(format_table(rows))
-        print(f"\n{len(images)} images, model {classifier.name}; written {args.out / 'results.json'} "
+        crafted = f" (attacks crafted on {rows[0]['source_model']})" if sources and rows else ""
+        print(f"\n{len(images)} images, model {classifier.name}{crafted}; written {args.out / 'results.json'} "
               f"and {args.out / 'results.csv'}")
     return 0
