@@ -68,7 +68,7 @@ class DefenceConfig:
     batch_size: int = 64
     lr: float = 1e-3
     steps: int = 7
-    temperature: float = 20.0
+    temperature: float = 100.0
     gradreg_weight: float = 1.0
     distribution: DistributionSpec = field(default="photo", compare=False)
     seed: int = 0

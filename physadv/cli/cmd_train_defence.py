@@ -18,7 +18,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
         "examples:\n"
         "  physadv train-defence --model digits --defence pgd --eps 16 --out digits-pgd.pt\n"
-        "  physadv train-defence --model digits --defence distill --temperature 20 --out digits-distill.pt\n"
+        "  physadv train-defence --model digits --defence distill --temperature 100 --lr 1e-2 --out digits-distill.pt\n"
         "  physadv train-defence --model timm:resnet18 --data train/ --defence fgsm-rs --eps 4 --out r18-fast.pt\n"
         "  physadv attack digits --model digits --weights digits-pgd.pt --eps 16 --out adv-pgd/\n"
         "  physadv compare-models digits digits@digits-pgd.pt --images digits --out cmp/\n"
