@@ -1,16 +1,13 @@
 """Bring-your-own models (timm, torchvision, file.py:factory), offline mode, transfer attacks, defences."""
 
 import json
-from pathlib import Path
 
 import huggingface_hub
 import pytest
 import torch
-from torch import nn
 
 from physadv.attacks import Attack
 from physadv.classifiers import load_classifier
-from physadv.classifiers.external import ModelBundle
 from physadv.cli.main import main
 from physadv.datasets import load_image_set, prepare
 from physadv.defences import DEFENCES, DefenceConfig, save_checkpoint, train_defence, training_images
@@ -55,7 +52,6 @@ def test_library_models_run_the_loop_with_their_own_preprocessing(tmp_path, name
 
 FACTORY = '''
 import torch
-from torch import nn
 from physadv.classifiers import ModelBundle
 
 def good():
