@@ -173,7 +173,7 @@ def main() -> None:
     if args.stress:
         twin = make_sheets(work, colliding_run_id(RUN_ID), seed=1)
         print("| condition | resolution | photos with a page | cells accepted | wrong crops | "
-              f"crop error p95 / max (source px) | rejections by reason |")
+              "crop error p95 / max (source px) | rejections by reason |")
         print("|---|---|---|---|---|---|---|")
         for resolution in args.resolutions.split(","):
             for condition in args.conditions.split(","):

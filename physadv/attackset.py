@@ -28,6 +28,7 @@ from physadv.fileio import atomic_write_json
 from physadv.images import pixel_sha256, to_tensor, to_uint8, write_png
 from physadv.metrics import Predictions
 from physadv.validation import MAX_CLASSES, Record
+from physadv.transfer import check_sources, source_name, transfer_attack
 
 SCHEMA = "physadv.attack/1"
 CLEAN_DIR, ADV_DIR, RECORD_FILE, PARTS_DIR = "clean", "adv", "attack.json", ".parts"
@@ -73,6 +74,7 @@ class AttackSettings:
     eot: dict = field(default_factory=dict)
     target: int | None = None
     label: str | None = None
+    source_model: str | None = None  # transfer attacks: the model(s) it was crafted on, e.g. "a+b"
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ class AttackSet:
         return replace(self, images=images)
 
 
-_PER_IMAGE_SETTINGS = ("model", "method", "eps", "iterations")
+_PER_IMAGE_SETTINGS = ("model", "method", "eps", "iterations", "source_model")
 
 
 def write_attack_set(root: str | Path, attack_set: AttackSet) -> None:
@@ -136,7 +138,8 @@ def read_attack_set(root: str | Path) -> AttackSet:
         alpha=settings.number("alpha", 0, 255), iterations=settings.integer("iterations", 0, MAX_ITERATIONS),
         image_size=settings.integer("image_size", 1, 4096), seed=settings.integer("seed", -2**63, 2**64 - 1),
         eot=eot.data if eot is not None else {}, target=settings.integer("target", 0, MAX_CLASSES - 1, optional=True),
-        label=settings.text("label", optional=True, max_length=256))
+        label=settings.text("label", optional=True, max_length=256),
+        source_model=settings.text("source_model", optional=True, max_length=1024))
     images = tuple(_read_image(item) for item in record.records("images", 0, MAX_IMAGES))
     if len({image.id for image in images}) != len(images):
         raise record.fail("images", "image ids repeat")
@@ -239,8 +242,11 @@ def _merge(out: Path, record: AttackSet, images: Sequence[ImageRef]) -> AttackSe
 def attack_to_folder(classifier: Classifier, attack: Attack, images: Sequence[ImageRef], out: str | Path, *,
                      target: int | None = None, batch_size: int = 16, seed: int = 0, eot: dict | None = None,
                      label: str | None = None, progress: bool = True, workers: int = 0,
-                     shard: Shard = SINGLE) -> AttackSet:
+                     shard: Shard = SINGLE, sources: Sequence[Classifier] = ()) -> AttackSet:
     """Attack ``images`` batch by batch (read, centre-cropped to the classifier's size) and write ``out``.
+
+    With ``sources``, the attack is crafted on them (a transfer attack, :mod:`physadv.transfer`) and
+    ``classifier`` only evaluates it; ``attack.json`` records both models.
 
     Batch ``k`` is always images ``k·batch_size …``, whoever attacks it: the outputs do not depend on
     how the work was split (``shard``) or resumed. A repeated call with the same settings attacks
@@ -259,9 +265,14 @@ def attack_to_folder(classifier: Classifier, attack: Attack, images: Sequence[Im
     """
     out = Path(out)
     check_attack_inputs(attack, images, target, batch_size)
+    crafting = classifier
+    if sources:
+        check_sources(classifier, sources)
+        attack, crafting = transfer_attack(attack, sources), sources[0]
     settings = AttackSettings(model=classifier.name, method=attack.label, eps=float(attack.eps),
                               alpha=attack.step_size, iterations=attack.steps, image_size=classifier.image_size,
-                              seed=seed, eot=eot or {}, target=target, label=label)
+                              seed=seed, eot=eot or {}, target=target, label=label,
+                              source_model=source_name(sources) if sources else None)
     pending = None
     if shard.is_main:
         record = _resumable(out, settings, classifier.weights) or AttackSet(settings=settings,
@@ -278,7 +289,7 @@ def attack_to_folder(classifier: Classifier, attack: Attack, images: Sequence[Im
                                                 image_batches(images, classifier.image_size, batch_size,
                                                               shard.mine(pending), workers)):
             batch = [images[i] for i in batch_slice(number, len(images), batch_size)]
-            records = _attack_batch(classifier, attack, batch, pixels, target, out)
+            records = _attack_batch(classifier, attack, batch, pixels, target, out, crafting)
             atomic_write_json(_part_path(out, batch_size, number), [asdict(r) for r in records])
             bar.update(round_size)
     shard.barrier()
@@ -288,12 +299,12 @@ def attack_to_folder(classifier: Classifier, attack: Attack, images: Sequence[Im
 
 
 def _attack_batch(classifier: Classifier, attack: Attack, batch: list[ImageRef], pixels: torch.Tensor,
-                  target: int | None, out: Path) -> tuple[AttackedImage, ...]:
+                  target: int | None, out: Path, crafting: Classifier) -> tuple[AttackedImage, ...]:
     device = classifier.device
     x = to_tensor(pixels.numpy(), device)
     labels = torch.tensor([i.label if i.label is not None else 0 for i in batch], device=device)
     targets = torch.full_like(labels, target) if target is not None else None
-    result = attack(classifier, x, labels, targets)
+    result = attack(crafting, x, labels, targets)
     clean = Predictions.from_probabilities(classifier.probabilities(result.clean))
     adversarial_probabilities = classifier.probabilities(result.adversarial)
     adversarial = Predictions.from_probabilities(adversarial_probabilities)

@@ -61,3 +61,9 @@ IMAGENET_C = "imagenet-c"
 
 CLEAN_METHOD = "none"
 """The method of experiment rows that transform the clean images (no attack): ImageNet-C's corruption accuracy."""
+
+OFFLINE_ENV = "PHYSADV_OFFLINE"
+"""Set to 1 to forbid downloading weights (the same as ``--offline``)."""
+
+RANDOM_WEIGHTS = "random"
+"""``--weights random``: random initialisation, for smoke tests."""

@@ -33,13 +33,15 @@ from physadv.errors import InputError
 from physadv.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from physadv.images import to_tensor
 from physadv.metrics import PREFILTER_CONFIDENCE, Predictions, corruption_errors, destruction_reports
+from physadv.transfer import check_sources, source_name, transfer_attack
 
 Row = dict[str, float | int | str | None]
 
 RESULTS_JSON, RESULTS_CSV, PARTS_DIR = "results.json", "results.csv", ".parts"
 RESULT_COLUMNS = ["method", "eot", "eps", "iterations", "transform", "strength", "case", "n_images", "top1_clean", "top1_adv",
            "top1_transformed", "top5_clean", "top5_adv", "top5_transformed", "destruction_top1",
-           "destruction_top5", "destruction_top1_n", "destruction_top5_n", "quantisation_undid"]
+           "destruction_top5", "destruction_top1_n", "destruction_top5_n", "quantisation_undid", "model",
+           "source_model"]
 """The leading columns of ``results.csv``; extra keys (e.g. ``adversariality``) follow, sorted."""
 
 
@@ -57,6 +59,8 @@ class ExperimentConfig:
             per batch; every row of that attack gets each key's mean over all images (e.g. adversariality).
         clean_rows: also transform the clean images, in rows with method ``none`` and ε 0: their
             ``top1_transformed`` is the accuracy under each transformation (ImageNet-C's corruption accuracy).
+        sources: empty for white-box attacks; else the model(s) the attacks are crafted on (transfer,
+            :mod:`physadv.transfer`), the classifier only evaluating them.
     """
 
     attacks: Sequence[Attack]
@@ -68,6 +72,7 @@ class ExperimentConfig:
     attack_extras: Callable[[Attack, Classifier, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]] | None = field(
         default=None, compare=False)
     clean_rows: bool = False
+    sources: Sequence[Classifier] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         for name in self.transforms:
@@ -160,12 +165,13 @@ def _save_predictions(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def _attack_batch(classifier: Classifier, config: ExperimentConfig, attacks: Sequence[Attack], x: torch.Tensor,
-                  labels: torch.Tensor, first_image: int, paths: Sequence[Path]) -> None:
-    """Attack one batch ``x`` (B, 3, H, W) with each of ``attacks`` and save each attack's predictions."""
+                  labels: torch.Tensor, first_image: int, paths: Sequence[Path], crafting: Classifier) -> None:
+    """Attack one batch ``x`` (B, 3, H, W) with each of ``attacks``, crafted on ``crafting`` (``classifier``
+    itself, or a transfer attack's first source), and save each attack's predictions on ``classifier``."""
     clean = _predict(classifier, x)
     for attack, path in zip(attacks, paths):
         targets = torch.full_like(labels, config.target) if config.target is not None else None
-        result = attack(classifier, x, labels, targets)
+        result = attack(classifier if attack is UNTOUCHED else crafting, x, labels, targets)
         before = result.succeeded(classifier.probabilities(result.unquantised).argmax(-1))
         adversarial_probabilities = classifier.probabilities(result.adversarial)
         after = result.succeeded(adversarial_probabilities.argmax(-1))
@@ -199,7 +205,7 @@ def _load_parts(paths: Sequence[Path], sizes: Sequence[int]) -> dict[str, np.nda
 
 
 def _attack_rows(config: ExperimentConfig, attack: Attack, arrays: dict[str, np.ndarray],
-                 labels: np.ndarray) -> list[Row]:
+                 labels: np.ndarray, models: Row) -> list[Row]:
     def predictions(name: str) -> Predictions:
         return Predictions(arrays[f"{name}_classes"], arrays[f"{name}_probabilities"])
 
@@ -209,7 +215,7 @@ def _attack_rows(config: ExperimentConfig, attack: Attack, arrays: dict[str, np.
     return destruction_rows(
         predictions("clean"), predictions("adv"), {key: predictions(f"t{n}") for n, key in enumerate(strengths)},
         labels, {"method": attack.label, "eot": attack.eot or "", "eps": float(attack.eps), "iterations": attack.steps},
-        {"quantisation_undid": int(arrays["undone"].sum()), **extras}, config.prefilter_confidence)
+        {"quantisation_undid": int(arrays["undone"].sum()), **models, **extras}, config.prefilter_confidence)
 
 
 def write_results(out: Path, config_key: dict, rows: list[Row], corruptions: dict | None = None) -> None:
@@ -337,7 +343,13 @@ def experiment_to_folder(classifier: Classifier, images: Sequence[ImageRef], con
     if not images:
         raise InputError("no images to attack")
     size, count = config.batch_size, len(images)
-    attacks = [UNTOUCHED, *config.attacks] if config.clean_rows else list(config.attacks)
+    crafting = classifier
+    if config.sources:
+        check_sources(classifier, config.sources)
+        crafting = config.sources[0]
+    models = {"model": classifier.name, "source_model": source_name(config.sources or [classifier])}
+    crafted = [transfer_attack(a, config.sources) if config.sources else a for a in config.attacks]
+    attacks = [UNTOUCHED, *crafted] if config.clean_rows else crafted
 
     def save(rows: list[Row]) -> None:
         write_results(out, config_key, rows, corruption_summary(rows, baseline))
@@ -361,7 +373,7 @@ def experiment_to_folder(classifier: Classifier, images: Sequence[ImageRef], con
             batch_attacks = [attacks[n] for n in mine[number]]
             _attack_batch(classifier, config, batch_attacks, to_tensor(pixels.numpy(), classifier.device),
                           torch.from_numpy(labels[part.start:part.stop]).to(classifier.device), part.start,
-                          [_part_path(out, attack, size, number) for attack in batch_attacks])
+                          [_part_path(out, attack, size, number) for attack in batch_attacks], crafting)
             bar.update(amount)
     shard.barrier()
     if shard.is_main:
@@ -373,7 +385,7 @@ def experiment_to_folder(classifier: Classifier, images: Sequence[ImageRef], con
                 continue
             arrays = _load_parts([_part_path(out, attack, size, n) for n in numbers],
                                  [len(batch_slice(n, count, size)) for n in numbers])
-            rows += _attack_rows(config, attack, arrays, labels)
+            rows += _attack_rows(config, attack, arrays, labels, models)
             save(rows)
         shutil.rmtree(out / PARTS_DIR, ignore_errors=True)
     shard.barrier()

@@ -15,6 +15,19 @@ from physadv.labels import LabelSpace
 Preprocess = Callable[[torch.Tensor], torch.Tensor]
 
 
+class CentreCrop(nn.Module):
+    """The central ``(h, w)`` of a ``(B, C, H, W)`` tensor (timm's and torchvision's evaluation crop)."""
+
+    def __init__(self, size: tuple[int, int]) -> None:
+        super().__init__()
+        self.size = (int(size[0]), int(size[1]))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        top = (images.shape[-2] - self.size[0]) // 2
+        left = (images.shape[-1] - self.size[1]) // 2
+        return images[..., top:top + self.size[0], left:left + self.size[1]]
+
+
 class Normalise(nn.Module):
     """Per-channel ``(x - mean) / std`` on a ``(B, 3, H, W)`` tensor in [0, 1]."""
 
@@ -47,6 +60,8 @@ class Classifier(nn.Module):
         weights: where the weights came from (file path or package), recorded in outputs.
         image_size: side of the square images prepared for this model, saved and printed
             (defaults to the larger side of ``input_size``).
+        interpolation: how other sizes are resized to ``input_size``: ``"bilinear"`` or ``"bicubic"``
+            (antialiased), as the model's own preprocessing does.
 
     Shape:
         - Input: :math:`(B, 3, H, W)`, float in [0, 1], on :attr:`device`.
@@ -54,7 +69,8 @@ class Classifier(nn.Module):
     """
 
     def __init__(self, model: nn.Module, *, name: str, labels: LabelSpace, input_size: tuple[int, int],
-                 preprocess: Preprocess | None = None, weights: str = "", image_size: int | None = None) -> None:
+                 preprocess: Preprocess | None = None, weights: str = "", image_size: int | None = None,
+                 interpolation: str = "bilinear") -> None:
         super().__init__()
         self.model = model
         self.name = name
@@ -63,6 +79,9 @@ class Classifier(nn.Module):
         self.preprocess = preprocess if preprocess is not None else nn.Identity()
         self.weights = weights
         self.image_size = int(image_size or max(self.input_size))
+        if interpolation not in ("bilinear", "bicubic"):
+            raise InputError(f"interpolation must be bilinear or bicubic, got {interpolation!r}")
+        self.interpolation = interpolation
         super().train(False)
 
     def train(self, mode: bool = True) -> "Classifier":
@@ -82,7 +101,8 @@ class Classifier(nn.Module):
         if images.ndim != 4 or images.shape[1] != 3:
             raise InputError(f"images must have shape (B, 3, H, W), got {tuple(images.shape)}")
         if tuple(images.shape[-2:]) != self.input_size:
-            images = F.interpolate(images, size=self.input_size, mode="bilinear", align_corners=False, antialias=True)
+            images = F.interpolate(images, size=self.input_size, mode=self.interpolation, align_corners=False,
+                                   antialias=True)
         return self.model(self.preprocess(images))
 
     @torch.no_grad()

@@ -20,6 +20,7 @@ from torch import nn
 
 from physadv.catalog import DEFAULT_MODEL
 from physadv.classifiers import digits
+from physadv.classifiers.external import is_external, load_external, read_label_file
 from physadv.classifiers.wrapper import IMAGENET_NORMALISE, Classifier, Normalise
 from physadv.errors import InputError, WeightsNotFoundError
 from physadv.labels import imagenet_labels
@@ -210,20 +211,31 @@ def model_spec(name: str) -> ModelSpec:
     try:
         return MODELS[name]
     except KeyError:
-        raise InputError(f"unknown model {name!r}; built-in models: {', '.join(MODELS)}") from None
+        raise InputError(f"unknown model {name!r}; built-in models: {', '.join(MODELS)}, "
+                         "or timm:NAME, torchvision:NAME, FILE.py:FACTORY (see `physadv models`)") from None
 
 
 def load_classifier(name: str = DEFAULT_MODEL, *, weights: str | Path | None = None,
-                    device: str | torch.device = "cpu") -> Classifier:
-    """Build the built-in classifier ``name`` on ``device``, offline.
+                    device: str | torch.device = "cpu", offline: bool | None = None,
+                    labels: str | Path | None = None) -> Classifier:
+    """Build the classifier ``name`` on ``device``: a built-in name (offline), or ``timm:NAME``,
+    ``torchvision:NAME`` or ``FILE.py:FACTORY`` (see :mod:`physadv.classifiers.external`, which may
+    download into the library's cache unless ``offline`` or ``$PHYSADV_OFFLINE``).
+
+    ``labels`` names a text file of class names (one per line, in logit order) replacing the model's.
 
     Raises:
         WeightsNotFoundError: the weights are not on this machine (the message says where to put them).
         InputError: unknown name, or a weights file that is not a checkpoint of this architecture.
     """
-    spec = model_spec(name)
-    path = spec.locate_weights(Path(weights) if weights is not None else None)
-    return spec.build(path).to(device)
+    if is_external(name) and name not in MODELS:
+        classifier = load_external(name, weights, offline)
+    else:
+        spec = model_spec(name)
+        classifier = spec.build(spec.locate_weights(Path(weights) if weights is not None else None))
+    if labels is not None:
+        classifier.labels = read_label_file(labels, classifier.num_classes)
+    return classifier.to(device)
 
 
 def availability(name: str) -> tuple[bool, str]:

@@ -17,6 +17,7 @@ from physadv.cli.common import (
     images_from,
     output_dir,
     positive_int,
+    sources_from_args,
 )
 from physadv.errors import InputError
 
@@ -36,6 +37,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         "  physadv attack digits --model digits --method fgsm --eps 32 --limit 40 --out adv-digits/\n"
         "  physadv attack samples --method bim --eps 16 --eot photo --eot-samples 16 --out adv-eot/\n"
         "  physadv attack samples --method bim --eps 16 --eot profile:my-phone.toml --out adv-mine/\n"
+        "  physadv attack samples --model efficientnet_lite2 --source-model efficientnet_lite0,efficientnet_lite1 \\\n"
+        "      --method bim --eps 16 --out adv-transfer/   # crafted on the ensemble, evaluated on Lite2\n"
         "writes OUT/clean/*.png and OUT/adv/*.png (8-bit, at the size they will be printed) and\n"
         "OUT/attack.json. eps and alpha are in 0-255 pixel units, as in Kurakin et al. (2017);\n"
         "iterations default to ceil(min(eps + 4, 1.25 eps)). An interrupted run resumes when re-run.\n"
@@ -69,6 +72,11 @@ def add_attack_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eot-samples", type=int, default=EOT_SAMPLES, help="transformations averaged per EOT step")
     parser.add_argument("--eot-chunk", type=int, default=None,
                         help="images × samples per forward pass (default: by device; see benchmarks/bench_eot.py)")
+    parser.add_argument("--source-model", metavar="A[,B,...]", default=None,
+                        help="transfer attack (black box): craft on this model, or on the ensemble of these "
+                             "(averaged losses), and evaluate on --model; same model forms as --model")
+    parser.add_argument("--source-weights", metavar="W[,W2,...]", default=None,
+                        help="weights files of the --source-model models, in the same order")
 
 
 def eot_variant(attack: Attack, args: argparse.Namespace) -> tuple[Attack, dict]:
@@ -107,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
             stack.enter_context(RunLock(args.out, "attack"))
         attack = Attack(args.method, args.eps, args.alpha, args.iterations, amp=args.amp)
         classifier, shard = stack.enter_context(classifier_and_shard(args))
+        sources = sources_from_args(args, classifier)
         target = resolve_target(classifier, args.target)
         if attack.goal.needs_target and target is None:
             raise InputError("--method target needs --target CLASS")
@@ -120,14 +129,15 @@ def run(args: argparse.Namespace) -> int:
         store = stack.enter_context(RunStore(args.out)) if shard.is_main else None
         record = attack_to_folder(classifier, attack, images, args.out, target=target,
                                   batch_size=args.batch_size, seed=args.seed, eot=eot, label=args.label,
-                                  workers=args.workers, shard=shard)
+                                  workers=args.workers, shard=shard, sources=sources)
         if store is None:
             return 0
         weights_sha256 = store.record_model(classifier.name, classifier.weights)
         store.record_attack(attack_name(attack.label, attack.eps), args.out, weights_sha256, eot, record)
     succeeded = sum(image.success for image in record.images)
     undone = sum(image.quantisation_undid for image in record.images)
-    print(f"{attack.label} ε={attack.eps:g} ({attack.steps} iterations) on {classifier.name}: "
+    print(f"{attack.label} ε={attack.eps:g} ({attack.steps} iterations) on {classifier.name}"
+          f"{' (crafted on ' + record.settings.source_model + ')' if sources else ''}: "
           f"{succeeded}/{len(record.images)} adversarial images reach their goal; "
           f"8-bit rounding undid {undone} attack(s).", file=sys.stderr)
     print(args.out / RECORD_FILE)

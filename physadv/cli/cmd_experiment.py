@@ -20,6 +20,7 @@ from physadv.cli.common import (
     images_from,
     output_dir,
     positive_int,
+    sources_from_args,
 )
 from physadv.errors import InputError
 
@@ -37,6 +38,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "  physadv experiment --methods bim --eps 16 --eot photo --out r-eot/   # adds bim+eot rows\n"
         "  physadv experiment --model resnet50 --methods none --transforms imagenet-c --out c-base/\n"
         "  physadv experiment --transforms imagenet-c --baseline c-base/results.json --out c/   # mCE vs resnet50\n"
+        "  physadv experiment --model efficientnet_lite1 --source-model efficientnet_lite0 --out r-transfer/\n"
         f"default strengths: {defaults}.\n"
         "writes OUT/results.json and OUT/results.csv: one row per (method, eps, transform, strength, case),\n"
         "case = average (all images) or prefiltered (clean right and adversarial wrong, both with\n"
@@ -148,17 +150,19 @@ def run(args: argparse.Namespace) -> int:
     if args.baseline is not None and not corruptions:
         raise InputError("--baseline compares ImageNet-C errors: add --transforms imagenet-c (or imagenet-c:NAME)")
     with classifier_and_shard(args) as (classifier, shard):
+        sources = sources_from_args(args, classifier)
         target = resolve_target(classifier, args.target)
         config = ExperimentConfig(attacks=attacks, transforms=strengths, target=target, batch_size=args.batch_size,
                                   seed=args.seed, attack_extras=adversariality_under_eot if args.eot else None,
-                                  clean_rows=clean_only or corruptions)
+                                  clean_rows=clean_only or corruptions, sources=sources)
         images = index_image_set(images_from(args), classifier.labels, args.label, args.limit)
         baseline = read_baseline(args.baseline, [i.source for i in images]) if args.baseline else None
         config_key = {"model": classifier.name, "weights": classifier.weights, "label": args.label,
                       "images": [i.source for i in images], "methods": methods + [CLEAN_METHOD] * config.clean_rows,
                       "eot": [args.eot, args.eot_samples, args.adversariality_samples] if args.eot else None,
                       "eps": args.eps, "alpha": args.alpha, "iterations": args.iterations, "transforms": strengths,
-                      "target": args.target, "seed": args.seed}
+                      "target": args.target, "seed": args.seed,
+                      "sources": [[s.name, s.weights] for s in sources]}
         rows = experiment_to_folder(classifier, images, config, args.out, config_key,
                                     workers=args.workers, shard=shard, baseline=baseline)
         if not shard.is_main:
@@ -172,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
         summary = corruption_summary(rows, baseline)
         if summary:
             print("\n" + format_corruptions(summary))
-        print(f"\n{len(images)} images, model {classifier.name}; written {args.out / 'results.json'} "
+        crafted = f" (attacks crafted on {rows[0]['source_model']})" if sources and rows else ""
+        print(f"\n{len(images)} images, model {classifier.name}{crafted}; written {args.out / 'results.json'} "
               f"and {args.out / 'results.csv'}")
     return 0

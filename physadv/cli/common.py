@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, NoReturn
 
-from physadv.catalog import DEFAULT_MODEL
+from physadv.catalog import DEFAULT_MODEL, OFFLINE_ENV, RANDOM_WEIGHTS
 from physadv.errors import InputError
 
 if TYPE_CHECKING:
@@ -77,9 +77,16 @@ def output_dir(text: str) -> Path:
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME",
-                        help="classifier (`physadv models` lists them)")
+                        help="classifier: a built-in name, timm:NAME, torchvision:NAME or FILE.py:FACTORY "
+                             "(`physadv models` lists and explains them)")
     parser.add_argument("--weights", metavar="PATH", default=None,
-                        help="weights file for --model (default: the torch cache / the package that ships them)")
+                        help="weights file for --model (default: the library's cache / the package that ships "
+                             f"them; '{RANDOM_WEIGHTS}': random initialisation, for smoke tests)")
+    parser.add_argument("--labels", metavar="FILE", default=None,
+                        help="class names of --model, one per line in logit order (default: the model's own)")
+    parser.add_argument("--offline", action="store_true",
+                        help=f"never download weights (also: {OFFLINE_ENV}=1); missing weights are an error "
+                             "naming the file and where to put it")
     add_device_option(parser)
 
 
@@ -112,7 +119,8 @@ def classifier_and_shard(args: argparse.Namespace) -> Iterator[tuple[Classifier,
     if args.workers < 0:
         raise InputError(f"--workers must be 0 or more, got {args.workers}")
     with process_group(resolve_device(args.device)) as (shard, device):
-        yield load_classifier(args.model, weights=args.weights, device=device), shard
+        yield load_classifier(args.model, weights=args.weights, device=device,
+                              offline=True if args.offline else None, labels=args.labels), shard
 
 
 def add_seed_option(parser: argparse.ArgumentParser) -> None:
@@ -136,7 +144,24 @@ def resolve_device(name: str) -> torch.device:
 def classifier_from_args(args: argparse.Namespace) -> Classifier:
     from physadv.classifiers import load_classifier
 
-    return load_classifier(args.model, weights=args.weights, device=resolve_device(args.device))
+    return load_classifier(args.model, weights=args.weights, device=resolve_device(args.device),
+                           offline=True if args.offline else None, labels=args.labels)
+
+
+def sources_from_args(args: argparse.Namespace, target: Classifier) -> list[Classifier]:
+    """The models of ``--source-model A[,B,...]`` (with ``--source-weights W[,W2,...]``), on ``target``'s device."""
+    if not args.source_model:
+        if args.source_weights:
+            raise InputError("--source-weights needs --source-model")
+        return []
+    from physadv.classifiers import load_classifier
+
+    names = comma_list(args.source_model)
+    weights = comma_list(args.source_weights) if args.source_weights else [None] * len(names)
+    if len(weights) != len(names):
+        raise InputError(f"--source-weights names {len(weights)} file(s) for {len(names)} source model(s)")
+    return [load_classifier(name, weights=path, device=target.device, offline=True if args.offline else None)
+            for name, path in zip(names, weights)]
 
 
 def comma_list(text: str) -> list[str]:

@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     modules = [importlib.import_module(f"physadv.cli.{info.name}")
                for info in pkgutil.iter_modules(cli_package.__path__) if info.name.startswith("cmd_")]
     for module in sorted(modules, key=lambda m: m.ORDER):
-        verb = module.__name__.rsplit(".cmd_", 1)[1]
+        verb = module.__name__.rsplit(".cmd_", 1)[1].replace("_", "-")  # cmd_train_defence: train-defence
         sub = verbs.add_parser(verb, help=module.HELP, description=module.HELP, formatter_class=HelpFormatter)
         module.register(sub)
     return parser
