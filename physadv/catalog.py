@@ -67,3 +67,11 @@ OFFLINE_ENV = "PHYSADV_OFFLINE"
 
 RANDOM_WEIGHTS = "random"
 """``--weights random``: random initialisation, for smoke tests."""
+
+DEFENCES = ("fgsm-rs", "pgd", "eot", "distill", "gradreg")
+"""The defences of ``physadv train-defence`` (:mod:`physadv.defences`)."""
+
+MASKING_MARGIN = 0.10
+"""compare-models flags gradient masking when white-box accuracy exceeds transfer accuracy by more than
+this (and by two standard errors): a transferred attack is weaker than a white-box one unless the
+model's own gradients mislead (Athalye et al. 2018)."""

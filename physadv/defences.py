@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from physadv.catalog import DEFENCES
 from physadv.classifiers import Classifier
 from physadv.datasets import load_image_set, prepare
 from physadv.eot import DistributionSpec, TransformDistribution, derive_seed, distribution
@@ -43,7 +44,6 @@ from physadv.errors import InputError
 from physadv.fileio import atomic_write_bytes
 from physadv.images import check_images, to_tensor
 
-DEFENCES = ("fgsm-rs", "pgd", "eot", "distill", "gradreg")
 
 
 @dataclass(frozen=True)

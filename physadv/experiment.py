@@ -149,6 +149,30 @@ def transformation_rows(classifier: Classifier, clean_predictions: Predictions, 
                             key, extras, confidence)
 
 
+def run_attack_batched(attack: Attack, classifier: Classifier, images: torch.Tensor, labels: torch.Tensor,
+                       target: int | None, batch_size: int,
+                       source: Classifier | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Adversarial versions of images already in memory, ``(N, 3, H, W)``, with the attack's goals
+    ``(N,)`` (both on the CPU) and how many attacks the 8-bit rounding undid on ``classifier``.
+
+    ``source`` (default ``classifier``) is the model the attack is called with: a transfer attack's
+    first source, whose labels and least-likely classes define the goals. For image sets on disk,
+    :func:`experiment_to_folder` streams instead."""
+    adversarial, goals, undone = [], [], 0
+    for number in range(batch_count(len(images), batch_size)):
+        part = batch_slice(number, len(images), batch_size)
+        x = images[part.start:part.stop].to(classifier.device)
+        y = labels[part.start:part.stop].to(classifier.device)
+        targets = torch.full_like(y, target) if target is not None else None
+        result = attack(source if source is not None else classifier, x, y, targets)
+        before = result.succeeded(classifier.probabilities(result.unquantised).argmax(-1))
+        after = result.succeeded(classifier.probabilities(result.adversarial).argmax(-1))
+        undone += int((before & ~after).sum())
+        adversarial.append(result.adversarial.cpu())
+        goals.append(result.goal.cpu())
+    return torch.cat(adversarial), torch.cat(goals), undone
+
+
 def _attack_key(attack: Attack) -> tuple[str, float]:
     return attack.label, float(attack.eps)
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from physadv.catalog import MASKING_MARGIN
 from physadv.cli.cmd_experiment import parse_strengths
 from physadv.cli.common import add_device_option, comma_floats, comma_list, positive_int, resolve_device
 from physadv.errors import InputError
-from physadv.lab.model_comparison import MASKING_MARGIN, compare_models, format_table, parse_models
-from physadv.lab.session import AttackPlan, SessionConfig
 
 ORDER = 28
 HELP = "compare a base model with defended models: clean, white-box, transfer and photo accuracy, destruction"
@@ -49,6 +48,9 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from physadv.lab.model_comparison import compare_models, format_table, parse_models
+    from physadv.lab.session import AttackPlan, SessionConfig
+
     methods = comma_list(args.methods)
     if not methods or any(m not in ("fgsm", "bim") for m in methods):
         raise InputError(f"--methods {args.methods!r}: compare-models takes fgsm and/or bim")

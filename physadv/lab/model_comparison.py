@@ -34,6 +34,7 @@ from typing import Sequence
 
 import torch
 
+from physadv.catalog import MASKING_MARGIN
 from physadv.attacks import Attack
 from physadv.classifiers import Classifier, load_classifier
 from physadv.datasets import load_image_set, prepare
@@ -49,7 +50,6 @@ from physadv.report.content import Report, Section, Table, Text
 from physadv.report.html import render_html
 from physadv.report.pdf import render_pdf
 
-MASKING_MARGIN = 0.10
 COLUMNS = ["model", "weights", "attack", "eps", "n", "clean", "white_box", "transfer", "photo_clean", "photo_adv",
            "destruction", "destruction_n", "masking_flag"]
 
