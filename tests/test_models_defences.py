@@ -9,10 +9,10 @@ import torch
 from physadv.attacks import Attack
 from physadv.classifiers import load_classifier
 from physadv.cli.main import main
-from physadv.datasets import load_image_set, prepare
+from physadv.datasets import index_image_set, load_image_set, prepare
 from physadv.defences import DEFENCES, DefenceConfig, save_checkpoint, train_defence, training_images
 from physadv.errors import InputError, WeightsNotFoundError
-from physadv.experiment import ExperimentConfig, run_experiment
+from physadv.experiment import ExperimentConfig, experiment_to_folder
 from physadv.images import to_tensor
 from physadv.lab.model_comparison import masking_flag, transfer_accuracy
 
@@ -117,12 +117,14 @@ def test_offline_never_downloads_and_names_the_missing_file(no_downloads, tmp_pa
 
 
 def test_transfer_rows_differ_from_white_box_and_ensembles_are_accepted(digits_classifier, tiny_cnn, tmp_path):
-    images = prepare(load_image_set("digits", digits_classifier.labels, limit=16), digits_classifier.image_size)
+    images = index_image_set(["digits"], digits_classifier.labels, limit=16)
     config = ExperimentConfig(attacks=[Attack("bim", 24)], transforms={"jpeg": [75]})
-    white = run_experiment(digits_classifier, images, config, progress=False)
-    transfer = run_experiment(digits_classifier, images,
-                              ExperimentConfig(attacks=[Attack("bim", 24)], transforms={"jpeg": [75]}, sources=[tiny_cnn]),
-                              progress=False)
+    white = experiment_to_folder(digits_classifier, images, config, tmp_path / "white", {"run": "white"},
+                                 progress=False)
+    transfer = experiment_to_folder(
+        digits_classifier, images,
+        ExperimentConfig(attacks=[Attack("bim", 24)], transforms={"jpeg": [75]}, sources=[tiny_cnn]),
+        tmp_path / "transfer", {"run": "transfer"}, progress=False)
     assert {r["source_model"] for r in white} == {"digits"} and {r["source_model"] for r in transfer} == {"tiny"}
     assert {r["model"] for r in transfer} == {"digits"}
     # A random-weights source barely transfers; white-box BIM at ε = 24 fools most digits.
@@ -134,9 +136,10 @@ def test_transfer_rows_differ_from_white_box_and_ensembles_are_accepted(digits_c
     assert record["settings"]["source_model"] == "digits+digits" and record["settings"]["model"] == "digits"
     assert all(image["source_model"] == "digits+digits" for image in record["images"])
     with pytest.raises(InputError, match="other classes"):
-        run_experiment(digits_classifier, images, ExperimentConfig(attacks=[Attack("fgsm", 8)], transforms={"jpeg": [75]},
-                                                                   sources=[load_classifier("timm:resnet10t", weights="random")]),
-                       progress=False)
+        experiment_to_folder(digits_classifier, images,
+                             ExperimentConfig(attacks=[Attack("fgsm", 8)], transforms={"jpeg": [75]},
+                                              sources=[load_classifier("timm:resnet10t", weights="random")]),
+                             tmp_path / "mismatch", {"run": "mismatch"}, progress=False)
 
 
 @pytest.mark.parametrize("defence", DEFENCES)
