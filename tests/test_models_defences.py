@@ -52,6 +52,7 @@ def test_library_models_run_the_loop_with_their_own_preprocessing(tmp_path, name
 
 FACTORY = '''
 import torch
+from torch import nn
 from physadv.classifiers import ModelBundle
 
 def good():
