@@ -75,3 +75,7 @@ MASKING_MARGIN = 0.10
 """compare-models flags gradient masking when white-box accuracy exceeds transfer accuracy by more than
 this (and by two standard errors): a transferred attack is weaker than a white-box one unless the
 model's own gradients mislead (Athalye et al. 2018)."""
+
+DEFENCE_DEFAULTS = {"eps": 16.0, "epochs": 5, "batch_size": 64, "lr": 1e-3, "steps": 7, "temperature": 100.0,
+                    "gradreg_weight": 1.0}
+"""Training defaults of :class:`physadv.defences.DefenceConfig` (ε in 0-255 units; T = 100 as Papernot et al.)."""

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from physadv.catalog import DEFENCES
+from physadv.catalog import DEFENCE_DEFAULTS, DEFENCES
 from physadv.classifiers import Classifier
 from physadv.datasets import load_image_set, prepare
 from physadv.eot import DistributionSpec, TransformDistribution, derive_seed, distribution
@@ -63,13 +63,13 @@ class DefenceConfig:
     """
 
     defence: str
-    eps: float = 16.0
-    epochs: int = 5
-    batch_size: int = 64
-    lr: float = 1e-3
-    steps: int = 7
-    temperature: float = 100.0
-    gradreg_weight: float = 1.0
+    eps: float = DEFENCE_DEFAULTS["eps"]
+    epochs: int = DEFENCE_DEFAULTS["epochs"]
+    batch_size: int = DEFENCE_DEFAULTS["batch_size"]
+    lr: float = DEFENCE_DEFAULTS["lr"]
+    steps: int = DEFENCE_DEFAULTS["steps"]
+    temperature: float = DEFENCE_DEFAULTS["temperature"]
+    gradreg_weight: float = DEFENCE_DEFAULTS["gradreg_weight"]
     distribution: DistributionSpec = field(default="photo", compare=False)
     seed: int = 0
 

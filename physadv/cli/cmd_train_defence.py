@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from physadv.cli.common import add_model_options, add_seed_option, classifier_from_args, positive_int
-from physadv.catalog import DEFENCES, DISTRIBUTION_NAMES
+from physadv.catalog import DEFENCE_DEFAULTS, DEFENCES, DISTRIBUTION_NAMES
 
 ORDER = 27
 HELP = "train a defence (fgsm-rs, pgd, eot, distill, gradreg) into a checkpoint that --weights loads"
@@ -33,13 +33,13 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="training images: digits (built in) or folders/files with the class in their names")
     parser.add_argument("--label", help="class of every training image (name, WordNet id or index)")
     parser.add_argument("--limit", type=positive_int, default=None, help="train on the first N images only")
-    parser.add_argument("--eps", type=float, default=16.0, help="training ε (0-255 units)")
-    parser.add_argument("--epochs", type=positive_int, default=5)
-    parser.add_argument("--batch-size", type=positive_int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (cosine schedule)")
-    parser.add_argument("--steps", type=positive_int, default=7, help="PGD steps (pgd)")
-    parser.add_argument("--temperature", type=float, default=100.0, help="T (distill)")
-    parser.add_argument("--gradreg-weight", type=float, default=1.0, help="λ (gradreg)")
+    parser.add_argument("--eps", type=float, default=DEFENCE_DEFAULTS["eps"], help="training ε (0-255 units)")
+    parser.add_argument("--epochs", type=positive_int, default=DEFENCE_DEFAULTS["epochs"])
+    parser.add_argument("--batch-size", type=positive_int, default=DEFENCE_DEFAULTS["batch_size"])
+    parser.add_argument("--lr", type=float, default=DEFENCE_DEFAULTS["lr"], help="AdamW learning rate (cosine schedule)")
+    parser.add_argument("--steps", type=positive_int, default=DEFENCE_DEFAULTS["steps"], help="PGD steps (pgd)")
+    parser.add_argument("--temperature", type=float, default=DEFENCE_DEFAULTS["temperature"], help="T (distill)")
+    parser.add_argument("--gradreg-weight", type=float, default=DEFENCE_DEFAULTS["gradreg_weight"], help="λ (gradreg)")
     parser.add_argument("--eot", default="photo", choices=sorted(DISTRIBUTION_NAMES),
                         help="channel distribution of the eot defence")
     parser.add_argument("--out", type=Path, required=True, help="checkpoint file to write")
