@@ -23,6 +23,7 @@ import re
 import sys
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -277,6 +278,17 @@ class AttackWork:
     def capture(self) -> Path:
         return self.session.run_dir / "capture" / self.plan.name
 
+    @cached_property
+    def attacked(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]:
+        """The attack folder's clean ``(N, 3, H, W)``, adversarial ``(N, 3, H, W)``, goals ``(N,)`` and labels
+        ``(N,)`` (−1 unknown), read once for the stages that need them."""
+        attack_set = read_attack_set(self.folder)
+        clean = to_tensor([read_rgb(attack_set.clean_path(self.folder, i)) for i in attack_set.images])
+        adversarial = to_tensor([read_rgb(attack_set.adversarial_path(self.folder, i)) for i in attack_set.images])
+        goal = torch.tensor([i.target if i.target is not None else (i.label or 0) for i in attack_set.images])
+        labels = np.array([i.label if i.label is not None else -1 for i in attack_set.images])
+        return clean, adversarial, goal, labels
+
     def attack(self) -> Attack:
         config = self.session.config
         attack = Attack(self.plan.method, self.plan.eps, config.alpha)
@@ -310,15 +322,6 @@ class AttackStage(Stage):
                                  attack_set)
 
 
-def _attacked_tensors(work: AttackWork) -> tuple:
-    attack_set = read_attack_set(work.folder)
-    clean = to_tensor([read_rgb(attack_set.clean_path(work.folder, i)) for i in attack_set.images])
-    adversarial = to_tensor([read_rgb(attack_set.adversarial_path(work.folder, i)) for i in attack_set.images])
-    goal = torch.tensor([i.target if i.target is not None else (i.label or 0) for i in attack_set.images])
-    labels = np.array([i.label if i.label is not None else -1 for i in attack_set.images])
-    return clean, adversarial, goal, labels
-
-
 class AdversarialityStage(Stage):
     @property
     def description(self) -> str:
@@ -331,7 +334,7 @@ class AdversarialityStage(Stage):
 
     def run(self) -> None:
         work, config = self.work, self.work.session.config
-        _, adversarial, goal, _ = _attacked_tensors(work)
+        _, adversarial, goal, _ = work.attacked
         value = adversariality(work.classifier, adversarial, goal, work.attack().goal.targeted,
                                resolve_distribution(config.adversariality_distribution),
                                config.adversariality_samples, config.seed, config.eot_chunk)
@@ -347,7 +350,7 @@ class TransformStage(Stage):
 
     def run(self) -> None:
         work, config = self.work, self.work.session.config
-        clean, adversarial, _, labels = _attacked_tensors(work)
+        clean, adversarial, _, labels = work.attacked
         attack = work.attack()
         clean_predictions = Predictions.from_probabilities(work.classifier.probabilities(clean, config.batch_size))
         rows = transformation_rows(work.classifier, clean_predictions, adversarial, labels, config.transforms,
