@@ -26,8 +26,8 @@ from physadv.attacks import Attack
 from physadv.attackset import attack_to_folder
 from physadv.classifiers import load_classifier
 from physadv.capture.pipeline import capture_folder
-from physadv.datasets import load_image_set, prepare
-from physadv.metrics import format_fraction, severity_lines
+from physadv.datasets import index_image_set
+from physadv.metrics import KURAKIN_DESTRUCTION, format_fraction, severity_lines
 from physadv.printouts.camera import photograph
 from physadv.printouts.manifest import read_manifest
 from physadv.printouts.sheets import print_attack_set
@@ -40,7 +40,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-sampl
 def attack_all(work: Path, limit: int, iterative_limit: int, classifier) -> dict[str, Path]:
     """Attack folders by name; the iterative methods (10-20 gradient steps each) on the first
     ``iterative_limit`` images only, because on a shared 2-core CPU they take ~1 s per image and step."""
-    images = prepare(load_image_set([str(DATA)], classifier.labels, None, limit), classifier.image_size)
+    images = index_image_set([str(DATA)], classifier.labels, None, limit)
     folders = {}
     for method, eps in ATTACKS:
         name = f"{method}-eps{eps}"
@@ -104,15 +104,17 @@ def report(results: dict[str, dict]) -> None:
           f"n={n} observations)")
     print(f"  rejected photos: {sum(r['rejections'] for r in results.values())} of "
           f"{sum(r['photos'] for r in results.values())}")
-    print("| attack | ε | images | photo top-1 (adv.) | destruction top-1, average | destruction top-5, average |")
-    print("|---|---|---|---|---|---|")
+    print("| attack | ε | images | photo top-1 (adv.) | destruction top-1, average | destruction top-5, average "
+          "| Kurakin et al. 2017 Table 3 (top-1 / top-5) |")
+    print("|---|---|---|---|---|---|---|")
     for name, result in results.items():
         for row in result["rows"]:
             if row["case"] != "average":
                 continue
             print(f"| {row['method']} | {row['eps']:g} | {row['n_images']} | {format_fraction(row['top1_transformed'])} "
                   f"| {format_fraction(row['destruction_top1'], row['destruction_top1_n'])} "
-                  f"| {format_fraction(row['destruction_top5'], row['destruction_top5_n'])} |")
+                  f"| {format_fraction(row['destruction_top5'], row['destruction_top5_n'])} "
+                  f"| {'{:.3f} / {:.3f}'.format(*KURAKIN_DESTRUCTION[row['method'], int(row['eps'])])} |")
 
 
 if __name__ == "__main__":
