@@ -40,6 +40,13 @@ def attack_label(method: str, eot: str | None) -> str:
     return f"{method}+eot" if eot else method
 
 
+def label_goal(label: str, eot: str | None) -> "Goal | None":
+    """The goal of the attack that :func:`attack_label` named ``label`` (``None`` for a name that is
+    not an attack's, e.g. the clean pseudo-attack of a results file)."""
+    method = label.removesuffix("+eot") if eot else label
+    return METHOD_GOALS.get(method)  # type: ignore[arg-type]
+
+
 class Goal(enum.Enum):
     """What success means for an attack, and so what it needs (as foolbox's criteria are types).
 
@@ -64,6 +71,14 @@ class Goal(enum.Enum):
     def targeted(self) -> bool:
         """Success is ``argmax = goal`` (rather than ``argmax ≠ goal``)."""
         return self is not Goal.UNTARGETED
+
+    @property
+    def success(self) -> str:
+        """What counts as success, in words: what adversariality counts for this goal. For the
+        targeted goals it is stricter than a destruction rate, which only asks whether the true class
+        came back: an ll image that drifts to some other wrong class is neither destroyed nor a success."""
+        return {Goal.UNTARGETED: "top-1 ≠ true class", Goal.LEAST_LIKELY: "top-1 = least-likely class",
+                Goal.TARGET: "top-1 = target class"}[self]
 
 
 METHOD_GOALS: dict[Method, Goal] = {"fgsm": Goal.UNTARGETED, "bim": Goal.UNTARGETED, "ll": Goal.LEAST_LIKELY,

@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from physadv.attacks import label_goal
 from physadv.errors import InputError
 
 PREFILTER_CONFIDENCE = 0.8
@@ -97,6 +98,12 @@ def format_table(rows: Sequence[dict]) -> str:
                      f"  {format_fraction(r['destruction_top1'], r['destruction_top1_n']):>18}"
                      f"  {format_fraction(r['destruction_top5'], r['destruction_top5_n']):>14}"
                      + (f"  {format_fraction(r.get('adversariality')):>14}" if adversariality else ""))
+    goals = {r["method"]: label_goal(r["method"], r.get("eot")) for r in rows if r.get("adversariality") is not None}
+    targeted = sorted(method for method, goal in goals.items() if goal is not None and goal.targeted)
+    if targeted:
+        lines.append("adversariality counts successes: " + "; ".join(
+            f"{method}: {goals[method].success}" for method in targeted)
+            + " (a destruction rate asks only whether the true class came back)")
     return "\n".join(lines)
 
 

@@ -78,3 +78,19 @@ def test_channel_severity_says_when_the_channel_destroys_clean_images():
     assert not mild["severe"] and len(severity_lines(mild)) == 1
     assert severity_lines(channel_severity(None, None, None, None, 0)) == [
         "channel severity: n/a (no photographed clean images with labels)"]
+
+
+def test_summary_says_what_adversariality_counts_for_targeted_goals():
+    """An ll image that drifts to another wrong class is a failure for adversariality yet is not
+    destroyed: the summary must say so, or 0.00 adversariality beside a 0.60 destruction rate reads as a bug."""
+    from physadv.metrics import format_table
+
+    labels = np.array([0, 1])
+    clean, adversarial = predictions([0, 1], [0.9, 0.9]), predictions([5, 7], [0.9, 0.9])
+    row = destruction_reports(clean, adversarial, clean, labels)[0].row() | {"transform": "photo", "strength": None}
+    plain = format_table([row | {"method": "fgsm", "eot": "", "eps": 8.0, "adversariality": 0.5}])
+    assert "counts successes" not in plain
+    targeted = format_table([row | {"method": "fgsm", "eot": "", "eps": 8.0, "adversariality": 0.5},
+                             row | {"method": "ll+eot", "eot": "photo", "eps": 8.0, "adversariality": 0.0}])
+    note = targeted.splitlines()[-1]
+    assert "ll+eot: top-1 = least-likely class" in note and "fgsm" not in note

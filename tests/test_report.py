@@ -224,6 +224,7 @@ def test_adversariality_table_compares_eot_with_plain(full):
     assert [(r["method"], r["ε"], r["kind"], r["adversariality"]) for r in table] == [
         ("fgsm", "8", "plain", "0.15"), ("fgsm", "16", "plain", "0.30"),
         ("bim+eot", "8", "EOT", "0.45"), ("bim+eot", "16", "EOT", "0.90")]
+    assert {r["success means"] for r in table} == {"top-1 ≠ true class"}
 
 
 def test_html_is_self_contained_with_decodable_pictures(full):

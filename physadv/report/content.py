@@ -14,6 +14,7 @@ from typing import Union
 import numpy as np
 from PIL import Image
 
+from physadv.attacks import label_goal
 from physadv.channel import TRANSFORMS, is_corruption
 from physadv.corruptions import SEVERITIES
 from physadv.experiment import CLEAN_METHOD
@@ -302,6 +303,11 @@ def _corruption_section(rows: list[dict]) -> Section | None:
     return Section("Common corruptions (ImageNet-C)", tuple(blocks))
 
 
+def _success(label: str, row: dict) -> str:
+    goal = label_goal(label, row.get("eot"))
+    return goal.success if goal else ""
+
+
 def _adversariality_section(rows: list[dict]) -> Section:
     title = "Adversariality: EOT against plain attacks"
     eot_methods = {r["method"] for r in rows if r.get("eot")}
@@ -312,13 +318,17 @@ def _adversariality_section(rows: list[dict]) -> Section:
     attacks = {(m, e): r for (m, e, case), r in _by_attack(rows).items()
                if case == "average" and _defined(r.get("adversariality"))}
     explanation = Text("Adversariality (Athalye et al. 2018): the mean over the images of the fraction of "
-                       "held-out transformations under which the adversarial image still fools the model.")
+                       "held-out transformations under which the adversarial image is still a success for its "
+                       "attack. For ll and target that means the goal class itself, which is stricter than a "
+                       "destruction rate (only whether the true class came back): an ll image that drifts to "
+                       "another wrong class has adversariality 0 and is not destroyed either.")
     table = Table(
         "Adversariality per attack",
-        ("method", "ε", "kind", "images", "adversariality"),
-        tuple((method, f"{eps:g}", "EOT" if method in eot_methods else "plain", str(row.get("n_images")),
+        ("method", "ε", "kind", "success means", "images", "adversariality"),
+        tuple((method, f"{eps:g}", "EOT" if method in eot_methods else "plain",
+               _success(method, row), str(row.get("n_images")),
                f"{row['adversariality']:.2f}")
-              for (method, eps), row in attacks.items()), 3)
+              for (method, eps), row in attacks.items()), 4)
     notes: tuple[Block, ...] = ()
     if not any(m in eot_methods for m, _ in attacks):
         notes = (Text("No EOT rows: only plain attacks have an adversariality.", missing=True),)
