@@ -4,7 +4,8 @@ Output folder (``physadv capture``)::
 
     OUT/crops/<photo>/p<page>_c<cell>_<kind>.png   every accepted cell, at its source size
     OUT/crops/<photo>/capture.json                the audit record: page homographies, markers used,
-                                                  identity bits read, every cell's crop geometry,
+                                                  reference dots found (page mm, photo px), the page
+                                                  model, identity bits read, every cell's crop geometry,
                                                   match score, displacement, glare and blur
     OUT/predictions.csv                           one row per accepted cell per photo
     OUT/rejected.csv                              photo, reason (a key of physadv.capture.detect.REASONS),
@@ -192,6 +193,11 @@ def process_photo(image: np.ndarray, manifest: Manifest, classifier: Classifier,
             "homography_maps": "page mm (x, y) -> photo px (OpenCV centres)",
             "markers": {str(i): [[round(float(v), 3) for v in point] for point in corners]
                         for i, corners in sorted(page_detection.marker_corners_px.items())},
+            "model": "homography" if page_detection.page_model.flat else "thin-plate spline through markers and dots",
+            "reference_dots": {"printed": len(page.reference_dots), "found": [
+                {"dot": dot.index, "mm": [round(v, 3) for v in dot.centre_mm], "px": [round(v, 3) for v in dot.photo_px],
+                 "score": round(dot.score, 4), "held_out_px": round(page_detection.held_out_px[dot.index], 4)
+                 if dot.index in page_detection.held_out_px else None} for dot in page_detection.dots]},
             "rms_px": round(page_detection.rms_px, 4), "blur_px": round(page_detection.blur_px, 4),
             "marker_side_px": round(page_detection.marker_side_px, 2),
             "identity_bits_read": page_detection.identity_bits_read, "cells": checks})

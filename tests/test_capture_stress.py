@@ -56,7 +56,7 @@ def test_content_check_accepts_the_right_crops_and_rejects_wrong_pictures_and_a_
     # A 3-marker fit 6 mm off (10 source px, beyond 10 % of the 64-px cell): no cell is accepted.
     shifted = replace(detection, homography=detection.homography @ np.array([[1, 0, 6.0], [0, 1, 0], [0, 0, 1]]),
                       marker_ids=detection.marker_ids[:3],
-                      marker_corners_px={})
+                      marker_corners_px={}, model=None)
     checks = [check for _, check in check_page(photo, shifted, page, sources(images))]
     # (The renderer's paper is pure white, so the shifted crops also read as glare.)
     assert all(check.reason is not None and (check.shift_px > MAX_SHIFT_FRACTION * 64 or check.score < MIN_SCORE)
