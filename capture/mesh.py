@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import cv2
 import numpy as np
@@ -30,7 +30,7 @@ import numpy as np
 from physadv.printouts.manifest import ReferenceDot
 
 TPS_SCALE_MM = 100.0  # control points are fitted in decimetres: keeps the spline's system well conditioned
-DOT_PX_PER_MM = 6.0
+DOT_PX_PER_MM = 4.0
 DOT_SEARCH_MM = 2.5
 DOT_ROUND_MM = 25.0  # each round adds the dots within this of the nearest already-known one
 # Calibrated on flat virtual-camera photos (benchmarks/bench_capture.py).
@@ -102,15 +102,30 @@ class FoundDot:
     contrast: float
 
 
-def _template(dot: ReferenceDot, blur_px: float) -> np.ndarray:
-    """The dot and its white zone at :data:`DOT_PX_PER_MM` (dark 0, white 1), blurred by ``blur_px``."""
-    half = int(math.floor(dot.clear_mm * DOT_PX_PER_MM))
-    ys, xs = np.mgrid[-half:half + 1, -half:half + 1] / DOT_PX_PER_MM
-    distance = np.hypot(xs, ys)
+@dataclass(frozen=True, eq=False)
+class _Template:
+    """A dot and its white zone at :data:`DOT_PX_PER_MM` (dark 0, white 1), blurred, with the
+    masks of its core (inner half of the dot), its centroid window and its paper ring."""
+
+    image: np.ndarray
+    offsets: tuple[np.ndarray, np.ndarray]
+    core: np.ndarray
+    inner: np.ndarray
+    ring: np.ndarray
+
+
+@lru_cache(maxsize=64)
+def _template(diameter_mm: float, clear_mm: float, blur_tenths: int) -> _Template:
+    half = int(math.floor(clear_mm * DOT_PX_PER_MM))
+    ys, xs = np.mgrid[-half:half + 1, -half:half + 1]
+    distance = np.hypot(xs, ys) / DOT_PX_PER_MM
     # Area coverage of each pixel by the disc, by its distance to the rim (±½ px of anti-aliasing).
-    ink = np.clip((dot.diameter_mm / 2 - distance) * DOT_PX_PER_MM + 0.5, 0, 1)
-    template = (1 - ink).astype(np.float32)
-    return cv2.GaussianBlur(template, (0, 0), blur_px) if blur_px > 0.3 else template
+    ink = np.clip((diameter_mm / 2 - distance) * DOT_PX_PER_MM + 0.5, 0, 1)
+    image = (1 - ink).astype(np.float32)
+    if blur_tenths > 3:
+        image = cv2.GaussianBlur(image, (0, 0), blur_tenths / 10)
+    window = diameter_mm / 2 + 0.5 * (clear_mm - diameter_mm / 2)  # halfway into the white zone
+    return _Template(image, (xs, ys), distance <= diameter_mm / 4, distance <= window, distance > window)
 
 
 def locate_dot(grey_image: np.ndarray, model: PageModel, dot: ReferenceDot, index: int,
@@ -125,25 +140,22 @@ def locate_dot(grey_image: np.ndarray, model: PageModel, dot: ReferenceDot, inde
     patch = cv2.warpPerspective(grey_image, local @ to_mm, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                 borderMode=cv2.BORDER_CONSTANT, borderValue=0).astype(np.float32)
     # The photo's own sampling blurs the dot: about 0.5 photo px, in rectified pixels.
-    photo_px_per_mm = float(np.linalg.norm(model([[cx + 1, cy]]) - model([[cx, cy]])))
-    template = _template(dot, 0.5 * DOT_PX_PER_MM / max(photo_px_per_mm, 1e-6))
-    scores = cv2.matchTemplate(patch, template, cv2.TM_CCOEFF_NORMED)
+    ends = cv2.perspectiveTransform(np.array([[[cx, cy]], [[cx + 1, cy]]], dtype=np.float64), local).reshape(2, 2)
+    photo_px_per_mm = float(np.linalg.norm(ends[1] - ends[0]))
+    template = _template(dot.diameter_mm, dot.clear_mm, round(5 * DOT_PX_PER_MM / max(photo_px_per_mm, 1e-6)))
+    scores = cv2.matchTemplate(patch, template.image, cv2.TM_CCOEFF_NORMED)
     _, score, _, (px, py) = cv2.minMaxLoc(scores)
     if not math.isfinite(score) or score < DOT_MIN_SCORE:
         return None
-    half = template.shape[0] // 2
+    half = template.image.shape[0] // 2
     centre = np.array([px + half, py + half], dtype=np.float64)  # rectified px of the dot's centre
     window = patch[py:py + 2 * half + 1, px:px + 2 * half + 1]
-    ys, xs = np.mgrid[-half:half + 1, -half:half + 1]
-    inner = np.hypot(xs, ys) <= (dot.diameter_mm / 2 + 0.5 * (dot.clear_mm - dot.diameter_mm / 2)) * DOT_PX_PER_MM
-    ring = np.hypot(xs, ys) > (dot.diameter_mm / 2 + 0.5 * (dot.clear_mm - dot.diameter_mm / 2)) * DOT_PX_PER_MM
-    paper = float(np.median(window[ring]))
-    core = float(window[np.hypot(xs, ys) <= 0.5 * dot.diameter_mm / 2 * DOT_PX_PER_MM].mean())
+    paper = float(np.median(window[template.ring]))
+    core = float(window[template.core].mean())
     if paper - core < DOT_MIN_CONTRAST:
         return None
-    mass = np.clip(paper - window, 0, None) * inner
-    if mass.sum() <= 0:
-        return None
+    mass = np.clip(paper - window, 0, None) * template.inner
+    xs, ys = template.offsets
     centre += np.array([(mass * xs).sum(), (mass * ys).sum()]) / mass.sum()
     point_mm = np.array([[cx - reach + centre[0] * step, cy - reach + centre[1] * step]])
     photo = cv2.perspectiveTransform(point_mm.reshape(1, 1, 2), local).reshape(2)
