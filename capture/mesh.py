@@ -151,15 +151,15 @@ def locate_dot(grey_image: np.ndarray, model: PageModel, dot: ReferenceDot, inde
     centre = np.array([px + half, py + half], dtype=np.float64)  # rectified px of the dot's centre
     window = patch[py:py + 2 * half + 1, px:px + 2 * half + 1]
     paper = float(np.median(window[template.ring]))
-    core = float(window[template.core].mean())
-    if paper - core < DOT_MIN_CONTRAST:
+    contrast = paper - float(window[template.core].mean())
+    if contrast < DOT_MIN_CONTRAST:
         return None
     mass = np.clip(paper - window, 0, None) * template.inner
     xs, ys = template.offsets
     centre += np.array([(mass * xs).sum(), (mass * ys).sum()]) / mass.sum()
     point_mm = np.array([[cx - reach + centre[0] * step, cy - reach + centre[1] * step]])
     photo = cv2.perspectiveTransform(point_mm.reshape(1, 1, 2), local).reshape(2)
-    return FoundDot(index, (float(cx), float(cy)), (float(photo[0]), float(photo[1])), float(score), paper - core)
+    return FoundDot(index, (float(cx), float(cy)), (float(photo[0]), float(photo[1])), float(score), contrast)
 
 
 def locate_dots(grey_image: np.ndarray, model: PageModel, dots: tuple[ReferenceDot, ...],
