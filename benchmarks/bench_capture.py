@@ -199,7 +199,8 @@ def main() -> None:
                 r = stress_row(condition, resolution, args.photos, (pdf, manifest, pixels), twin)
                 reasons = ", ".join(f"{k} {v}" for k, v in sorted(r["reasons"].items())) or "—"
                 accuracy = "—" if not np.isfinite(r["p95"]) else f"{r['p95']:.2f} / {r['max']:.2f}"
-                print(f"| {condition} | {resolution} | {r['photos']}/{r['n']} | {r['on_dots']} | {r['cells']} | {r['wrong']} | "
+                print(f"| {condition} | {resolution} | {r['photos']}/{r['n']} | {r['on_dots']} | {r['cells']} | "
+                      f"{r['wrong']} | "
                       f"{accuracy} | {reasons} |", flush=True)
         return
     for resolution in args.resolutions.split(","):

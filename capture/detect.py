@@ -342,9 +342,10 @@ class IdentityReading:
 def read_identity(grey_image: np.ndarray, model: PageModel, page: Page, run_id: str) -> IdentityReading:
     """Compare the identity code printed on ``page`` with the one of ``run_id``.
 
-    Each block is warped, by ``model``'s homography of that block, upright at 8 px per module and every module's mean is taken over its
-    central half, on the best-registered grid (:func:`_module_means`); a Manchester pair's
-    bit is the sign of (right − left), read only when the difference is at least
+    Each block is warped upright at 8 px per module (by ``model``'s homography of that block) and
+    every module's mean is taken over its central half, on the best-registered grid
+    (:func:`_module_means`); a Manchester pair's bit is the sign of (right − left), read only when
+    the difference is at least
     :data:`IDENTITY_CONFIDENCE` of the block's contrast — a differential reading that needs no
     threshold and survives light gradients.
     """
@@ -442,6 +443,8 @@ def find_pages(image: np.ndarray, manifest: Manifest, *, max_side: int = DETECT_
     readable size, and its identity code (:func:`read_identity`) must be read and equal this run's:
     marker ids of two runs can coincide, identity codes practically cannot. When the QR code is
     readable it must name this run too; pages of manifests without an identity code need it.
+    A page whose manifest has reference dots is modelled through them when it is not flat (see the
+    module doc): then its markers need not fit one flat page, but the spline must explain its dots.
 
     Args:
         image: ``(H, W, 3)`` uint8 RGB or BGR, or ``(H, W)`` uint8 grey.
@@ -515,15 +518,16 @@ def _check_page(grey_image: np.ndarray, manifest: Manifest, page: Page, found: l
         if homography is None or not _plausible(homography, manifest.page_size_mm):
             return Rejection("inconsistent geometry", flat_fit, page.index)
     corners_px = {i: c for i, c in found if i in set(kept)}
-    model = _page_model(grey_image, page, homography, corners_px, by_id, flat_fit)
-    if isinstance(model, Rejection):
-        return model
-    model, dots, held_out = model
+    outcome = _page_model(grey_image, page, homography, corners_px, by_id, flat_fit)
+    if isinstance(outcome, Rejection):
+        return outcome
+    model, dots, held_out = outcome
     if flat_fit is None:
         blur_models = {i: homography for i in set(kept)}
     else:  # each marker by its own corners: the page homography misses some of them
         blur_models = {i: cv2.findHomography(by_id[i], corners_px[i], 0)[0] for i in kept}
-        error = project(homography, np.concatenate([by_id[i] for i in corners_px])) - np.concatenate(list(corners_px.values()))
+        error = (project(homography, np.concatenate([by_id[i] for i in corners_px]))
+                 - np.concatenate(list(corners_px.values())))
         rms = float(np.sqrt((error ** 2).sum(axis=1).mean()))
     blur = float(np.median([blur_bits(grey_image, blur_models[i], by_id[i]) for i in set(kept)])) * side / MARKER_BITS
     if blur > MAX_BLUR_PX:

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from physadv.capture.detect import REASONS, PhotoDetection, Rejection, find_pages
+from physadv.capture.detect import REASONS, PageDetection, PhotoDetection, Rejection, find_pages
 from physadv.capture.verify import check_page
 from physadv.attackset import read_attack_set
 from physadv.classifiers import Classifier
@@ -44,7 +44,7 @@ from physadv.experiment import Row
 from physadv.fileio import atomic_write_json, atomic_write_text
 from physadv.images import image_files, pixel_sha256, read_rgb, to_tensor, write_png
 from physadv.metrics import Predictions, accuracy, channel_severity, destruction_reports
-from physadv.printouts.manifest import MAX_CELLS_PER_PAGE, MAX_PAGES, Cell, Manifest, read_manifest
+from physadv.printouts.manifest import MAX_CELLS_PER_PAGE, MAX_PAGES, Cell, Manifest, Page, read_manifest
 from physadv.validation import MAX_CLASSES, Record
 
 STATE_DIR, CROPS_DIR = ".state", "crops"
@@ -194,10 +194,7 @@ def process_photo(image: np.ndarray, manifest: Manifest, classifier: Classifier,
             "markers": {str(i): [[round(float(v), 3) for v in point] for point in corners]
                         for i, corners in sorted(page_detection.marker_corners_px.items())},
             "model": "homography" if page_detection.page_model.flat else "thin-plate spline through markers and dots",
-            "reference_dots": {"printed": len(page.reference_dots), "found": [
-                {"dot": dot.index, "mm": [round(v, 3) for v in dot.centre_mm], "px": [round(v, 3) for v in dot.photo_px],
-                 "score": round(dot.score, 4), "held_out_px": round(page_detection.held_out_px[dot.index], 4)
-                 if dot.index in page_detection.held_out_px else None} for dot in page_detection.dots]},
+            "reference_dots": _dots_record(page, page_detection),
             "rms_px": round(page_detection.rms_px, 4), "blur_px": round(page_detection.blur_px, 4),
             "marker_side_px": round(page_detection.marker_side_px, 2),
             "identity_bits_read": page_detection.identity_bits_read, "cells": checks})
@@ -217,6 +214,18 @@ def process_photo(image: np.ndarray, manifest: Manifest, classifier: Classifier,
              "markers_found": detection.markers_found, "pages": audit_pages,
              "rejections": [asdict(r) for r in (*detection.rejections, *rejected)]}
     return detection, observations, rejected, audit
+
+
+def _dots_record(page: Page, detection: PageDetection) -> dict:
+    """The reference dots printed and those found: page mm, photo px, match score and (on a page that is
+    not flat) the distance of the spline fitted without the dot."""
+    found = []
+    for dot in detection.dots:
+        held_out = detection.held_out_px.get(dot.index)
+        found.append({"dot": dot.index, "mm": [round(v, 3) for v in dot.centre_mm],
+                      "px": [round(v, 3) for v in dot.photo_px], "score": round(dot.score, 4),
+                      "held_out_px": None if held_out is None else round(held_out, 4)})
+    return {"printed": len(page.reference_dots), "found": found}
 
 
 def photo_files(photos_dir: Path) -> list[Path]:
