@@ -49,7 +49,7 @@ from physadv.validation import MAX_CLASSES, Record
 
 STATE_DIR, CROPS_DIR = ".state", "crops"
 AUDIT_FILE = "capture.json"
-STATE_VERSION = 2
+STATE_VERSION = 3  # 3: pages that are not flat are modelled through reference dots (re-capture old records)
 TOP_K = 5
 
 
