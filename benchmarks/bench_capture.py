@@ -2,12 +2,12 @@
 
 Flat photos, per resolution: the share of photos whose page is recovered (and, separately, with
 one corner marker painted over), the 95th-percentile and maximum error of every cell corner of
-the page homography against the camera's true one, and the time per photo of detection +
-cropping — without and with the content check, and with the content check but the manifest's
-reference dots left out (so their cost is the difference; all measured side by side on the same
-photos; decoding the JPEG and classifying excluded), on this machine's threads
-(``cv2.getNumThreads()``) — and the reference dots found, of those printed. The live loop skips the
-QR check, hence its own row.
+the page model (the homography, or the spline through the reference dots when they say the page is
+not flat) against the camera's true homography, the reference dots found of those printed, and the
+time per photo of detection + cropping — without and with the content check, and with the content
+check but the manifest's reference dots left out (so their cost is the difference; all measured
+side by side on the same photos; decoding the JPEG and classifying excluded), on this machine's
+threads (``cv2.getNumThreads()``). The live loop skips the QR check, hence its own row.
 
 Stress table (``--stress``), per condition of :mod:`physadv.printouts.stress` and resolution:
 photos with an accepted page, cells accepted, rejections by reason (photo, page or cell), and
@@ -116,7 +116,7 @@ def measure(manifest, pixels, photos_dir: Path, occlude: bool, check_qr: bool = 
             dots += len(hits[0].dots)
             printed += len(page.reference_dots)
             points = np.concatenate([cell_corners_mm(cell) for cell in page.cells])
-            errors.append(np.linalg.norm(project(hits[0].homography, points) - project(homography, points), axis=1))
+            errors.append(np.linalg.norm(hits[0].project(points) - project(homography, points), axis=1))
     error = np.concatenate(errors) if errors else np.array([np.nan])
     return {"found": found, "n": len(truths), "p95": float(np.percentile(error, 95)), "max": float(error.max()),
             "median_s": float(np.median(times["crop"])), "max_s": float(np.max(times["crop"])),
