@@ -2,15 +2,18 @@
 
 Flat photos, per resolution: the share of photos whose page is recovered (and, separately, with
 one corner marker painted over), the 95th-percentile and maximum error of every cell corner of
-the page homography against the camera's true one, and the time per photo of detection +
-cropping — without and with the content check (measured side by side on the same photos;
-decoding the JPEG and classifying excluded), on this machine's threads (``cv2.getNumThreads()``).
-The live loop skips the QR check, hence its own row.
+the page model (the homography, or the spline through the reference dots when they say the page is
+not flat) against the camera's true homography, the reference dots found of those printed, and the
+time per photo of detection + cropping — without and with the content check, and with the content
+check but the manifest's reference dots left out (so their cost is the difference; all measured
+side by side on the same photos; decoding the JPEG and classifying excluded), on this machine's
+threads (``cv2.getNumThreads()``). The live loop skips the QR check, hence its own row.
 
 Stress table (``--stress``), per condition of :mod:`physadv.printouts.stress` and resolution:
 photos with an accepted page, cells accepted, rejections by reason (photo, page or cell), and
 **wrong crops**: accepted cells whose final crop geometry puts any cell corner or the centre more
-than ``WRONG_PX`` source pixels from the ground truth, or that show another run's sheet.
+than ``WRONG_PX`` source pixels from the ground truth, or that show another run's sheet; and the
+pages accepted on the spline through their reference dots (not flat).
 
     python benchmarks/bench_capture.py --photos 40 --work /tmp/bench_capture
     python benchmarks/bench_capture.py --stress --photos 20 --resolutions 12mp,1080p
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -31,6 +35,7 @@ from physadv.capture.detect import find_pages, project
 from physadv.capture.verify import check_page
 from physadv.images import read_rgb, write_png
 from physadv.printouts.camera import RESOLUTIONS, encode_jpeg, photograph, read_truth, simulate_photo
+from physadv.printouts.manifest import Manifest
 from physadv.printouts.pdf import open_pdf, page_size_mm
 from physadv.printouts.sheets import SheetImage, SheetLayout, write_sheets
 from physadv.printouts.stress import CONDITIONS, StressEffects, colliding_run_id, photo_points, stressed_shot
@@ -71,12 +76,18 @@ def page_sources(manifest, page_index: int, pixels: dict[int, np.ndarray]) -> di
     return {cell.index: pixels[cell.index] for cell in manifest.pages[page_index].cells}
 
 
+def without_dots(manifest: Manifest) -> Manifest:
+    """The manifest as one written before reference dots existed."""
+    return replace(manifest, pages=tuple(replace(page, reference_dots=()) for page in manifest.pages))
+
+
 def measure(manifest, pixels, photos_dir: Path, occlude: bool, check_qr: bool = True) -> dict:
     _, truths = read_truth(photos_dir / "truth.json")
     rng = np.random.default_rng(1)
     found, errors, reasons = 0, [], Counter()
-    times: dict[str, list[float]] = {"crop": [], "checked": []}
-    cells = Counter()
+    times: dict[str, list[float]] = {"crop": [], "checked": [], "no_dots": []}
+    cells, dots, printed = Counter(), 0, 0
+    dotless = without_dots(manifest)
     for truth in truths:
         photo = read_rgb(photos_dir / truth.file)
         homography = np.array(truth.homography)
@@ -93,18 +104,25 @@ def measure(manifest, pixels, photos_dir: Path, occlude: bool, check_qr: bool = 
         checks = [check for d in detection.pages
                   for _, check in check_page(photo, d, manifest.pages[d.page], page_sources(manifest, d.page, pixels))]
         times["checked"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        for d in find_pages(photo, dotless, check_qr=check_qr).pages:
+            check_page(photo, d, dotless.pages[d.page], page_sources(dotless, d.page, pixels))
+        times["no_dots"].append(time.perf_counter() - start)
         cells.update("accepted" if c.reason is None else c.reason for c in checks)
         hits = [d for d in detection.pages if d.page == truth.page]
         reasons.update(r.reason for r in detection.rejections)
         if hits:
             found += 1
+            dots += len(hits[0].dots)
+            printed += len(page.reference_dots)
             points = np.concatenate([cell_corners_mm(cell) for cell in page.cells])
-            errors.append(np.linalg.norm(project(hits[0].homography, points) - project(homography, points), axis=1))
+            errors.append(np.linalg.norm(hits[0].project(points) - project(homography, points), axis=1))
     error = np.concatenate(errors) if errors else np.array([np.nan])
     return {"found": found, "n": len(truths), "p95": float(np.percentile(error, 95)), "max": float(error.max()),
             "median_s": float(np.median(times["crop"])), "max_s": float(np.max(times["crop"])),
             "checked_median_s": float(np.median(times["checked"])), "checked_max_s": float(np.max(times["checked"])),
-            "reasons": dict(reasons), "cells": dict(cells)}
+            "no_dots_median_s": float(np.median(times["no_dots"])), "reasons": dict(reasons), "cells": dict(cells),
+            "dots": dots, "dots_printed": printed}
 
 
 def crop_error_px(check, cell, shot, stress, page_mm, frame) -> float:
@@ -123,7 +141,7 @@ def stress_row(condition: str, resolution: str, n: int, ours, theirs, seed: int 
     shown_pdf, shown_manifest = (theirs[0], theirs[1]) if condition == "colliding-id" else (pdf, manifest)
     document = open_pdf(shown_pdf)
     frame = RESOLUTIONS[resolution]
-    photos_with_page, accepted, wrong, reasons, errors = 0, 0, 0, Counter(), []
+    photos_with_page, accepted, wrong, reasons, errors, on_dots = 0, 0, 0, Counter(), [], 0
     for index in range(n):
         page = shown_manifest.pages[index % len(shown_manifest.pages)]
         page_mm = page_size_mm(document, page.index)
@@ -136,6 +154,7 @@ def stress_row(condition: str, resolution: str, n: int, ours, theirs, seed: int 
         reasons.update(r.reason for r in detection.rejections)
         any_cell = False
         for page_detection in detection.pages:
+            on_dots += not page_detection.page_model.flat
             our_page = manifest.pages[page_detection.page]
             for cell, (_, check) in zip(our_page.cells, check_page(photo, page_detection, our_page,
                                                                     page_sources(manifest, our_page.index, pixels))):
@@ -154,7 +173,7 @@ def stress_row(condition: str, resolution: str, n: int, ours, theirs, seed: int 
     document.close()
     error = np.array(errors) if errors else np.array([np.nan])
     return {"condition": condition, "resolution": resolution, "n": n, "photos": photos_with_page,
-            "cells": accepted, "wrong": wrong, "reasons": dict(reasons),
+            "cells": accepted, "wrong": wrong, "reasons": dict(reasons), "on_dots": on_dots,
             "p95": float(np.percentile(error, 95)), "max": float(np.max(error))}
 
 
@@ -172,15 +191,16 @@ def main() -> None:
           f"{'condition and ' if args.stress else ''}resolution")
     if args.stress:
         twin = make_sheets(work, colliding_run_id(RUN_ID), seed=1)
-        print("| condition | resolution | photos with a page | cells accepted | wrong crops | "
+        print("| condition | resolution | photos with a page | pages on the dot model | cells accepted | wrong crops | "
               "crop error p95 / max (source px) | rejections by reason |")
-        print("|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|")
         for resolution in args.resolutions.split(","):
             for condition in args.conditions.split(","):
                 r = stress_row(condition, resolution, args.photos, (pdf, manifest, pixels), twin)
                 reasons = ", ".join(f"{k} {v}" for k, v in sorted(r["reasons"].items())) or "—"
                 accuracy = "—" if not np.isfinite(r["p95"]) else f"{r['p95']:.2f} / {r['max']:.2f}"
-                print(f"| {condition} | {resolution} | {r['photos']}/{r['n']} | {r['cells']} | {r['wrong']} | "
+                print(f"| {condition} | {resolution} | {r['photos']}/{r['n']} | {r['on_dots']} | {r['cells']} | "
+                      f"{r['wrong']} | "
                       f"{accuracy} | {reasons} |", flush=True)
         return
     for resolution in args.resolutions.split(","):
@@ -194,7 +214,9 @@ def main() -> None:
                   f"cell-corner error p95 {r['p95']:.2f} px max {r['max']:.2f} px  "
                   f"time median {1000 * r['median_s']:.0f} ms max {1000 * r['max_s']:.0f} ms, "
                   f"with content check median {1000 * r['checked_median_s']:.0f} ms max "
-                  f"{1000 * r['checked_max_s']:.0f} ms  rejections {r['reasons']}  cells {r['cells']}", flush=True)
+                  f"{1000 * r['checked_max_s']:.0f} ms, same without reference dots median "
+                  f"{1000 * r['no_dots_median_s']:.0f} ms  dots found {r['dots']}/{r['dots_printed']}  "
+                  f"rejections {r['reasons']}  cells {r['cells']}", flush=True)
 
 
 if __name__ == "__main__":

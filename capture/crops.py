@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from physadv.capture.detect import PageDetection, project
+from physadv.capture.mesh import PageModel
 from physadv.printouts.manifest import Cell, Page
 
 MAX_OVERSAMPLING = 8
@@ -36,6 +37,12 @@ def cell_corners_mm(cell: Cell) -> np.ndarray:
     """``(4, 2)`` page mm of the cell's outer corners (top-left, top-right, bottom-right, bottom-left)."""
     x, y, w, h = cell.box_mm
     return np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]], dtype=np.float64)
+
+
+def cell_to_photo(model: PageModel, cell: Cell) -> np.ndarray:
+    """``(3, 3)`` source pixel centres of ``cell`` → photo pixels: the page homography on a flat page,
+    else the model's homography of the cell's box (exact at its four corners)."""
+    return model.box_homography(cell_corners_mm(cell)) @ cell_to_page(cell)
 
 
 def density(cell_to_photo: np.ndarray, size_px: tuple[int, int]) -> float:
@@ -63,7 +70,7 @@ def warp_cell(image: np.ndarray, cell_to_photo: np.ndarray, size_px: tuple[int, 
 
 
 def crop_cell(image: np.ndarray, detection: PageDetection, cell: Cell) -> np.ndarray:
-    """The cell rectified at its source size with the page homography.
+    """The cell rectified at its source size with the page model (:func:`cell_to_photo`).
 
     Args:
         image: ``(H, W, C)`` or ``(H, W)`` uint8 photo.
@@ -73,7 +80,7 @@ def crop_cell(image: np.ndarray, detection: PageDetection, cell: Cell) -> np.nda
     Returns:
         ``(h, w, C)`` (or ``(h, w)``) uint8 with ``(w, h) = cell.size_px``; photo channel order kept.
     """
-    return warp_cell(image, detection.homography @ cell_to_page(cell), cell.size_px)
+    return warp_cell(image, cell_to_photo(detection.page_model, cell), cell.size_px)
 
 
 def crop_cells(image: np.ndarray, detection: PageDetection, page: Page) -> list[np.ndarray]:

@@ -7,8 +7,18 @@ All corners of all markers of a page (up to 16 points) go into a RANSAC homograp
 least squares + Levenberg–Marquardt on the inliers (:func:`cv2.findHomography` with method 0).
 
 The marker ids name a candidate page (one of 250 id blocks, so two runs may share them); the
-page's 50-bit identity code, sampled through the homography, must then equal this run's
+page's 50-bit identity code, sampled through the page model, must then equal this run's
 (:func:`read_identity`) before the page is accepted, whether or not its QR code can be read.
+
+Pages that are not flat. The page's reference dots (manifests that have them) are located outward
+from the markers (:func:`physadv.capture.mesh.locate_dots`). When every dot found lies within
+:data:`FLAT_TOLERANCE_PX` (or :data:`FLAT_TOLERANCE_SOURCE_PX` source pixels of the page's cells, if
+more) of the homography, the page is flat and the homography is its model.
+Otherwise — or when the markers do not fit one flat page at all — the model is a thin-plate spline
+through the marker corners and the dots (:class:`physadv.capture.mesh.PageModel`), accepted only when
+at least :data:`MIN_DOTS` dots (and half of those printed) were found and every dot, left out of the
+fit, is predicted within :data:`MAX_HELD_OUT_PX` (or one source pixel of the page's cells, if more):
+else the page is rejected ("unexplained warp").
 
 A page is only accepted when its geometry and identity can be trusted; otherwise it becomes a
 :class:`Rejection` with a fixed reason keyword (see :data:`REASONS`) — a wrong crop is worse than
@@ -27,6 +37,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from physadv.capture.mesh import FoundDot, PageModel, box_corners, leave_one_out_px, locate_dots
 from physadv.printouts.manifest import IdentityBlock, Manifest, Page, identity_bits, page_of_marker, parse_qr_payload
 
 DETECT_MAX_SIDE = 1600
@@ -74,6 +85,16 @@ IDENTITY_CONFIDENCE = 0.25
 IDENTITY_MIN_CONTRAST = 20.0
 IDENTITY_MAX_MISREAD = 0.25
 IDENTITY_SEARCH = (-4, -2, 0, 2, 4)  # module-grid shifts searched, in eighths of a module
+# Reference dots, measured on virtual-camera photos (benchmarks/bench_capture.py): on flat pages
+# every dot found lies within 0.4 px of the true homography (720p, 1080p, 12 MP) — up to 1.8 px under
+# a glare spot at 12 MP (0.5 source px there) —, on curled ones up to 23 px off it; held out of the
+# spline, a dot of a curled page is predicted within 0.6 px. A page is flat when every dot lies within
+# FLAT_TOLERANCE_PX or FLAT_TOLERANCE_SOURCE_PX source pixels of its cells, whichever is more (less
+# moves no crop measurably: the content check refines beyond 1 source px).
+FLAT_TOLERANCE_PX = 1.0
+FLAT_TOLERANCE_SOURCE_PX = 0.5
+MAX_HELD_OUT_PX = 1.0
+MIN_DOTS = 4
 
 REASONS = {
     "unreadable": "the file is not an image OpenCV/Pillow can read",
@@ -83,6 +104,7 @@ REASONS = {
     "too small": "the page's markers are too small in the photo",
     "too blurry": "the marker edges are too blurred for trustworthy corners",
     "inconsistent geometry": "the markers do not fit one flat page (reprojection error too high)",
+    "unexplained warp": "the page is not flat and no local model through its reference dots explains it",
     "another run": "the page's identity code or QR code names another run",
     "unconfirmed identity": "the page's identity code could not be read (covered, glare, too small)",
     "content mismatch": "a cell's crop does not match its source image (wrong picture, occluded, unexplained warp)",
@@ -114,6 +136,9 @@ class PageDetection:
         marker_side_px: mean marker side in the photo, pixels.
         identity_bits_read: identity-code bits read (all equal to this run's).
         marker_corners_px: ``{id: (4, 2) photo px}`` of the markers used.
+        model: page mm → photo px: the homography, or the spline through markers and dots.
+        dots: the reference dots found.
+        held_out_px: per dot index, its distance from the spline fitted without it (non-flat pages).
     """
 
     page: int
@@ -124,10 +149,17 @@ class PageDetection:
     marker_side_px: float
     identity_bits_read: int = 0
     marker_corners_px: dict[int, np.ndarray] = field(default_factory=dict)
+    model: PageModel | None = None
+    dots: tuple[FoundDot, ...] = ()
+    held_out_px: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def page_model(self) -> PageModel:
+        return self.model if self.model is not None else PageModel(self.homography)
 
     def project(self, points_mm: np.ndarray) -> np.ndarray:
-        """Page mm ``(N, 2)`` → photo pixels ``(N, 2)``."""
-        return project(self.homography, points_mm)
+        """Page mm ``(N, 2)`` → photo pixels ``(N, 2)``, through the page model."""
+        return self.page_model(points_mm)
 
 
 @dataclass(frozen=True)
@@ -274,7 +306,7 @@ def _plausible(homography: np.ndarray, page_size_mm: tuple[float, float]) -> boo
     return bool((turns > 0).all())
 
 
-def _qr_run(grey_image: np.ndarray, homography: np.ndarray, page: Page) -> str | None:
+def _qr_run(grey_image: np.ndarray, model: PageModel, page: Page) -> str | None:
     """The run id printed in the page's QR code, or ``None`` when there is none or it is unreadable.
 
     The QR box is warped upright at 8 px/mm (a 25 mm code at ~200 px) before decoding, so the check
@@ -288,7 +320,7 @@ def _qr_run(grey_image: np.ndarray, homography: np.ndarray, page: Page) -> str |
         margin = 0.2 * max(w, h)
         size = (int((w + 2 * margin) * per_mm), int((h + 2 * margin) * per_mm))
         to_mm = np.array([[1 / per_mm, 0, x - margin], [0, 1 / per_mm, y - margin], [0, 0, 1]])
-        patch = cv2.warpPerspective(grey_image, homography @ to_mm, size,
+        patch = cv2.warpPerspective(grey_image, model.box_homography(box_corners(code.box_mm)) @ to_mm, size,
                                     flags=cv2.INTER_AREA | cv2.WARP_INVERSE_MAP, borderValue=255)
         for result in zxingcpp.read_barcodes(patch):
             parsed = parse_qr_payload(result.text)
@@ -307,19 +339,20 @@ class IdentityReading:
     total: int
 
 
-def read_identity(grey_image: np.ndarray, homography: np.ndarray, page: Page, run_id: str) -> IdentityReading:
+def read_identity(grey_image: np.ndarray, model: PageModel, page: Page, run_id: str) -> IdentityReading:
     """Compare the identity code printed on ``page`` with the one of ``run_id``.
 
-    Each block is warped upright at 8 px per module and every module's mean is taken over its
-    central half, on the best-registered grid (:func:`_module_means`); a Manchester pair's
-    bit is the sign of (right − left), read only when the difference is at least
+    Each block is warped upright at 8 px per module (by ``model``'s homography of that block) and
+    every module's mean is taken over its central half, on the best-registered grid
+    (:func:`_module_means`); a Manchester pair's bit is the sign of (right − left), read only when
+    the difference is at least
     :data:`IDENTITY_CONFIDENCE` of the block's contrast — a differential reading that needs no
     threshold and survives light gradients.
     """
     expected = identity_bits(run_id, page.index)
     per_module, read, differing, offset = 8, 0, 0, 0
     for block in page.identity:
-        values = _module_means(grey_image, homography, block, per_module)
+        values = _module_means(grey_image, model.box_homography(box_corners(block.box_mm)), block, per_module)
         low, high = np.percentile(values, (10, 90))
         contrast = float(high - low)
         differences = (values[:, 1::2] - values[:, 0::2]).reshape(-1)  # light − dark when the bit is 1
@@ -410,6 +443,8 @@ def find_pages(image: np.ndarray, manifest: Manifest, *, max_side: int = DETECT_
     readable size, and its identity code (:func:`read_identity`) must be read and equal this run's:
     marker ids of two runs can coincide, identity codes practically cannot. When the QR code is
     readable it must name this run too; pages of manifests without an identity code need it.
+    A page whose manifest has reference dots is modelled through them when it is not flat (see the
+    module doc): then its markers need not fit one flat page, but the spline must explain its dots.
 
     Args:
         image: ``(H, W, 3)`` uint8 RGB or BGR, or ``(H, W)`` uint8 grey.
@@ -466,20 +501,42 @@ def _check_page(grey_image: np.ndarray, manifest: Manifest, page: Page, found: l
     side = float(np.mean([np.linalg.norm(c - np.roll(c, 1, axis=0), axis=1).mean() for _, c in found]))
     if side < MIN_MARKER_SIDE_PX:
         return Rejection("too small", f"markers {side:.1f} px < {MIN_MARKER_SIDE_PX} px", page.index)
-    homography, kept, rms = _fit_page(page, found)
-    if homography is None or len(set(kept)) < MIN_MARKERS or not _plausible(homography, manifest.page_size_mm):
-        return Rejection("inconsistent geometry", f"{len(set(kept))} marker(s) fit one page", page.index)
-    if rms > max(MAX_RMS_PX, MAX_RMS_FRACTION * side):
-        return Rejection("inconsistent geometry", f"RMS reprojection error {rms:.2f} px", page.index)
     by_id = {marker.id: np.asarray(marker.corners_mm, dtype=np.float64) for marker in page.markers}
-    blur = float(np.median([blur_bits(grey_image, homography, by_id[i]) for i in set(kept)])) * side / MARKER_BITS
+    homography, kept, rms = _fit_page(page, found)
+    flat_fit = None
+    if homography is None or len(set(kept)) < MIN_MARKERS or not _plausible(homography, manifest.page_size_mm):
+        flat_fit = f"{len(set(kept))} marker(s) fit one page"
+    elif rms > max(MAX_RMS_PX, MAX_RMS_FRACTION * side):
+        flat_fit = f"RMS reprojection error {rms:.2f} px"
+    if flat_fit is not None:
+        # Perhaps a page that is not flat: every marker (once each) pins the spline through the dots.
+        if not page.reference_dots or len(distinct) != len(found):
+            return Rejection("inconsistent geometry", flat_fit, page.index)
+        kept = sorted(distinct)
+        source = np.concatenate([by_id[i] for i, _ in found])
+        homography, _ = cv2.findHomography(source, np.concatenate([c for _, c in found]), 0)
+        if homography is None or not _plausible(homography, manifest.page_size_mm):
+            return Rejection("inconsistent geometry", flat_fit, page.index)
+    corners_px = {i: c for i, c in found if i in set(kept)}
+    outcome = _page_model(grey_image, page, homography, corners_px, by_id, flat_fit)
+    if isinstance(outcome, Rejection):
+        return outcome
+    model, dots, held_out = outcome
+    if flat_fit is None:
+        blur_models = {i: homography for i in set(kept)}
+    else:  # each marker by its own corners: the page homography misses some of them
+        blur_models = {i: cv2.findHomography(by_id[i], corners_px[i], 0)[0] for i in kept}
+        error = (project(homography, np.concatenate([by_id[i] for i in corners_px]))
+                 - np.concatenate(list(corners_px.values())))
+        rms = float(np.sqrt((error ** 2).sum(axis=1).mean()))
+    blur = float(np.median([blur_bits(grey_image, blur_models[i], by_id[i]) for i in set(kept)])) * side / MARKER_BITS
     if blur > MAX_BLUR_PX:
         return Rejection("too blurry", f"edge σ {blur:.1f} px > {MAX_BLUR_PX} px", page.index)
-    identity = read_identity(grey_image, homography, page, manifest.run_id) if page.identity else None
+    identity = read_identity(grey_image, model, page, manifest.run_id) if page.identity else None
     if identity is not None and identity.differing > IDENTITY_MAX_MISREAD * max(identity.read, 1):
         return Rejection("another run", f"identity code: {identity.differing} of {identity.read} bits read differ "
                                         f"from run {manifest.run_id!r}", page.index)
-    run = _qr_run(grey_image, homography, page) if check_qr or identity is None else None
+    run = _qr_run(grey_image, model, page) if check_qr or identity is None else None
     if run is not None and run != manifest.run_id:
         return Rejection("another run", f"QR code says run {run!r}, manifest is {manifest.run_id!r}", page.index)
     if identity is None and run is None:
@@ -488,6 +545,47 @@ def _check_page(grey_image: np.ndarray, manifest: Manifest, page: Page, found: l
     if identity is not None and (identity.read < IDENTITY_MIN_BITS or identity.differing):
         return Rejection("unconfirmed identity", f"identity code: {identity.read} of {identity.total} bits read "
                                                  f"({identity.differing} differ), {IDENTITY_MIN_BITS} needed", page.index)
-    corners_px = {i: c for i, c in found if i in set(kept)}
     return PageDetection(page.index, homography, tuple(sorted(set(kept))), rms, blur, side,
-                         identity.read if identity else 0, corners_px)
+                         identity.read if identity else 0, corners_px, model, tuple(dots), held_out)
+
+
+def source_px_mm(page: Page) -> float:
+    """The finest source-pixel pitch of the page's cells, mm (0 for a page without cells)."""
+    return min((cell.box_mm[2] / cell.size_px[0] for cell in page.cells), default=0.0)
+
+
+def _page_model(grey_image: np.ndarray, page: Page, homography: np.ndarray, corners_px: dict[int, np.ndarray],
+                by_id: dict[int, np.ndarray], flat_fit: str | None
+                ) -> tuple[PageModel, list[FoundDot], dict[int, float]] | Rejection:
+    """The page's model (see the module doc): the homography when the markers fit one flat page and
+    every dot found agrees with it, else the spline through markers and dots, if it explains them."""
+    flat = PageModel(homography)
+    if not page.reference_dots:
+        return flat, [], {}
+    known_mm = np.concatenate([by_id[i] for i in corners_px])
+    known_px = np.concatenate(list(corners_px.values()))
+    dots = locate_dots(grey_image, flat, page.reference_dots, known_mm, known_px)
+    dots_mm = np.array([d.centre_mm for d in dots]).reshape(-1, 2)
+    dots_px = np.array([d.photo_px for d in dots]).reshape(-1, 2)
+    # One source pixel of the page's cells in photo pixels (the homography's scale, averaged over the dots).
+    source_px = source_px_mm(page) * float(np.mean([
+        np.linalg.norm(project(homography, [[x + 1, y]]) - project(homography, [[x, y]])) for x, y in dots_mm]
+    )) if dots else 0.0
+    off = np.linalg.norm(dots_px - project(homography, dots_mm), axis=1) if dots else np.zeros(0)
+    if flat_fit is None and (off <= max(FLAT_TOLERANCE_PX, FLAT_TOLERANCE_SOURCE_PX * source_px)).all():
+        return flat, dots, {}
+    why = flat_fit or f"a reference dot {off.max():.1f} px off the page homography"
+    reason = "inconsistent geometry" if flat_fit else "unexplained warp"
+    needed = max(MIN_DOTS, math.ceil(len(page.reference_dots) / 2))
+    if len(dots) < needed:
+        return Rejection(reason, f"{why}; {len(dots)} of {len(page.reference_dots)} reference dots found, "
+                                 f"{needed} needed for a local model", page.index)
+    model = flat.with_points(np.concatenate([known_mm, dots_mm]), np.concatenate([known_px, dots_px]))
+    errors = leave_one_out_px(model, list(range(len(known_mm), len(model.points_mm))))
+    held_out = {dot.index: errors[len(known_mm) + k] for k, dot in enumerate(dots)}
+    limit = max(MAX_HELD_OUT_PX, source_px)
+    worst = max(held_out, key=held_out.get)
+    if held_out[worst] > limit:
+        return Rejection("unexplained warp", f"{why}; the local model misses reference dot {worst}, fitted without "
+                                             f"it, by {held_out[worst]:.2f} px > {limit:.2f} px", page.index)
+    return model, dots, held_out

@@ -1,10 +1,13 @@
 """The live loop: webcam, stream URL or video file → annotated frames (window or files).
 
 Per frame: the classifier's top-5 on the whole frame (centre square); when a sheet of the run is
-in view, every cell outlined with its prediction and true label — green when the prediction is
-right, red when wrong, so a red adversarial cell is one whose attack still fools the model. Sheets
-are searched at the frame's own resolution (≤ 1280 px wide needs no downscaling) and without the
-QR check, to keep the loop fast.
+in view, every cell is cropped and checked against its source image as capture does
+(:func:`physadv.capture.verify.check_page`: identity code, content match, displacement, glare,
+blur), then outlined with its prediction and true label — green when the prediction is right, red
+when wrong, so a red adversarial cell is one whose attack still fools the model. A cell that fails
+the check is outlined in grey with its reason and no prediction: the display never classifies a
+crop of the wrong picture. Sheets are searched at the frame's own resolution (≤ 1280 px wide needs
+no downscaling) and without the QR check, to keep the loop fast.
 
 Keys in the window: ``f``/space freeze, ``s`` save the frame, ``q``/Esc quit. Headless, frames go
 to ``OUT/live.mp4`` and a per-frame summary to ``OUT/live.json``.
@@ -19,21 +22,23 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from physadv.capture.crops import cell_corners_mm, crop_cells
+from physadv.capture.crops import cell_corners_mm
 from physadv.capture.detect import find_pages
 from physadv.capture.pipeline import classify_crops
+from physadv.capture.verify import check_page
 from physadv.classifiers import Classifier
 from physadv.errors import InputError
 from physadv.fileio import atomic_write_json
 from physadv.images import square_resize
 from physadv.printouts.manifest import Manifest
 
-GREEN, RED, WHITE, BLACK = (0, 200, 0), (0, 0, 230), (255, 255, 255), (0, 0, 0)
+GREEN, RED, GREY, WHITE, BLACK = (0, 200, 0), (0, 0, 230), (150, 150, 150), (255, 255, 255), (0, 0, 0)
 
 
 @dataclass
 class FrameReport:
-    """What one frame showed: pages found, cells with prediction and truth, timings (seconds)."""
+    """What one frame showed: pages found, cells with prediction and truth (or the reason a cell
+    was refused: then no prediction), timings (seconds)."""
 
     index: int
     top5: list[tuple[str, float]]
@@ -55,11 +60,13 @@ def open_source(source: str) -> cv2.VideoCapture:
 
 
 def annotate(frame_bgr: np.ndarray, index: int, classifier: Classifier, manifest: Manifest | None,
-             fps: float) -> tuple[np.ndarray, FrameReport]:
+             fps: float, sources: dict[tuple[int, int], np.ndarray] | None = None) -> tuple[np.ndarray, FrameReport]:
     """Draw the frame's top-5, every detected cell's prediction and the FPS on a copy of ``frame_bgr``.
 
     Args:
         frame_bgr: ``(H, W, 3)`` uint8 BGR (OpenCV's capture order).
+        sources: with ``manifest``, per (page, cell) its ``(h, w, 3)`` uint8 RGB source image
+            (:func:`physadv.capture.pipeline.cell_sources`), which every crop must match.
     """
     rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
     names = classifier.labels.names
@@ -67,27 +74,38 @@ def annotate(frame_bgr: np.ndarray, index: int, classifier: Classifier, manifest
     report = FrameReport(index, [(names[c], float(p)) for c, p in zip(whole.classes[0], whole.probabilities[0])])
     canvas = frame_bgr.copy()
     if manifest is not None:
+        if sources is None:
+            raise ValueError("annotate: a manifest needs its cells' source images")
         start = time.perf_counter()
         detection = find_pages(rgb, manifest, max_side=max(rgb.shape), check_qr=False)
         pages = {page.index: page for page in manifest.pages}
         crops, placed = [], []
         for found in detection.pages:
             page = pages[found.page]
-            crops += crop_cells(rgb, found, page)
-            placed += [(found, cell) for cell in page.cells]
+            page_sources = {cell.index: sources[page.index, cell.index] for cell in page.cells}
+            for cell, (crop, check) in zip(page.cells, check_page(rgb, found, page, page_sources)):
+                placed.append((found, cell, check.reason))
+                if check.reason is None:
+                    crops.append(crop)
             report.pages.append(found.page)
         report.detect_s = time.perf_counter() - start
-        predictions = classify_crops(classifier, crops) if crops else None
-        for k, (found, cell) in enumerate(placed):
-            predicted = int(predictions.classes[k, 0])
-            right = cell.label is not None and predicted == cell.label
+        predictions = iter(classify_crops(classifier, crops).classes[:, 0]) if crops else iter(())
+        for found, cell, reason in placed:
             outline = found.project(cell_corners_mm(cell)).round().astype(np.int32)
-            cv2.polylines(canvas, [outline], True, GREEN if right else RED, 2)
             truth = "?" if cell.label is None else cell.label_name or str(cell.label)
+            entry = {"page": found.page, "cell": cell.index, "kind": cell.kind, "label": cell.label}
+            if reason is not None:
+                cv2.polylines(canvas, [outline], True, GREY, 2)
+                _text(canvas, f"refused: {reason}", tuple(outline[0]), 0.4)
+                report.cells.append({**entry, "predicted": None, "fooled": None, "refused": reason})
+                continue
+            predicted = int(next(predictions))
+            right = cell.label is not None and predicted == cell.label
+            cv2.polylines(canvas, [outline], True, GREEN if right else RED, 2)
             tag = f"{names[predicted]} ({truth}){' ADV' if cell.kind == 'adversarial' else ''}"
             _text(canvas, tag, tuple(outline[0]), 0.4)
-            report.cells.append({"page": found.page, "cell": cell.index, "kind": cell.kind, "label": cell.label,
-                                 "predicted": predicted, "fooled": cell.kind == "adversarial" and not right})
+            report.cells.append({**entry, "predicted": predicted, "fooled": cell.kind == "adversarial" and not right,
+                                 "refused": None})
     for line, (name, probability) in enumerate(report.top5):
         _text(canvas, f"{probability:5.1%} {name}", (10, 24 + 22 * line), 0.6)
     _text(canvas, f"{fps:5.1f} FPS", (canvas.shape[1] - 120, 24), 0.6)
@@ -101,8 +119,11 @@ def _text(canvas: np.ndarray, text: str, origin: tuple[int, int], scale: float) 
 
 
 def run_live(source: str, classifier: Classifier, manifest: Manifest | None, *, headless: bool = False,
-             out: str | Path | None = None, max_frames: int | None = None) -> list[FrameReport]:
+             out: str | Path | None = None, max_frames: int | None = None,
+             sources: dict[tuple[int, int], np.ndarray] | None = None) -> list[FrameReport]:
     """Run the loop until the source ends, ``max_frames`` frames, or ``q``/Esc.
+
+    With a ``manifest``, ``sources`` holds its cells' source images (see :func:`annotate`).
 
     Headless (``out`` required) writes ``out/live.mp4`` (annotated, at the source's frame rate) and
     ``out/live.json`` (one :class:`FrameReport` per frame, and the mean FPS); saved frames go to
@@ -122,7 +143,7 @@ def run_live(source: str, classifier: Classifier, manifest: Manifest | None, *, 
                 ok, frame = capture.read()
                 if not ok:
                     break
-                annotated, report = annotate(frame, len(reports), classifier, manifest, fps)
+                annotated, report = annotate(frame, len(reports), classifier, manifest, fps, sources)
                 reports.append(report)
                 now = time.perf_counter()
                 fps, last = 0.9 * fps + 0.1 / max(now - last, 1e-6) if fps else 1 / max(now - last, 1e-6), now

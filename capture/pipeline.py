@@ -4,7 +4,8 @@ Output folder (``physadv capture``)::
 
     OUT/crops/<photo>/p<page>_c<cell>_<kind>.png   every accepted cell, at its source size
     OUT/crops/<photo>/capture.json                the audit record: page homographies, markers used,
-                                                  identity bits read, every cell's crop geometry,
+                                                  reference dots found (page mm, photo px), the page
+                                                  model, identity bits read, every cell's crop geometry,
                                                   match score, displacement, glare and blur
     OUT/predictions.csv                           one row per accepted cell per photo
     OUT/rejected.csv                              photo, reason (a key of physadv.capture.detect.REASONS),
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from physadv.capture.detect import REASONS, PhotoDetection, Rejection, find_pages
+from physadv.capture.detect import REASONS, PageDetection, PhotoDetection, Rejection, find_pages
 from physadv.capture.verify import check_page
 from physadv.attackset import read_attack_set
 from physadv.classifiers import Classifier
@@ -43,12 +44,12 @@ from physadv.experiment import Row
 from physadv.fileio import atomic_write_json, atomic_write_text
 from physadv.images import image_files, pixel_sha256, read_rgb, to_tensor, write_png
 from physadv.metrics import Predictions, accuracy, channel_severity, destruction_reports
-from physadv.printouts.manifest import MAX_CELLS_PER_PAGE, MAX_PAGES, Cell, Manifest, read_manifest
+from physadv.printouts.manifest import MAX_CELLS_PER_PAGE, MAX_PAGES, Cell, Manifest, Page, read_manifest
 from physadv.validation import MAX_CLASSES, Record
 
 STATE_DIR, CROPS_DIR = ".state", "crops"
 AUDIT_FILE = "capture.json"
-STATE_VERSION = 2
+STATE_VERSION = 3  # 3: pages that are not flat are modelled through reference dots (re-capture old records)
 TOP_K = 5
 
 
@@ -192,6 +193,8 @@ def process_photo(image: np.ndarray, manifest: Manifest, classifier: Classifier,
             "homography_maps": "page mm (x, y) -> photo px (OpenCV centres)",
             "markers": {str(i): [[round(float(v), 3) for v in point] for point in corners]
                         for i, corners in sorted(page_detection.marker_corners_px.items())},
+            "model": "homography" if page_detection.page_model.flat else "thin-plate spline through markers and dots",
+            "reference_dots": _dots_record(page, page_detection),
             "rms_px": round(page_detection.rms_px, 4), "blur_px": round(page_detection.blur_px, 4),
             "marker_side_px": round(page_detection.marker_side_px, 2),
             "identity_bits_read": page_detection.identity_bits_read, "cells": checks})
@@ -211,6 +214,18 @@ def process_photo(image: np.ndarray, manifest: Manifest, classifier: Classifier,
              "markers_found": detection.markers_found, "pages": audit_pages,
              "rejections": [asdict(r) for r in (*detection.rejections, *rejected)]}
     return detection, observations, rejected, audit
+
+
+def _dots_record(page: Page, detection: PageDetection) -> dict:
+    """The reference dots printed and those found: page mm, photo px, match score and (on a page that is
+    not flat) the distance of the spline fitted without the dot."""
+    found = []
+    for dot in detection.dots:
+        held_out = detection.held_out_px.get(dot.index)
+        found.append({"dot": dot.index, "mm": [round(v, 3) for v in dot.centre_mm],
+                      "px": [round(v, 3) for v in dot.photo_px], "score": round(dot.score, 4),
+                      "held_out_px": None if held_out is None else round(held_out, 4)})
+    return {"printed": len(page.reference_dots), "found": found}
 
 
 def photo_files(photos_dir: Path) -> list[Path]:

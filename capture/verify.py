@@ -16,13 +16,13 @@ The alignment gives
 
 A cell is kept when the score is at least :data:`MIN_SCORE` and the displacement at most
 :data:`MAX_SHIFT_FRACTION` of the cell's longer side (:data:`MAX_RESIDUAL_PX` for the final
-geometry). When some cell's content sits more than :data:`REFINE_MIN_PX` from the page homography
-(a curled or bent sheet), the page gets a local model: a thin-plate spline of the displacement
-over the page through the reference points — the 12–16 marker corners (their fit residuals) and
-the centres of the cells whose content was found — gives each cell its own homography (from its
-four corners); the photo is resampled on it and aligned again. A cell whose residual is still
-above :data:`MAX_RESIDUAL_PX` is not explained by the model and is rejected. The crop is always
-the photo's own pixels; only their geometry is refined.
+geometry). Cells are first cut with the detection's page model (the homography, or on a page that
+is not flat the spline through the marker corners and reference dots: :mod:`physadv.capture.mesh`).
+When some cell's content sits more than :data:`REFINE_MIN_PX` from it, the model is refitted
+through the same control points and the centres of the cells whose content was found, which gives
+each cell its own homography (from its four corners); the photo is resampled on it and aligned
+again. A cell whose residual is still above :data:`MAX_RESIDUAL_PX` is not explained by the model
+and is rejected. The crop is always the photo's own pixels; only their geometry is refined.
 
 Two more flags per cell:
 
@@ -41,8 +41,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from physadv.capture.crops import cell_corners_mm, cell_to_page, density, warp_cell
+from physadv.capture.crops import cell_to_page, cell_to_photo, density, warp_cell
 from physadv.capture.detect import MAX_BLUR_PX, PageDetection, project
+from physadv.capture.mesh import PageModel
 from physadv.printouts.manifest import Cell, Page
 
 BAND_SIDE = 64
@@ -71,8 +72,8 @@ class CellCheck:
     Attributes:
         cell: the manifest cell index.
         cell_to_photo: ``(3, 3)`` source pixel centres → photo pixels: the crop's final geometry.
-        refined: whether the page mesh replaced the page homography for this cell.
-        shift_px: largest cell-corner displacement between the page homography and the content, source px.
+        refined: whether the model refitted through the cells' content gave this cell's geometry.
+        shift_px: largest cell-corner displacement between the page model and the content, source px.
         residual_px: the same for the final geometry (equal to ``shift_px`` when not refined).
         score: ECC correlation of the band-limited crop and source at the final geometry.
         glare: fraction of clipped crop pixels.
@@ -131,8 +132,10 @@ def tone_matched(crop_grey: np.ndarray, source: np.ndarray) -> np.ndarray:
         else source.reshape(-1, 1).astype(np.float32) / 255
     design = np.concatenate([np.ones((len(channels), 1), np.float32), channels, channels ** 2], axis=1)
     blurred = (cv2.GaussianBlur(x, (0, 0), 1.0) for x in (crop_grey, design.reshape(*crop_grey.shape, -1)))
-    target, features = next(blurred), next(blurred).reshape(len(design), -1)
-    coefficients = np.linalg.lstsq(features, target.reshape(-1), rcond=None)[0]
+    target, features = next(blurred).reshape(-1).astype(np.float64), next(blurred).reshape(len(design), -1)
+    features = features.astype(np.float64)
+    # The 7 × 7 normal equations: lstsq on the whole (pixels × 7) system took 10–25 ms a cell here.
+    coefficients = np.linalg.lstsq(features.T @ features, features.T @ target, rcond=None)[0]
     return (design @ coefficients).reshape(crop_grey.shape).astype(np.float32)
 
 
@@ -217,24 +220,20 @@ def _usable(measurement: _Measurement, size: tuple[int, int]) -> bool:
             and glare_fraction(measurement.crop) <= GLARE_MAX_FRACTION)
 
 
-def _mesh(detection: PageDetection, page: Page, cells: list[tuple[Cell, np.ndarray, _Measurement]]):
-    """Thin-plate spline of the photo-pixel displacement from the page homography over page mm,
-    through the reference points: every corner of the markers used (their fit residuals) and the
-    centre of every cell whose content was found (its measured shift)."""
-    from scipy.interpolate import RBFInterpolator
-
+def _refined_model(detection: PageDetection, page: Page,
+                   cells: list[tuple[Cell, np.ndarray, _Measurement]]) -> PageModel:
+    """The page model through its control points — every corner of the markers used and every
+    reference dot found — and the centre of every cell whose content was found, where it was found."""
     by_id = {marker.id: np.asarray(marker.corners_mm, dtype=np.float64) for marker in page.markers}
-    points, shifts = [], []
-    for marker_id, corners_px in detection.marker_corners_px.items():
-        points.append(by_id[marker_id])
-        shifts.append(np.asarray(corners_px) - project(detection.homography, by_id[marker_id]))
-    for cell, cell_to_photo, measurement in cells:
+    points = [by_id[i] for i in detection.marker_corners_px] + [np.array([dot.centre_mm]) for dot in detection.dots]
+    pixels = [np.asarray(c) for c in detection.marker_corners_px.values()] + [np.array([dot.photo_px])
+                                                                             for dot in detection.dots]
+    for cell, geometry, measurement in cells:
         if _usable(measurement, cell.size_px):
             centre = np.array([[(cell.size_px[0] - 1) / 2, (cell.size_px[1] - 1) / 2]])
-            moved = project(measurement.warp, centre)
             points.append(project(cell_to_page(cell), centre))
-            shifts.append(project(cell_to_photo, moved) - project(cell_to_photo, centre))
-    return RBFInterpolator(np.concatenate(points) / 100, np.concatenate(shifts), kernel="thin_plate_spline")
+            pixels.append(project(geometry, project(measurement.warp, centre)))
+    return PageModel(detection.homography).with_points(np.concatenate(points), np.concatenate(pixels))
 
 
 def check_page(image: np.ndarray, detection: PageDetection, page: Page,
@@ -253,23 +252,18 @@ def check_page(image: np.ndarray, detection: PageDetection, page: Page,
     """
     first = []
     for cell in page.cells:
-        cell_to_photo = detection.homography @ cell_to_page(cell)
-        first.append((cell, cell_to_photo, _measure(image, cell_to_photo, sources[cell.index])))
+        geometry = cell_to_photo(detection.page_model, cell)
+        first.append((cell, geometry, _measure(image, geometry, sources[cell.index])))
     curled = any(_usable(m, cell.size_px) and m.shift_px > REFINE_MIN_PX for cell, _, m in first)
-    mesh = _mesh(detection, page, first) if curled else None
+    mesh = _refined_model(detection, page, first) if curled else None
     results = []
-    for cell, cell_to_photo, measurement in first:
-        size, source = cell.size_px, sources[cell.index]
+    for cell, geometry, measurement in first:
+        source = sources[cell.index]
         final, refined = measurement, False
-        if mesh is not None and _usable(measurement, size):
-            corners_mm = cell_corners_mm(cell)
-            corners_px = project(detection.homography, corners_mm) + mesh(corners_mm / 100)
-            cell_corners_px = np.array([[-0.5, -0.5], [size[0] - 0.5, -0.5], [size[0] - 0.5, size[1] - 0.5],
-                                        [-0.5, size[1] - 0.5]])
-            cell_to_photo = cv2.getPerspectiveTransform(cell_corners_px.astype(np.float32),
-                                                        corners_px.astype(np.float32)).astype(np.float64)
-            final, refined = _measure(image, cell_to_photo, source), True
-        results.append((final.crop, _verdict(cell.index, cell_to_photo, refined, measurement, final, source)))
+        if mesh is not None and _usable(measurement, cell.size_px):
+            geometry = cell_to_photo(mesh, cell)
+            final, refined = _measure(image, geometry, source), True
+        results.append((final.crop, _verdict(cell.index, geometry, refined, measurement, final, source)))
     return results
 
 
@@ -288,7 +282,7 @@ def _verdict(cell_index: int, cell_to_photo: np.ndarray, refined: bool, first: _
         reason, detail = "misaligned", f"content {first.shift_px:.1f} source px from the page geometry > {limit:.1f} px"
     elif final.shift_px > MAX_RESIDUAL_PX:
         reason, detail = "misaligned", (f"residual {final.shift_px:.2f} source px > {MAX_RESIDUAL_PX} px "
-                                        f"({'after the page mesh' if refined else 'page homography'})")
+                                        f"({'after refitting through the cells' if refined else 'page model'})")
     elif blur > MAX_CELL_BLUR_PX:
         reason, detail = "too blurry", f"cell blur σ {blur:.1f} photo px > {MAX_CELL_BLUR_PX} px"
     return CellCheck(cell_index, cell_to_photo, refined, first.shift_px, final.shift_px, final.score, glare, blur,

@@ -7,12 +7,17 @@ Page identity is carried by the four ArUco corner markers, which are found even 
 frames, and confirmed by the page's identity code (:func:`identity_bits`: 50 bits of a hash of
 the run id and page, in two blocks of large modules); marker ids alone take one of 250 values, so
 two runs can share them. The QR codes (run and page, readable by any phone) are a cross-check.
+
+Reference dots (:class:`ReferenceDot`, optional: manifests written before they existed have none)
+are small black discs printed in the gutters between cells, each with a white zone around it; capture
+locates them to model a page that is not flat.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -35,6 +40,8 @@ MAX_PAGES = ARUCO_DICTIONARY_SIZE // 4  # one run's marker ids cover this many p
 MIN_PAGE_MM, MAX_PAGE_MM = 50.0, 2000.0  # a postcard to an A0 poster
 MAX_CELLS_PER_PAGE, MAX_GRID = 1000, 1000
 MAX_CELL_PX = 4096  # side of a printed image in pixels; 4096² RGB is 50 MB per crop
+MAX_REFERENCE_DOTS = 400
+MAX_DOT_MM = 20.0
 
 
 class ManifestError(InputError):
@@ -144,6 +151,16 @@ class IdentityBlock:
 
 
 @dataclass(frozen=True)
+class ReferenceDot:
+    """A solid black disc printed as a reference point: its centre (page mm), diameter (mm), and the
+    radius (mm) of the disc around its centre in which nothing else is printed (white paper)."""
+
+    centre_mm: tuple[float, float]
+    diameter_mm: float
+    clear_mm: float
+
+
+@dataclass(frozen=True)
 class Cell:
     """One printed image.
 
@@ -175,6 +192,7 @@ class Page:
     qr_codes: tuple[QRCode, ...]
     cells: tuple[Cell, ...]
     identity: tuple[IdentityBlock, ...] = ()
+    reference_dots: tuple[ReferenceDot, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -268,8 +286,34 @@ def _read_page(record: Record, page_size: tuple[float, float]) -> Page:
     modules = sum(block.columns * block.rows for block in identity)
     if modules > MAX_IDENTITY_MODULES or modules // 2 > IDENTITY_BITS:
         raise record.fail("identity", f"{modules} identity modules, at most {2 * IDENTITY_BITS}")
+    boxes = ([_marker_box(marker) for marker in markers] + [code.box_mm for code in qr_codes]
+             + [block.box_mm for block in identity] + [cell.box_mm for cell in cells])
+    dots = tuple(_read_dot(dot, page_size, boxes) for dot in (
+        record.records("reference_dots", 0, MAX_REFERENCE_DOTS) if record.has("reference_dots") else ()))
     return Page(index=record.integer("index", 0, MAX_PAGES - 1), markers=tuple(markers), qr_codes=tuple(qr_codes),
-                cells=cells, identity=tuple(identity))
+                cells=cells, identity=tuple(identity), reference_dots=dots)
+
+
+def _marker_box(marker: Marker) -> tuple[float, float, float, float]:
+    xs, ys = [x for x, _ in marker.corners_mm], [y for _, y in marker.corners_mm]
+    return min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)
+
+
+def box_distance_mm(point: tuple[float, float], box: tuple[float, float, float, float]) -> float:
+    """Distance (mm) from a point to a box (x, y, width, height); 0 inside it."""
+    x, y, width, height = box
+    return math.hypot(max(x - point[0], 0.0, point[0] - x - width), max(y - point[1], 0.0, point[1] - y - height))
+
+
+def _read_dot(record: Record, page_size: tuple[float, float], boxes: list) -> ReferenceDot:
+    record.only([f.name for f in fields(ReferenceDot)])
+    centre = _read_point(record.items("centre_mm", 2, 2), f"{record.where}.centre_mm", page_size)
+    diameter = record.number("diameter_mm", 0.1, MAX_DOT_MM)
+    clear = record.number("clear_mm", diameter / 2, 2 * MAX_DOT_MM)
+    if any(box_distance_mm(centre, box) < clear for box in boxes):
+        raise record.fail("clear_mm", f"the {clear:g}-mm white zone around the dot at {centre[0]:g}, {centre[1]:g} mm "
+                                      "overlaps a cell, marker, identity block or QR code")
+    return ReferenceDot(centre, diameter, clear)
 
 
 def _read_cell(record: Record, page_size: tuple[float, float]) -> Cell:

@@ -27,6 +27,12 @@ Markers: one ArUco ``DICT_4X4_1000`` marker per page corner, inside the margin, 
 top-right and bottom-left markers) that capture must read before it crops; one QR code beside the
 top-left and one beside the bottom-right marker with :func:`physadv.printouts.manifest.qr_payload`
 (for phones and people). All are vector squares, crisp at any printer resolution.
+
+Reference dots (:class:`physadv.printouts.manifest.ReferenceDot`): solid black discs of
+:data:`DOT_MM` in the gutters between cells and around the grid (at each row's middle and between
+rows, in every column gutter and beside the outer columns where there is room), each kept only where
+a white zone of at least :data:`DOT_MM`/2 + :data:`DOT_RING_MM` around it touches no cell, label,
+band or margin. Capture locates them to model a page that is not flat. Vector circles too.
 """
 
 from __future__ import annotations
@@ -60,6 +66,8 @@ from physadv.printouts.manifest import (
     Marker,
     Page,
     QRCode,
+    ReferenceDot,
+    box_distance_mm,
     identity_bits,
     identity_modules,
     marker_ids,
@@ -80,6 +88,12 @@ SCALE_BAR_MM = 50.0
 # and one beside the bottom-left marker, where the corner markers pin the geometry best.
 IDENTITY_GRID = (10, 5)
 MIN_TEXT_MM = 50.0
+# Reference dots: 2.2 mm discs fit a 4-mm gutter with a 0.8-mm white ring. Where the page fills 40 %
+# of the frame height a dot spans ≥ 1.6 px at 720p, ≥ 3.2 px at 1080p and ≥ 8.8 px at 12 MP; the
+# white zone around it, 2 mm in a gutter, is what capture matches against (DOT_CLEAR_MAX_MM at most).
+DOT_MM = 2.2
+DOT_RING_MM = 0.8
+DOT_CLEAR_MAX_MM = 3.0
 FONT, BOLD = "Helvetica", "Helvetica-Bold"
 
 
@@ -246,6 +260,31 @@ def _plan_grid(layout: SheetLayout, largest_px: int) -> _Grid:
     return _Grid(pitch, quarters, page_px, largest_px, origin, column_step, row_step)
 
 
+def _reference_dots(grid: _Grid, layout: SheetLayout, size: tuple[float, float]) -> tuple[ReferenceDot, ...]:
+    """The reference dots of every page of the grid (see the module docstring)."""
+    width, height = size
+    band = layout.margin_mm + max(layout.marker_mm, layout.qr_mm) + GAP_MM
+    slot, column_step, row_step = (grid.mm(v) for v in (grid.slot_px, grid.column_step_px, grid.row_step_px))
+    left, top = grid.mm(grid.origin_px[0]), grid.mm(grid.origin_px[1])
+    # Every slot with its label below it, the bands (markers, codes, text) and the paper margins.
+    obstacles = [(left + c * column_step, top + r * row_step, slot, slot + LABEL_MM)
+                 for r in range(layout.rows) for c in range(layout.columns)]
+    obstacles += [(0, 0, width, band - GAP_MM / 2), (0, height - band + GAP_MM / 2, width, band),
+                  (0, 0, layout.margin_mm, height), (width - layout.margin_mm, 0, layout.margin_mm, height)]
+    gutter = column_step - slot
+    xs = [left - gutter / 2] + [left + c * column_step + slot + gutter / 2 for c in range(layout.columns)]
+    # Above the grid, then each row's middle and the middle of the gap below it (between the labels).
+    ys = [top - gutter / 2] + [top + r * row_step + offset for r in range(layout.rows)
+                               for offset in (slot / 2, (slot + row_step) / 2)]
+    dots = []
+    for y in ys:
+        for x in xs:
+            clear = min(DOT_CLEAR_MAX_MM, min(box_distance_mm((x, y), box) for box in obstacles))
+            if clear >= DOT_MM / 2 + DOT_RING_MM:
+                dots.append(ReferenceDot((x, y), DOT_MM, math.floor(clear * 100) / 100))
+    return tuple(dots)
+
+
 def _markers(run_id: str, page: int, size: tuple[float, float], layout: SheetLayout) -> tuple[Marker, ...]:
     width, height = size
     m, s = layout.margin_mm, layout.marker_mm
@@ -310,6 +349,7 @@ def layout_sheets(images: Sequence[SheetImage], run_id: str, layout: SheetLayout
     if pages_needed > MAX_PAGES:
         raise InputError(f"{len(images)} images need {pages_needed} pages; one run's marker ids cover {MAX_PAGES} "
                          "pages: print them in several runs (e.g. attack them in several folders)")
+    dots = _reference_dots(grid, layout, size)
     pages = []
     for page_index, start in enumerate(range(0, len(images), per_page)):
         cells = []
@@ -327,7 +367,7 @@ def layout_sheets(images: Sequence[SheetImage], run_id: str, layout: SheetLayout
                               model=image.model, sha256=pixel_sha256(pixels[index])))
         pages.append(Page(index=page_index, markers=_markers(run_id, page_index, size, layout),
                           qr_codes=_qr_codes(run_id, page_index, size, layout), cells=tuple(cells),
-                          identity=_identity(page_index, size, layout)))
+                          identity=_identity(page_index, size, layout), reference_dots=dots))
     manifest = Manifest(run_id=run_id, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                         paper=layout.paper, page_size_mm=size, layout_dpi=288 / grid.quarters,
                         marker_size_mm=layout.marker_mm, pages=tuple(pages), model=model, attack_dir=attack_dir,
@@ -425,6 +465,8 @@ def draw_sheets(manifest: Manifest, pixels: Sequence[np.ndarray], *, title: str 
             x, y, _, block_height = block.box_mm
             dark = identity_modules(tuple(next(bits) for _ in range(block.bits)), block.columns, block.rows)
             draw.modules(np.array(dark, dtype=bool), x, y, block_height)
+        for dot in page.reference_dots:
+            canvas.circle(*draw.pt(*dot.centre_mm), dot.diameter_mm / 2 / MM_PER_PT, stroke=0, fill=1)
         for cell in page.cells:
             x, y, w, h = cell.box_mm
             left, bottom = draw.pt(x, y, h)

@@ -350,6 +350,8 @@ def test_round_trip_on_the_virtual_camera(tmp_path, resolution, limit):
     assert [d.page for d in found.pages] == [truth.page]
     page = manifest.pages[truth.page]
     assert cell_corner_errors(manifest, found.pages[0], np.array(truth.homography)).max() <= limit
+    # A flat page keeps its homography: its reference dots, found, agree with it.
+    assert found.pages[0].page_model.flat and 2 * len(found.pages[0].dots) >= len(page.reference_dots)
     for cell, crop in zip(page.cells, crop_cells(photo, found.pages[0], page)):
         printed, seen = (cv2.GaussianBlur(x.astype(np.float32), (0, 0), 2).reshape(-1, 3)
                          for x in (images[int(cell.image_id)], crop))

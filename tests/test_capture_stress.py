@@ -1,7 +1,8 @@
 """Capture under stress: identity codes, the content check, curled pages, glare and motion blur.
 
 Synthetic photos come from tests/test_capture.py's renderer (fast, exact geometry) and, for the
-curled page, from the virtual camera with :mod:`physadv.printouts.stress` at 1080p.
+pages with reference dots (curled or flat), from the virtual camera with :mod:`physadv.printouts.stress`
+at 1080p.
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ import pytest
 
 from physadv.capture.crops import cell_to_page, density
 from physadv.capture.detect import find_pages, project
+from physadv.capture.pipeline import process_photo
+from physadv.classifiers import Classifier
+from physadv.labels import label_space
 from physadv.capture.verify import GLARE_MAX_FRACTION, MAX_RESIDUAL_PX, MAX_SHIFT_FRACTION, MIN_SCORE, check_page
 from physadv.images import write_png
 from physadv.printouts.manifest import ManifestError, Manifest, identity_bits
-from test_capture import cell_images, make_manifest, page_homography, photograph, render_page
+from test_capture import TemplateNet, cell_images, make_manifest, page_homography, photograph, render_page
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +60,7 @@ def test_content_check_accepts_the_right_crops_and_rejects_wrong_pictures_and_a_
     # A 3-marker fit 6 mm off (10 source px, beyond 10 % of the 64-px cell): no cell is accepted.
     shifted = replace(detection, homography=detection.homography @ np.array([[1, 0, 6.0], [0, 1, 0], [0, 0, 1]]),
                       marker_ids=detection.marker_ids[:3],
-                      marker_corners_px={})
+                      marker_corners_px={}, model=None)
     checks = [check for _, check in check_page(photo, shifted, page, sources(images))]
     # (The renderer's paper is pure white, so the shifted crops also read as glare.)
     assert all(check.reason is not None and (check.shift_px > MAX_SHIFT_FRACTION * 64 or check.score < MIN_SCORE)
@@ -87,40 +91,125 @@ def test_motion_blurred_photo_is_rejected_as_blurry(scene):
     assert not found.pages and [r.reason for r in found.rejections] == ["too blurry"]
 
 
-def test_curled_page_crops_within_a_source_pixel_or_is_rejected(tmp_path):
-    from physadv.printouts.camera import RESOLUTIONS, simulate_photo
-    from physadv.printouts.pdf import open_pdf, page_size_mm
+@pytest.fixture(scope="module")
+def printed(tmp_path_factory):
+    """Real sheets (6 cells of 64 px at 40 mm, with reference dots) and their source images."""
     from physadv.printouts.sheets import SheetImage, SheetLayout, write_sheets
-    from physadv.printouts.stress import StressEffects, photo_points, stressed_shot
 
+    root = tmp_path_factory.mktemp("printed")
     images = cell_images(6, seed=9)
     sheet_images = []
     for index, image in enumerate(images):
-        write_png(tmp_path / f"{index}.png", image)
-        sheet_images.append(SheetImage(path=tmp_path / f"{index}.png", image_id=str(index), label=index))
-    manifest = write_sheets(sheet_images, tmp_path / "sheets", run_id="curl0001", layout=SheetLayout(cell_mm=40.0))
-    document = open_pdf(tmp_path / "sheets" / "sheets.pdf")
-    frame, page = RESOLUTIONS["1080p"], manifest.pages[0]
-    page_mm = page_size_mm(document, 0)
-    shot, stress = stressed_shot(np.random.default_rng([0, 0, 1]), "curl", page, page_mm, frame)
-    stress = replace(stress, curl_sag_mm=6.0, curl_axis="x")
+        write_png(root / f"{index}.png", image)
+        sheet_images.append(SheetImage(path=root / f"{index}.png", image_id=str(index), label=index))
+    manifest = write_sheets(sheet_images, root / "sheets", run_id="curl0001", layout=SheetLayout(cell_mm=40.0))
+    return root / "sheets" / "sheets.pdf", manifest, images
+
+
+def shoot(pdf, page, condition: str, seed: int, **stress_changes):
+    """A 1080p virtual-camera photo of ``page`` under a stress condition; returns the photo and the
+    ground truth (page mm → photo px)."""
+    from physadv.printouts.camera import RESOLUTIONS, simulate_photo
+    from physadv.printouts.pdf import open_pdf, page_size_mm
+    from physadv.printouts.stress import StressEffects, photo_points, stressed_shot
+
+    document = open_pdf(pdf)
+    frame = RESOLUTIONS["1080p"]
+    page_mm = page_size_mm(document, page.index)
+    shot, stress = stressed_shot(np.random.default_rng([0, seed, 1]), condition, page, page_mm, frame)
+    stress = replace(stress, **stress_changes)
     photo, _ = simulate_photo(document, shot, frame, effects=StressEffects(shot, stress, page_mm, frame))
     document.close()
+    return photo, lambda points_mm: photo_points(shot, stress, page_mm, frame, points_mm)
+
+
+def crop_errors(page, checks, truth) -> list[float]:
+    """Per accepted cell: the largest distance of its crop's corners from the truth, in source px."""
+    errors = []
+    for cell, check in zip(page.cells, checks):
+        if check.reason is None:
+            width, height = cell.size_px
+            corners = np.array([[-0.5, -0.5], [width - 0.5, -0.5], [width - 0.5, height - 0.5], [-0.5, height - 0.5]])
+            error = np.linalg.norm(project(check.cell_to_photo, corners) - truth(project(cell_to_page(cell), corners)),
+                                   axis=1).max()
+            errors.append(error / density(check.cell_to_photo, cell.size_px))
+    return errors
+
+
+def without_dots(manifest: Manifest) -> Manifest:
+    """The manifest as written before reference dots existed (no ``reference_dots`` key at all)."""
+    data = manifest.to_dict()
+    for page in data["pages"]:
+        del page["reference_dots"]
+    return Manifest.from_dict(json.loads(json.dumps(data)))
+
+
+def test_curled_page_is_recovered_by_its_reference_dots(printed):
+    """A 10-mm curl the flat fit of the markers refuses: the dots give a local model, and every cell
+    crops within a source pixel, where the page homography alone is several pixels off."""
+    pdf, manifest, images = printed
+    page = manifest.pages[0]
+    photo, truth = shoot(pdf, page, "curl", seed=1, curl_sag_mm=10.0, curl_axis="x")
+    assert [r.reason for r in find_pages(photo, without_dots(manifest)).rejections] == ["inconsistent geometry"]
     [detection] = find_pages(photo, manifest).pages
-    checks = check_page(photo, detection, page, sources(images))
-    accepted = [(cell, check) for cell, (_, check) in zip(page.cells, checks) if check.reason is None]
-    assert len(accepted) >= 4 and any(check.refined for _, check in accepted)
-    for cell, check in accepted:
-        width, height = cell.size_px
-        points = np.array([[-0.5, -0.5], [width - 0.5, -0.5], [width - 0.5, height - 0.5], [-0.5, height - 0.5]])
-        truth = photo_points(shot, stress, page_mm, frame, project(cell_to_page(cell), points))
-        error = np.linalg.norm(project(check.cell_to_photo, points) - truth, axis=1).max()
-        assert error / density(check.cell_to_photo, cell.size_px) <= 1.0
-    # The page homography alone is further off than that: the mesh did the work.
-    flat = [np.linalg.norm(project(detection.homography @ cell_to_page(cell), points)
-                           - photo_points(shot, stress, page_mm, frame, project(cell_to_page(cell), points)), axis=1).max()
-            / density(check.cell_to_photo, cell.size_px) for cell, check in accepted]
-    assert max(flat) > 1.0
+    assert not detection.page_model.flat and len(detection.dots) >= len(page.reference_dots) - 2
+    assert max(detection.held_out_px.values()) <= 1.0
+    for dot in detection.dots:
+        assert np.linalg.norm(np.array(dot.photo_px) - truth(np.array([dot.centre_mm]))[0]) < 0.5
+    checks = [check for _, check in check_page(photo, detection, page, sources(images))]
+    errors = crop_errors(page, checks, truth)
+    assert len(errors) >= 5 and max(errors) <= 1.0
+    homography_alone = [replace(check, reason=None, cell_to_photo=detection.homography @ cell_to_page(cell))
+                        for cell, check in zip(page.cells, checks)]
+    assert max(crop_errors(page, homography_alone, truth)) > 2.0
+    # capture.json names the model and every dot used, page mm and photo px.
+    classifier = Classifier(TemplateNet(images), name="templates", labels=label_space([str(k) for k in range(6)]),
+                            input_size=(64, 64))
+    *_, audit = process_photo(photo, manifest, classifier, "curl.jpg", None,
+                              {(0, cell.index): images[cell.index] for cell in page.cells})
+    [recorded] = audit["pages"]
+    assert recorded["model"].startswith("thin-plate spline") and recorded["reference_dots"]["printed"] == len(
+        page.reference_dots)
+    assert [(d["mm"], d["px"]) for d in recorded["reference_dots"]["found"]] == [
+        ([round(v, 3) for v in dot.centre_mm], [round(v, 3) for v in dot.photo_px]) for dot in detection.dots]
+
+
+def test_dots_that_no_smooth_page_explains_reject_the_page(printed):
+    """A dot printed 1.5 mm from where the manifest says (as a crease would move it): the model fitted
+    without it misses it, and the page is rejected rather than cropped."""
+    pdf, manifest, _ = printed
+    page = manifest.pages[0]
+    photo, _ = shoot(pdf, page, "flat", seed=2)
+    assert find_pages(photo, manifest).pages[0].page_model.flat
+    dots = list(page.reference_dots)
+    middle = len(dots) // 2
+    dots[middle] = replace(dots[middle], centre_mm=(dots[middle].centre_mm[0], dots[middle].centre_mm[1] + 1.5))
+    moved = replace(manifest, pages=(replace(page, reference_dots=tuple(dots)), *manifest.pages[1:]))
+    found = find_pages(photo, moved)
+    assert not found.pages and [r.reason for r in found.rejections] == ["unexplained warp"]
+
+
+def test_manifest_without_reference_dots_still_captures(scene):
+    manifest, images, photo, _ = scene
+    old = without_dots(manifest)
+    [detection] = find_pages(photo, old).pages
+    assert detection.page_model.flat and not detection.dots
+    assert all(check.reason is None for _, check in check_page(photo, detection, old.pages[0], sources(images)))
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"diameter_mm": -1}, "diameter_mm"),
+    ({"centre_mm": [1e6, 5]}, "centre_mm"),
+    ({"clear_mm": "wide"}, "expected a number"),
+    ({"centre_mm": [60.0, 70.0]}, "overlaps a cell"),
+    ({"shape": "star"}, "shape"),
+])
+def test_reference_dot_fields_are_validated_on_read(printed, change, message):
+    data = printed[1].to_dict()
+    data["pages"][0]["reference_dots"][0].update(change)
+    with pytest.raises(ManifestError, match=message) as error:
+        Manifest.from_dict(json.loads(json.dumps(data)))
+    assert "\n" not in str(error.value)
 
 
 @pytest.mark.parametrize("change,message", [

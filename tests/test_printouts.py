@@ -105,6 +105,34 @@ def test_manifest_round_trip_and_content(printed, attack_dir):
         assert cell.file == f"{'clean' if cell.kind == 'clean' else 'adv'}/{cell.image_id}.png"
 
 
+@pytest.mark.parametrize("paper, layout_kwargs", [("a4", {"cell_mm": 45}), ("letter", {"cell_mm": 33, "columns": 4,
+                                                                                      "rows": 4})])
+def test_reference_dots_are_printed_where_the_manifest_says(tmp_path, paper, layout_kwargs):
+    """At 300 dpi each dot's ink is a disc of its diameter centred on its manifest position, alone in
+    its white zone (no cell, marker, code or label reaches into it); the read-back manifest validates."""
+    root = make_attack_dir(tmp_path / "attack", ["chelsea", "coffee", "rocket"], size=64)
+    print_attack_set(root, tmp_path / "sheets", SheetLayout(paper=paper, **layout_kwargs), run_id="0badcafe")
+    manifest = read_manifest(tmp_path / "sheets" / "manifest.json")
+    document = open_pdf(tmp_path / "sheets" / "sheets.pdf")
+    for page in manifest.pages:
+        assert len(page.reference_dots) >= 2 * len(page.cells)
+        ink = 255 - render_page(document, page.index, 300).min(axis=2).astype(np.float64)
+        # The bitmap is a whole number of pixels: its own pixels per mm on each axis.
+        per_mm = np.array([ink.shape[1], ink.shape[0]]) / np.array(manifest.page_size_mm)
+        for dot in page.reference_dots:
+            low = np.floor((np.array(dot.centre_mm) - dot.clear_mm) * per_mm).astype(int)
+            high = np.ceil((np.array(dot.centre_mm) + dot.clear_mm) * per_mm).astype(int)
+            ys, xs = np.mgrid[low[1]:high[1], low[0]:high[0]]
+            # Pixel centres at (i + 0.5) / per_mm mm.
+            distance = np.hypot((xs + 0.5) / per_mm[0] - dot.centre_mm[0], (ys + 0.5) / per_mm[1] - dot.centre_mm[1])
+            zone = distance <= dot.clear_mm - 0.1
+            mass = ink[low[1]:high[1], low[0]:high[0]] * zone
+            centroid = np.array([(mass * xs).sum(), (mass * ys).sum()]) / mass.sum()
+            assert np.abs((centroid + 0.5) / per_mm - dot.centre_mm).max() < 0.05
+            assert mass.sum() / 255 / per_mm.prod() == pytest.approx(math.pi * dot.diameter_mm ** 2 / 4, rel=0.05)
+            assert mass[distance > dot.diameter_mm / 2 + 0.15].max() <= 5, "something printed in the white zone"
+
+
 def test_qr_codes_decode_to_run_and_page(printed):
     out, manifest = printed
     document = open_pdf(out / "sheets.pdf")

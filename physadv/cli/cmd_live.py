@@ -17,7 +17,8 @@ def register(parser: argparse.ArgumentParser) -> None:
                      "keys: f or space freeze, s save the frame, q or Esc quit.")
     parser.add_argument("--camera", default="0", metavar="0|URL|FILE", help="camera index, stream URL or video file")
     parser.add_argument("--manifest", metavar="PATH", default=None,
-                        help="the run's manifest.json: outline and classify its cells when a sheet is in view")
+                        help="the run's manifest.json: outline, check and classify its cells when a sheet is in view "
+                             "(its attack folder must be there: every crop is checked against its source image)")
     add_model_options(parser)
     parser.add_argument("--headless", action="store_true",
                         help="no window: write OUT/live.mp4 (annotated) and OUT/live.json")
@@ -27,12 +28,17 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from physadv.capture.live import run_live
+    from physadv.capture.pipeline import cell_sources
     from physadv.printouts.manifest import read_manifest
 
     manifest = read_manifest(args.manifest) if args.manifest else None
+    # Every crop shown is checked against its source, as capture checks it.
+    sources = cell_sources(manifest, Path(args.manifest).parent) if manifest is not None else None
     reports = run_live(args.camera, classifier_from_args(args), manifest, headless=args.headless, out=args.out,
-                       max_frames=args.max_frames)
+                       max_frames=args.max_frames, sources=sources)
     seen = sum(1 for report in reports if report.pages)
     print(f"{len(reports)} frames, a sheet in view in {seen}" + (f"; written to {args.out}" if args.headless else ""))
     return 0
