@@ -1,8 +1,10 @@
 """Scaling out: peak memory against the number of images, and images/s of 1 against 2 processes.
 
-``rss``: peak RSS of ``physadv classify`` and ``physadv attack --method fgsm`` on a CSV list of a
-folder of photos (default ``../shared/data/imagenet-sample``, 500 ImageNet photos) and on a list of
-that folder ``--repeat`` times (5,000 images). Streaming keeps both within 20 % of each other.
+``rss``: peak RSS of ``physadv classify`` and ``physadv attack --method fgsm`` on CSV lists naming a
+folder of photos (default ``../shared/data/imagenet-sample``, 500 ImageNet photos) once and
+``--repeats`` times (default 1 and 10: 500 and 5,000 images), the bytes each additional image adds
+(least-squares slope of peak RSS against the number of images) and what that extrapolates to at
+50,000 images. Streaming keeps the peaks within 20 % of each other.
 
 ``throughput``: wall-clock images/s of ``physadv attack --method fgsm`` in 1 process and under
 ``torchrun`` in 2 (one PyTorch thread each, images decoded in the attacking process), and the
@@ -10,7 +12,7 @@ scaling efficiency ``(rate₂ / rate₁) / 2``. Start-up is included: use enough
 
 Not a test: run it by hand on a quiet machine; all runs of one call are side by side.
 
-    python benchmarks/bench_scale.py rss --model digits --label 0
+    python benchmarks/bench_scale.py rss --model digits --label 0 --repeats 1,4,10
     python benchmarks/bench_scale.py rss --model efficientnet_lite0
     python benchmarks/bench_scale.py throughput --model efficientnet_lite0 --limit 96
 """
@@ -28,6 +30,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 DEFAULT_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-sample"
 
@@ -63,11 +67,11 @@ def peak_rss(argv: list[str], scratch: Path) -> dict:
 
 
 def rss(args: argparse.Namespace, scratch: Path) -> None:
-    lists = {}
-    for repeat in (1, args.repeat):
+    lists, counts = {}, {}
+    for repeat in args.repeats:
         lists[repeat] = scratch / f"list{repeat}.csv"
-        count = write_list(args.images, repeat, lists[repeat])
-        print(f"list ×{repeat}: {count} images")
+        counts[repeat] = write_list(args.images, repeat, lists[repeat])
+        print(f"list ×{repeat}: {counts[repeat]} images")
     model = ["--model", args.model, "--workers", str(args.workers), "--batch-size", str(args.batch_size)]
     for verb in args.verbs.split(","):
         peaks = {}
@@ -82,8 +86,13 @@ def rss(args: argparse.Namespace, scratch: Path) -> None:
                   f"(largest worker {peaks[repeat]['worker_kib'] / 1024:5.0f} MiB)  "
                   f"{time.perf_counter() - started:6.1f} s", flush=True)
             shutil.rmtree(out, ignore_errors=True)
-        ratio = peaks[args.repeat]["self_kib"] / peaks[1]["self_kib"]
-        print(f"{verb}: ×{args.repeat} images / ×1 images peak RSS = {ratio:.3f} (bar: within 1.20)")
+        sizes = [counts[repeat] for repeat in args.repeats]
+        bytes_ = [peaks[repeat]["self_kib"] * 1024 for repeat in args.repeats]
+        slope = float(np.polyfit(sizes, bytes_, 1)[0])
+        ratio = bytes_[-1] / bytes_[0]
+        at_50k = bytes_[0] + slope * (50_000 - sizes[0])
+        print(f"{verb}: ×{args.repeats[-1]} / ×{args.repeats[0]} peak RSS = {ratio:.3f} (bar: within 1.20); "
+              f"{slope:,.0f} bytes per additional image; 50,000 images → {at_50k / 2**20:,.0f} MiB", flush=True)
 
 
 def _free_port() -> int:
@@ -118,7 +127,8 @@ def main() -> None:
     parser.add_argument("what", choices=("rss", "throughput"))
     parser.add_argument("--images", type=Path, default=DEFAULT_IMAGES, help="folder of photos")
     parser.add_argument("--model", default="digits")
-    parser.add_argument("--repeat", type=int, default=10, help="rss: the large list names the folder this often")
+    parser.add_argument("--repeats", type=lambda text: sorted({int(n) for n in text.split(",")}), default=[1, 10],
+                        help="rss: how often each list names the folder, comma-separated (at least two)")
     parser.add_argument("--workers", type=int, default=2, help="rss: decoding processes")
     parser.add_argument("--verbs", default="classify,attack", help="rss: which of classify,attack to measure")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -126,6 +136,8 @@ def main() -> None:
     parser.add_argument("--label", default=None,
                         help="class of every image, for a model without the photos' classes (digits: 0)")
     args = parser.parse_args()
+    if args.what == "rss" and len(args.repeats) < 2:
+        parser.error("--repeats needs at least two different counts, e.g. 1,10")
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as scratch:
         (rss if args.what == "rss" else throughput)(args, Path(scratch))
 

@@ -33,7 +33,7 @@ import torch
 from physadv.capture.calibrate import resolve_distribution
 from physadv.capture.pipeline import capture_folder, photo_files
 from physadv.attacks import METHODS, Attack, attack_label
-from physadv.attackset import attack_to_folder, check_attack_inputs, read_attack_set
+from physadv.attackset import attack_to_folder, check_attack_inputs, read_attack_set, read_attack_summary
 from physadv.channel import TRANSFORMS, check_strength
 from physadv.classifiers import DEFAULT_MODEL, Classifier, load_classifier
 from physadv.datasets import index_image_set
@@ -302,9 +302,8 @@ class AttackWork:
 
     def extras(self) -> dict:
         """What every result row of this attack carries besides its metrics."""
-        attack_set = read_attack_set(self.folder)
         return {"adversariality": self.store.meta()[f"adversariality:{self.plan.name}"],
-                "quantisation_undid": sum(i.quantisation_undid for i in attack_set.images)}
+                "quantisation_undid": read_attack_summary(self.folder).quantisation_undid}
 
 
 class AttackStage(Stage):
@@ -315,11 +314,10 @@ class AttackStage(Stage):
 
     def run(self) -> None:
         work, config = self.work, self.work.session.config
-        attack_set = attack_to_folder(work.classifier, work.attack(), work.images, work.folder, target=work.target,
-                                      batch_size=config.batch_size, seed=config.seed, eot=work.eot_record(),
-                                      label=config.label, progress=work.session.progress)
-        work.store.record_attack(work.plan.name, work.folder, work.store.meta()["weights_sha256"], work.eot_record(),
-                                 attack_set)
+        attack_to_folder(work.classifier, work.attack(), work.images, work.folder, target=work.target,
+                         batch_size=config.batch_size, seed=config.seed, eot=work.eot_record(), label=config.label,
+                         progress=work.session.progress)
+        work.store.record_attack(work.plan.name, work.folder, work.store.meta()["weights_sha256"], work.eot_record())
 
 
 class AdversarialityStage(Stage):
