@@ -32,7 +32,13 @@ from physadv.distributed import SINGLE, Shard
 from physadv.errors import InputError
 from physadv.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from physadv.images import to_tensor
-from physadv.metrics import PREFILTER_CONFIDENCE, Predictions, corruption_errors, destruction_reports
+from physadv.metrics import (
+    PREFILTER_CONFIDENCE,
+    DestructionReport,
+    Predictions,
+    corruption_errors,
+    destruction_reports,
+)
 from physadv.transfer import check_sources, source_name, transfer_attack
 
 Row = dict[str, float | int | str | None]
@@ -123,13 +129,22 @@ def transformed_predictions(classifier: Classifier, adversarial: torch.Tensor, t
     return predictions
 
 
+def _reports(clean: Predictions, adversarial: Predictions, transformed: dict[tuple[str, float], Predictions],
+             labels: np.ndarray, confidence: float) -> dict[tuple[str, float], list[DestructionReport]]:
+    return {key: destruction_reports(clean, adversarial, predictions, labels, confidence)
+            for key, predictions in transformed.items()}
+
+
+def _rows(reports: dict[tuple[str, float], list[DestructionReport]], key: Row, extras: Row) -> list[Row]:
+    return [{**key, "transform": name, "strength": strength, **report.row(), **extras}
+            for (name, strength), cases in reports.items() for report in cases]
+
+
 def destruction_rows(clean: Predictions, adversarial: Predictions, transformed: dict[tuple[str, float], Predictions],
                      labels: np.ndarray, key: Row, extras: Row, confidence: float = PREFILTER_CONFIDENCE) -> list[Row]:
     """The rows of one attack: per transformation and strength, :func:`destruction_reports`' two cases;
     ``key`` (method, eps, iterations) starts every row and ``extras`` ends it."""
-    return [{**key, "transform": name, "strength": strength, **report.row(), **extras}
-            for (name, strength), predictions in transformed.items()
-            for report in destruction_reports(clean, adversarial, predictions, labels, confidence)]
+    return _rows(_reports(clean, adversarial, transformed, labels, confidence), key, extras)
 
 
 def transformation_rows(classifier: Classifier, clean_predictions: Predictions, adversarial: torch.Tensor,
@@ -212,34 +227,47 @@ def _attack_batch(classifier: Classifier, config: ExperimentConfig, attacks: Seq
         _save_predictions(path, arrays)
 
 
-def _load_parts(paths: Sequence[Path], sizes: Sequence[int]) -> dict[str, np.ndarray]:
-    """The arrays of an attack's batches, concatenated in batch order."""
-    loaded: list[dict[str, np.ndarray]] = []
-    for path, size in zip(paths, sizes):
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {name: data[name] for name in data.files}
-        except (OSError, ValueError) as error:
-            raise InputError(f"{path}: unreadable part ({error}); delete it to attack that batch again") from None
-        if ("clean_classes" not in arrays or any(len(a) != size for a in arrays.values())
-                or (loaded and arrays.keys() != loaded[0].keys())):
-            raise InputError(f"{path}: not a part of this experiment; delete it to attack that batch again")
-        loaded.append(arrays)
-    return {name: np.concatenate([arrays[name] for arrays in loaded]) for name in loaded[0]}
+def _load_part(path: Path, size: int, names: set[str] | None) -> dict[str, np.ndarray]:
+    """The arrays of one batch's part, checked: ``size`` images each, the names of the attack's other parts."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+    except (OSError, ValueError) as error:
+        raise InputError(f"{path}: unreadable part ({error}); delete it to attack that batch again") from None
+    if ("clean_classes" not in arrays or any(len(a) != size for a in arrays.values())
+            or (names is not None and arrays.keys() != names)):
+        raise InputError(f"{path}: not a part of this experiment; delete it to attack that batch again")
+    return arrays
 
 
-def _attack_rows(config: ExperimentConfig, attack: Attack, arrays: dict[str, np.ndarray],
+def _attack_rows(config: ExperimentConfig, attack: Attack, paths: Sequence[Path], parts: Sequence[range],
                  labels: np.ndarray, models: Row) -> list[Row]:
-    def predictions(name: str) -> Predictions:
-        return Predictions(arrays[f"{name}_classes"], arrays[f"{name}_probabilities"])
-
+    """The rows of one attack from its parts (one per batch, images ``parts``), read one at a time: the
+    counts of :func:`destruction_reports` add up over batches, and of each image only its extras stay."""
     strengths = [(name, float(strength)) for name, values in config.transforms.items() for strength in values]
-    extras = {name.removeprefix("extra_"): float(values.mean())
-              for name, values in arrays.items() if name.startswith("extra_")}
-    return destruction_rows(
-        predictions("clean"), predictions("adv"), {key: predictions(f"t{n}") for n, key in enumerate(strengths)},
-        labels, {"method": attack.label, "eot": attack.eot or "", "eps": float(attack.eps), "iterations": attack.steps},
-        {"quantisation_undid": int(arrays["undone"].sum()), **models, **extras}, config.prefilter_confidence)
+    totals: dict[tuple[str, float], list[DestructionReport]] = {}
+    names: set[str] | None = None
+    undone, extras = 0, {}
+    for path, part in zip(paths, parts):
+        arrays = _load_part(path, len(part), names)
+        names = set(arrays)
+
+        def predictions(name: str) -> Predictions:
+            return Predictions(arrays[f"{name}_classes"], arrays[f"{name}_probabilities"])
+
+        batch = _reports(predictions("clean"), predictions("adv"),
+                         {key: predictions(f"t{n}") for n, key in enumerate(strengths)},
+                         labels[part.start:part.stop], config.prefilter_confidence)
+        totals = {key: [a + b for a, b in zip(totals[key], cases)] if key in totals else cases
+                  for key, cases in batch.items()}
+        undone += int(arrays["undone"].sum())
+        for name, values in arrays.items():
+            if name.startswith("extra_"):
+                extras.setdefault(name.removeprefix("extra_"), []).append(values)
+    return _rows(totals, {"method": attack.label, "eot": attack.eot or "", "eps": float(attack.eps),
+                          "iterations": attack.steps},
+                 {"quantisation_undid": undone, **models,
+                  **{name: float(np.concatenate(values).mean()) for name, values in extras.items()}})
 
 
 def write_results(out: Path, config_key: dict, rows: list[Row], corruptions: dict | None = None) -> None:
@@ -407,9 +435,8 @@ def experiment_to_folder(classifier: Classifier, images: Sequence[ImageRef], con
         for attack in attacks:
             if _attack_key(attack) in done:
                 continue
-            arrays = _load_parts([_part_path(out, attack, size, n) for n in numbers],
-                                 [len(batch_slice(n, count, size)) for n in numbers])
-            rows += _attack_rows(config, attack, arrays, labels, models)
+            rows += _attack_rows(config, attack, [_part_path(out, attack, size, n) for n in numbers],
+                                 [batch_slice(n, count, size) for n in numbers], labels, models)
             save(rows)
         shutil.rmtree(out / PARTS_DIR, ignore_errors=True)
     shard.barrier()
