@@ -12,12 +12,13 @@ processes decode and resize), so memory does not grow with the number of images.
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from functools import lru_cache
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -57,7 +58,7 @@ class LabelledImage:
     source: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ImageRef:
     """One image of a set, before its pixels are read.
 
@@ -192,6 +193,15 @@ def read_image_list(path: Path, labels: LabelSpace) -> list[ImageRef]:
     if not refs:
         raise InputError(f"{path}: the list names no images")
     return refs
+
+
+def sources_digest(sources: Iterable[str]) -> str:
+    """``sha256:`` and the SHA-256 of the images' sources in order (each UTF-8, NUL-terminated): what a
+    results file records to recognise its image set, instead of every path."""
+    digest = hashlib.sha256()
+    for source in sources:
+        digest.update(source.encode("utf-8", "surrogatepass") + b"\0")
+    return f"sha256:{digest.hexdigest()}"
 
 
 def _index_item(item: str | Path, labels: LabelSpace) -> list[ImageRef]:

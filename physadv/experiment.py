@@ -27,7 +27,7 @@ from physadv.catalog import CLEAN_METHOD
 from physadv.channel import ChannelTransform, is_corruption, transform_kind
 from physadv.classifiers import Classifier
 from physadv.corruptions import SEVERITIES
-from physadv.datasets import ImageRef, batch_count, batch_slice, image_batches
+from physadv.datasets import ImageRef, batch_count, batch_slice, image_batches, sources_digest
 from physadv.distributed import SINGLE, Shard
 from physadv.errors import InputError
 from physadv.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -339,9 +339,19 @@ def read_results(path: Path) -> dict:
     return data
 
 
-def read_baseline(path: str | Path, images: Sequence[str] | None = None) -> Baseline:
+def _with_images_digest(config: dict) -> dict:
+    """A results file's ``config`` with its list of image sources (as earlier versions recorded them)
+    replaced by their :func:`~physadv.datasets.sources_digest`, as ``physadv experiment`` records them now."""
+    images = config.get("images")
+    if isinstance(images, list) and all(isinstance(source, str) for source in images):
+        return {**config, "images": sources_digest(images)}
+    return config
+
+
+def read_baseline(path: str | Path, images: str | None = None) -> Baseline:
     """The baseline of an ImageNet-C comparison: a results.json of ``physadv experiment`` with the clean
-    rows of the corruptions (e.g. ``--methods none --transforms imagenet-c``), on the same ``images``."""
+    rows of the corruptions (e.g. ``--methods none --transforms imagenet-c``), on the images whose
+    :func:`~physadv.datasets.sources_digest` is ``images``."""
     path = Path(path)
     data = read_results(path)
     if not data:
@@ -352,7 +362,7 @@ def read_baseline(path: str | Path, images: Sequence[str] | None = None) -> Base
     if not isinstance(model, str) or not corruption_top1_errors(data["rows"]):
         raise InputError(f"{path}: holds no model name or no ImageNet-C rows of clean images (method "
                          f"{CLEAN_METHOD!r}); make it with physadv experiment --transforms imagenet-c")
-    if images is not None and config.get("images") != list(images):
+    if images is not None and _with_images_digest(config).get("images") != images:
         raise InputError(f"{path}: the baseline was measured on other images; mCE compares models on the same images")
     return Baseline(model, str(path), data["rows"])
 
@@ -367,7 +377,8 @@ def previous_rows(out: Path, config_key: dict) -> list[Row]:
     if not data:
         return []
     rows = data["rows"]
-    if data.get("config") != json.loads(json.dumps(config_key)):
+    config = data.get("config")
+    if not isinstance(config, dict) or _with_images_digest(config) != json.loads(json.dumps(config_key)):
         raise InputError(f"{out} holds results of another configuration; choose another --out or delete that folder")
     return rows
 
