@@ -13,6 +13,7 @@ scaling efficiency ``(rate₂ / rate₁) / 2``. Start-up is included: use enough
 Not a test: run it by hand on a quiet machine; all runs of one call are side by side.
 
     python benchmarks/bench_scale.py rss --model digits --label 0 --repeats 1,4,10
+    python benchmarks/bench_scale.py rss --model digits --label 0 --mmap-threshold 131072
     python benchmarks/bench_scale.py rss --model efficientnet_lite0
     python benchmarks/bench_scale.py throughput --model efficientnet_lite0 --limit 96
 """
@@ -57,10 +58,10 @@ def write_list(folder: Path, repeat: int, path: Path) -> int:
     return len(files) * repeat
 
 
-def peak_rss(argv: list[str], scratch: Path) -> dict:
+def peak_rss(argv: list[str], scratch: Path, environment: dict[str, str]) -> dict:
     report = scratch / "rss.json"
     run = subprocess.run([sys.executable, "-c", _MEASURED, str(report), *argv], stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
+                         stderr=subprocess.PIPE, text=True, env={**os.environ, "TQDM_DISABLE": "1", **environment})
     if run.returncode != 0 or json.loads(report.read_text())["code"] != 0:
         raise SystemExit(f"physadv {' '.join(argv)} failed:\n{run.stderr[-2000:]}")
     return json.loads(report.read_text())
@@ -73,6 +74,10 @@ def rss(args: argparse.Namespace, scratch: Path) -> None:
         counts[repeat] = write_list(args.images, repeat, lists[repeat])
         print(f"list ×{repeat}: {counts[repeat]} images")
     model = ["--model", args.model, "--workers", str(args.workers), "--batch-size", str(args.batch_size)]
+    # glibc raises its mmap threshold after freeing a large block, so later batch-sized blocks come from the
+    # heap, whose freed top a small live object can pin: RSS then creeps up with the number of batches
+    # without any more live data. A fixed threshold (glibc's default, 128 KiB) turns that off.
+    environment = {"MALLOC_MMAP_THRESHOLD_": str(args.mmap_threshold)} if args.mmap_threshold else {}
     for verb in args.verbs.split(","):
         peaks = {}
         for repeat, path in lists.items():
@@ -81,7 +86,7 @@ def rss(args: argparse.Namespace, scratch: Path) -> None:
                     [verb, str(path), *model, "--method", "fgsm", "--eps", "4", "--out", str(out),
                      *(["--label", args.label] if args.label else [])])
             started = time.perf_counter()
-            peaks[repeat] = peak_rss(argv, scratch)
+            peaks[repeat] = peak_rss(argv, scratch, environment)
             print(f"{verb:<9} ×{repeat:<3} peak RSS {peaks[repeat]['self_kib'] / 1024:7.0f} MiB "
                   f"(largest worker {peaks[repeat]['worker_kib'] / 1024:5.0f} MiB)  "
                   f"{time.perf_counter() - started:6.1f} s", flush=True)
@@ -131,6 +136,9 @@ def main() -> None:
                         help="rss: how often each list names the folder, comma-separated (at least two)")
     parser.add_argument("--workers", type=int, default=2, help="rss: decoding processes")
     parser.add_argument("--verbs", default="classify,attack", help="rss: which of classify,attack to measure")
+    parser.add_argument("--mmap-threshold", type=int, default=None, metavar="BYTES",
+                        help="rss: run the commands with glibc's MALLOC_MMAP_THRESHOLD_ fixed at BYTES (e.g. 131072), "
+                             "which shows the memory held apart from what the allocator keeps")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--limit", type=int, default=96, help="throughput: images attacked")
     parser.add_argument("--label", default=None,
