@@ -17,7 +17,7 @@ import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -140,28 +140,28 @@ def _rows(reports: dict[tuple[str, float], list[DestructionReport]], key: Row, e
             for (name, strength), cases in reports.items() for report in cases]
 
 
-def destruction_rows(clean: Predictions, adversarial: Predictions, transformed: dict[tuple[str, float], Predictions],
-                     labels: np.ndarray, key: Row, extras: Row, confidence: float = PREFILTER_CONFIDENCE) -> list[Row]:
-    """The rows of one attack: per transformation and strength, :func:`destruction_reports`' two cases;
-    ``key`` (method, eps, iterations) starts every row and ``extras`` ends it."""
-    return _rows(_reports(clean, adversarial, transformed, labels, confidence), key, extras)
+def _add_reports(totals: dict[tuple[str, float], list[DestructionReport]],
+                 batch: dict[tuple[str, float], list[DestructionReport]]) -> dict[tuple[str, float], list[DestructionReport]]:
+    """``totals`` plus one batch's reports: their counts add up (:meth:`DestructionReport.__add__`)."""
+    return {key: [a + b for a, b in zip(totals[key], cases)] if key in totals else cases for key, cases in batch.items()}
 
 
-def transformation_rows(classifier: Classifier, clean_predictions: Predictions, adversarial: torch.Tensor,
-                        labels: np.ndarray, transforms: dict[str, Sequence[float]], key: Row, extras: Row, *,
-                        batch_size: int = 16, seed: int = 0,
+def transformation_rows(classifier: Classifier, batches: Iterable[tuple[torch.Tensor, torch.Tensor, np.ndarray]],
+                        transforms: dict[str, Sequence[float]], key: Row, extras: Row, *, seed: int = 0,
                         confidence: float = PREFILTER_CONFIDENCE) -> list[Row]:
-    """Rows of one attack's adversarial images ``(N, 3, H, W)`` under every transformation and strength,
-    batch by batch as :func:`experiment_to_folder` does (the same noise for the same batches)."""
-    adversarial_parts, transformed_parts = [], []
-    for number in range(batch_count(len(adversarial), batch_size)):
-        part = batch_slice(number, len(adversarial), batch_size)
-        x = adversarial[part.start:part.stop].to(classifier.device)
-        adversarial_parts.append(_predict(classifier, x))
-        transformed_parts.append(transformed_predictions(classifier, x, transforms, seed, part.start))
-    transformed = {k: Predictions.concatenate([p[k] for p in transformed_parts]) for k in transformed_parts[0]}
-    return destruction_rows(clean_predictions, Predictions.concatenate(adversarial_parts), transformed, labels,
-                            key, extras, confidence)
+    """Rows of one attack under every transformation and strength, from ``batches`` of clean images
+    ``(B, 3, H, W)``, their adversarial versions ``(B, 3, H, W)`` and labels ``(B,)``, as
+    :func:`experiment_to_folder` computes them (the same noise for the same batches), one batch in
+    memory at a time; ``key`` (method, eps, iterations) starts every row and ``extras`` ends it."""
+    totals: dict[tuple[str, float], list[DestructionReport]] = {}
+    first_image = 0
+    for clean, adversarial, labels in batches:
+        x = adversarial.to(classifier.device)
+        totals = _add_reports(totals, _reports(
+            _predict(classifier, clean.to(classifier.device)), _predict(classifier, x),
+            transformed_predictions(classifier, x, transforms, seed, first_image), labels, confidence))
+        first_image += len(labels)
+    return _rows(totals, key, extras)
 
 
 def run_attack_batched(attack: Attack, classifier: Classifier, images: torch.Tensor, labels: torch.Tensor,
@@ -258,8 +258,7 @@ def _attack_rows(config: ExperimentConfig, attack: Attack, paths: Sequence[Path]
         batch = _reports(predictions("clean"), predictions("adv"),
                          {key: predictions(f"t{n}") for n, key in enumerate(strengths)},
                          labels[part.start:part.stop], config.prefilter_confidence)
-        totals = {key: [a + b for a, b in zip(totals[key], cases)] if key in totals else cases
-                  for key, cases in batch.items()}
+        totals = _add_reports(totals, batch)
         undone += int(arrays["undone"].sum())
         for name, values in arrays.items():
             if name.startswith("extra_"):
