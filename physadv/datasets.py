@@ -320,8 +320,9 @@ def image_batches(refs: Sequence[ImageRef], size: int, batch_size: int, numbers:
     Raises:
         InputError: an image that cannot be read.
     """
-    loader = DataLoader(PreparedImages(refs, size), batch_sampler=[list(batch_slice(n, len(refs), batch_size))
-                                                                    for n in numbers],
+    # The batches' indices are made as the loader asks for them, not listed for the whole set up front.
+    loader = DataLoader(PreparedImages(refs, size), batch_sampler=(list(batch_slice(n, len(refs), batch_size))
+                                                                    for n in numbers),
                         num_workers=workers, collate_fn=_stack)
     for number, (_, pixels) in zip(numbers, loader):
         if isinstance(pixels, str):
