@@ -25,8 +25,8 @@ from physadv.datasets import ImageRef, batch_count, batch_slice, image_batches
 from physadv.distributed import SINGLE, Shard
 from physadv.errors import InputError
 from physadv.fileio import atomic_write_json
-from physadv.jsonstream import atomic_write_json_with_list, scan_json_with_list
 from physadv.images import pixel_sha256, to_tensor, to_uint8, write_png
+from physadv.jsonstream import atomic_write_json_with_list, scan_json_with_list
 from physadv.metrics import Predictions
 from physadv.validation import MAX_CLASSES, Record
 from physadv.transfer import check_sources, source_name, transfer_attack
