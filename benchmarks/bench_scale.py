@@ -1,8 +1,10 @@
 """Scaling out: peak memory against the number of images, and images/s of 1 against 2 processes.
 
-``rss``: peak RSS of ``physadv classify`` and ``physadv attack --method fgsm`` on a CSV list of a
-folder of photos (default ``../shared/data/imagenet-sample``, 500 ImageNet photos) and on a list of
-that folder ``--repeat`` times (5,000 images). Streaming keeps both within 20 % of each other.
+``rss``: peak RSS of ``physadv classify`` and ``physadv attack --method fgsm`` on CSV lists naming a
+folder of photos (default ``../shared/data/imagenet-sample``, 500 ImageNet photos) once and
+``--repeats`` times (default 1 and 10: 500 and 5,000 images), the bytes each additional image adds
+(least-squares slope of peak RSS against the number of images) and what that extrapolates to at
+50,000 images. Streaming keeps the peaks within 20 % of each other.
 
 ``throughput``: wall-clock images/s of ``physadv attack --method fgsm`` in 1 process and under
 ``torchrun`` in 2 (one PyTorch thread each, images decoded in the attacking process), and the
@@ -10,7 +12,8 @@ scaling efficiency ``(rate₂ / rate₁) / 2``. Start-up is included: use enough
 
 Not a test: run it by hand on a quiet machine; all runs of one call are side by side.
 
-    python benchmarks/bench_scale.py rss --model digits --label 0
+    python benchmarks/bench_scale.py rss --model digits --label 0 --repeats 1,4,10
+    python benchmarks/bench_scale.py rss --model digits --label 0 --mmap-threshold 131072
     python benchmarks/bench_scale.py rss --model efficientnet_lite0
     python benchmarks/bench_scale.py throughput --model efficientnet_lite0 --limit 96
 """
@@ -28,6 +31,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 DEFAULT_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-sample"
 
@@ -53,22 +58,26 @@ def write_list(folder: Path, repeat: int, path: Path) -> int:
     return len(files) * repeat
 
 
-def peak_rss(argv: list[str], scratch: Path) -> dict:
+def peak_rss(argv: list[str], scratch: Path, environment: dict[str, str]) -> dict:
     report = scratch / "rss.json"
     run = subprocess.run([sys.executable, "-c", _MEASURED, str(report), *argv], stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
+                         stderr=subprocess.PIPE, text=True, env={**os.environ, "TQDM_DISABLE": "1", **environment})
     if run.returncode != 0 or json.loads(report.read_text())["code"] != 0:
         raise SystemExit(f"physadv {' '.join(argv)} failed:\n{run.stderr[-2000:]}")
     return json.loads(report.read_text())
 
 
 def rss(args: argparse.Namespace, scratch: Path) -> None:
-    lists = {}
-    for repeat in (1, args.repeat):
+    lists, counts = {}, {}
+    for repeat in args.repeats:
         lists[repeat] = scratch / f"list{repeat}.csv"
-        count = write_list(args.images, repeat, lists[repeat])
-        print(f"list ×{repeat}: {count} images")
+        counts[repeat] = write_list(args.images, repeat, lists[repeat])
+        print(f"list ×{repeat}: {counts[repeat]} images")
     model = ["--model", args.model, "--workers", str(args.workers), "--batch-size", str(args.batch_size)]
+    # glibc raises its mmap threshold after freeing a large block, so later batch-sized blocks come from the
+    # heap, whose freed top a small live object can pin: RSS then creeps up with the number of batches
+    # without any more live data. A fixed threshold (glibc's default, 128 KiB) turns that off.
+    environment = {"MALLOC_MMAP_THRESHOLD_": str(args.mmap_threshold)} if args.mmap_threshold else {}
     for verb in args.verbs.split(","):
         peaks = {}
         for repeat, path in lists.items():
@@ -77,13 +86,18 @@ def rss(args: argparse.Namespace, scratch: Path) -> None:
                     [verb, str(path), *model, "--method", "fgsm", "--eps", "4", "--out", str(out),
                      *(["--label", args.label] if args.label else [])])
             started = time.perf_counter()
-            peaks[repeat] = peak_rss(argv, scratch)
+            peaks[repeat] = peak_rss(argv, scratch, environment)
             print(f"{verb:<9} ×{repeat:<3} peak RSS {peaks[repeat]['self_kib'] / 1024:7.0f} MiB "
                   f"(largest worker {peaks[repeat]['worker_kib'] / 1024:5.0f} MiB)  "
                   f"{time.perf_counter() - started:6.1f} s", flush=True)
             shutil.rmtree(out, ignore_errors=True)
-        ratio = peaks[args.repeat]["self_kib"] / peaks[1]["self_kib"]
-        print(f"{verb}: ×{args.repeat} images / ×1 images peak RSS = {ratio:.3f} (bar: within 1.20)")
+        sizes = [counts[repeat] for repeat in args.repeats]
+        bytes_ = [peaks[repeat]["self_kib"] * 1024 for repeat in args.repeats]
+        slope = float(np.polyfit(sizes, bytes_, 1)[0])
+        ratio = bytes_[-1] / bytes_[0]
+        at_50k = bytes_[0] + slope * (50_000 - sizes[0])
+        print(f"{verb}: ×{args.repeats[-1]} / ×{args.repeats[0]} peak RSS = {ratio:.3f} (bar: within 1.20); "
+              f"{slope:,.0f} bytes per additional image; 50,000 images → {at_50k / 2**20:,.0f} MiB", flush=True)
 
 
 def _free_port() -> int:
@@ -118,14 +132,20 @@ def main() -> None:
     parser.add_argument("what", choices=("rss", "throughput"))
     parser.add_argument("--images", type=Path, default=DEFAULT_IMAGES, help="folder of photos")
     parser.add_argument("--model", default="digits")
-    parser.add_argument("--repeat", type=int, default=10, help="rss: the large list names the folder this often")
+    parser.add_argument("--repeats", type=lambda text: sorted({int(n) for n in text.split(",")}), default=[1, 10],
+                        help="rss: how often each list names the folder, comma-separated (at least two)")
     parser.add_argument("--workers", type=int, default=2, help="rss: decoding processes")
     parser.add_argument("--verbs", default="classify,attack", help="rss: which of classify,attack to measure")
+    parser.add_argument("--mmap-threshold", type=int, default=None, metavar="BYTES",
+                        help="rss: run the commands with glibc's MALLOC_MMAP_THRESHOLD_ fixed at BYTES (e.g. 131072), "
+                             "which shows the memory held apart from what the allocator keeps")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--limit", type=int, default=96, help="throughput: images attacked")
     parser.add_argument("--label", default=None,
                         help="class of every image, for a model without the photos' classes (digits: 0)")
     args = parser.parse_args()
+    if args.what == "rss" and len(args.repeats) < 2:
+        parser.error("--repeats needs at least two different counts, e.g. 1,10")
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as scratch:
         (rss if args.what == "rss" else throughput)(args, Path(scratch))
 

@@ -15,7 +15,7 @@ import re
 import shutil
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Iterable, Iterator, Sequence, TextIO
 
 import torch
 
@@ -26,6 +26,7 @@ from physadv.distributed import SINGLE, Shard
 from physadv.errors import InputError
 from physadv.fileio import atomic_write_json
 from physadv.images import pixel_sha256, to_tensor, to_uint8, write_png
+from physadv.jsonstream import atomic_write_json_with_list, scan_json_with_list
 from physadv.metrics import Predictions
 from physadv.validation import MAX_CLASSES, Record
 from physadv.transfer import check_sources, source_name, transfer_attack
@@ -94,38 +95,67 @@ class AttackSet:
         return replace(self, images=images)
 
 
+@dataclass(frozen=True)
+class AttackSummary:
+    """What :func:`attack_to_folder` returns: the attack and its counts. The per-image records stay in
+    ``attack.json``; :func:`stream_attack_set` reads them one at a time."""
+
+    settings: AttackSettings
+    weights: str
+    images: int
+    succeeded: int
+    quantisation_undid: int
+
+
 _PER_IMAGE_SETTINGS = ("model", "method", "eps", "iterations", "source_model")
 
 
+def _write_record(root: Path, settings: AttackSettings, weights: str, images: Iterable[AttackedImage]) -> None:
+    """Write ``root/attack.json`` from ``images``, taken one at a time; each image's entry repeats the attack's
+    model, method, ε and iterations so that one entry alone says how its adversarial image was made."""
+    stamp = {key: getattr(settings, key) for key in _PER_IMAGE_SETTINGS}
+    data = {"settings": asdict(settings), "weights": weights, "images": [], "schema": SCHEMA}
+    atomic_write_json_with_list(Path(root) / RECORD_FILE, data, "images",
+                                ({**asdict(image), **stamp} for image in images))
+
+
 def write_attack_set(root: str | Path, attack_set: AttackSet) -> None:
-    """Write ``root/attack.json``; each image's entry repeats the attack's model, method, ε and
-    iterations so that one entry alone says how its adversarial image was made."""
-    data = asdict(attack_set)
-    stamp = {key: data["settings"][key] for key in _PER_IMAGE_SETTINGS}
-    data["images"] = [{**image, **stamp} for image in data["images"]]
-    atomic_write_json(Path(root) / RECORD_FILE, data)
+    """Write ``root/attack.json`` (the JSON of ``dataclasses.asdict(attack_set)``, every image stamped
+    with the attack's model, method, ε and iterations)."""
+    _write_record(Path(root), attack_set.settings, attack_set.weights, attack_set.images)
 
 
 MAX_IMAGES = 10_000_000  # more than ImageNet-21k: a larger count is a corrupt record
 
 
-def read_attack_set(root: str | Path) -> AttackSet:
-    """Read ``root/attack.json``, checking every field (an attack folder is untrusted input).
+def _scan_record(path: Path) -> Iterator[tuple[str, Any]]:
+    """``path``'s images one at a time, then the rest of the record (:func:`scan_json_with_list`)."""
+    try:
+        yield from scan_json_with_list(path, "images")
+    except (OSError, ValueError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise InputError(f"{path}: malformed attack record ({error})") from None
 
-    Raises:
-        InputError: no such folder or record, a record of another schema, or a malformed field.
-    """
+
+def _record_path(root: str | Path) -> Path:
     path = Path(root) / RECORD_FILE
     if not path.is_file():
         raise InputError(f"{root}: not an attack folder (no {RECORD_FILE}; `physadv attack ... --out DIR` writes one)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: malformed attack record ({error})") from None
+    return path
+
+
+def read_attack_header(root: str | Path) -> tuple[AttackSettings, str]:
+    """The settings and weights of ``root/attack.json``, checked; its images are read past, not kept.
+
+    Raises:
+        InputError: no such folder or record, a record of another schema, or a malformed setting.
+    """
+    path = _record_path(root)
+    data = next(value for kind, value in _scan_record(path) if kind == "rest")
     record = Record(data, str(path))
     if data.get("schema") != SCHEMA:
         raise InputError(f"{path}: unsupported schema {data.get('schema')!r} (expected {SCHEMA})")
     record.only(("schema", "settings", "weights", "images"))
+    record.items("images", 0, MAX_IMAGES)
     settings = record.record("settings")
     settings.only([f.name for f in fields(AttackSettings)])
     eot = settings.record("eot", optional=True)
@@ -140,10 +170,54 @@ def read_attack_set(root: str | Path) -> AttackSet:
         eot=eot.data if eot is not None else {}, target=settings.integer("target", 0, MAX_CLASSES - 1, optional=True),
         label=settings.text("label", optional=True, max_length=256),
         source_model=settings.text("source_model", optional=True, max_length=1024))
-    images = tuple(_read_image(item) for item in record.records("images", 0, MAX_IMAGES))
-    if len({image.id for image in images}) != len(images):
-        raise record.fail("images", "image ids repeat")
-    return AttackSet(settings=attack_settings, weights=record.text("weights"), images=images)
+    return attack_settings, record.text("weights")
+
+
+def _images_of(path: Path) -> Iterator[AttackedImage]:
+    seen: set[str] = set()
+    images = Record({}, str(path))
+    for index, (kind, item) in enumerate(_scan_record(path)):
+        if kind != "item":
+            break
+        if index >= MAX_IMAGES:
+            raise images.fail("images", f"more than {MAX_IMAGES} items")
+        image = _read_image(Record(item, f"{path}.images[{index}]"))
+        if image.id in seen:
+            raise images.fail("images", "image ids repeat")
+        seen.add(image.id)
+        yield image
+
+
+def stream_attack_set(root: str | Path) -> tuple[AttackSettings, str, Iterator[AttackedImage]]:
+    """The settings and weights of ``root/attack.json``, checked, and its images in order, read and
+    checked one at a time as the iterator is consumed: memory does not grow with their number.
+
+    Raises:
+        InputError: no such folder or record, a record of another schema, a malformed field, repeated ids
+            (those of the images as they are read).
+    """
+    settings, weights = read_attack_header(root)
+    return settings, weights, _images_of(_record_path(root))
+
+
+def read_attack_set(root: str | Path) -> AttackSet:
+    """Read ``root/attack.json`` whole, checking every field (an attack folder is untrusted input): for
+    the small sets that are printed and photographed; :func:`stream_attack_set` streams large ones.
+
+    Raises:
+        InputError: no such folder or record, a record of another schema, or a malformed field.
+    """
+    settings, weights, images = stream_attack_set(root)
+    return AttackSet(settings=settings, weights=weights, images=tuple(images))
+
+
+def read_attack_summary(root: str | Path) -> AttackSummary:
+    """The settings of ``root/attack.json`` and its counts, its images read one at a time."""
+    settings, weights, images = stream_attack_set(root)
+    count = succeeded = undone = 0
+    for image in images:
+        count, succeeded, undone = count + 1, succeeded + image.success, undone + image.quantisation_undid
+    return AttackSummary(settings, weights, count, succeeded, undone)
 
 
 def _read_guesses(record: Record, key: str) -> tuple[Guess, ...]:
@@ -182,14 +256,15 @@ def _guesses(classifier: Classifier, predictions: Predictions, row: int) -> tupl
                  for c, p in zip(predictions.classes[row], predictions.probabilities[row]))
 
 
-def _resumable(out: Path, settings: AttackSettings, weights: str) -> AttackSet | None:
+def _check_resumable(out: Path, settings: AttackSettings, weights: str) -> bool:
+    """Whether ``out`` already holds a record of this attack (refusing one of another)."""
     if not (out / RECORD_FILE).is_file():
-        return None
-    existing = read_attack_set(out)
-    if existing.settings != settings or existing.weights != weights:
-        raise InputError(f"{out} already holds an attack with other settings ({existing.settings}); "
+        return False
+    existing, existing_weights = read_attack_header(out)
+    if existing != settings or existing_weights != weights:
+        raise InputError(f"{out} already holds an attack with other settings ({existing}); "
                          "choose another output folder or delete that one")
-    return existing
+    return True
 
 
 def check_attack_inputs(attack: Attack, images: Sequence[ImageRef], target: int | None,
@@ -214,35 +289,118 @@ def _part_path(out: Path, batch_size: int, number: int) -> Path:
     return out / PARTS_DIR / f"b{batch_size}-{number:07d}.json"
 
 
-def _part_records(out: Path) -> dict[str, AttackedImage]:
-    """Images finished by batches not yet merged into ``attack.json``, by id."""
-    records: dict[str, AttackedImage] = {}
+def _read_part(path: Path) -> list[AttackedImage]:
+    """The images of one finished batch (a part file holds one batch: small)."""
+    try:
+        items = Record({"images": json.loads(path.read_text(encoding="utf-8"))}, str(path))
+        return [_read_image(item) for item in items.records("images", 0, MAX_IMAGES)]
+    except (OSError, ValueError, InputError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise InputError(f"{path}: malformed part record ({error}); delete it to attack that batch again") from None
+
+
+def _finished_ids(out: Path) -> set[str]:
+    """Ids of the images ``attack.json`` and the part files not merged yet hold."""
+    finished = {image.id for image in _images_of(out / RECORD_FILE)}
     for path in sorted((out / PARTS_DIR).glob("*.json")):
-        try:
-            items = Record({"images": json.loads(path.read_text(encoding="utf-8"))}, str(path))
-            records.update({image.id: image for image in map(_read_image, items.records("images", 0, MAX_IMAGES))})
-        except (json.JSONDecodeError, UnicodeDecodeError, InputError) as error:
-            raise InputError(f"{path}: malformed part record ({error}); delete it to attack that batch again") from None
-    return records
+        finished.update(image.id for image in _read_part(path))
+    return finished
 
 
-def _merge(out: Path, record: AttackSet, images: Sequence[ImageRef]) -> AttackSet:
-    """``record`` plus the part records, in the order of ``images`` (earlier images not among them
-    last), written to ``attack.json``; then the parts go."""
-    finished = {image.id: image for image in record.images} | _part_records(out)
-    order = [ref.id for ref in images if ref.id in finished]
-    listed = set(order)
-    order += [image.id for image in record.images if image.id not in listed]
-    merged = record.with_images(tuple(finished[i] for i in order))
-    write_attack_set(out, merged)
+class _Sorted:
+    """Image records sorted into one file per batch (and one for images outside the set), on disk: the
+    merge then holds one batch at a time. Lines are JSON records; a later line of an id wins."""
+
+    def __init__(self, folder: Path, positions: dict[str, int], batch_size: int) -> None:
+        shutil.rmtree(folder, ignore_errors=True)  # what a killed merge left
+        folder.mkdir(parents=True)
+        self.folder, self.positions, self.batch_size = folder, positions, batch_size
+        self.open_path: Path | None = None
+        self.stream: TextIO | None = None
+
+    def _path(self, number: int | None) -> Path:
+        return self.folder / ("outside.jsonl" if number is None else f"{number:07d}.jsonl")
+
+    def add(self, image: AttackedImage, outside: bool = True) -> None:
+        """File ``image`` under its batch; an image outside the set is kept only if ``outside``."""
+        position = self.positions.get(image.id)
+        if position is None and not outside:
+            return
+        path = self._path(None if position is None else position // self.batch_size)
+        if path != self.open_path:  # consecutive images mostly share a batch: one file open at a time
+            self.close()
+            self.stream, self.open_path = open(path, "a", encoding="utf-8"), path
+        self.stream.write(json.dumps(asdict(image)) + "\n")
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+        self.stream = self.open_path = None
+
+    def read(self, number: int | None) -> Iterator[AttackedImage]:
+        path = self._path(number)
+        if not path.is_file():
+            return
+        with open(path, encoding="utf-8") as stream:
+            for line_number, line in enumerate(stream, 1):
+                try:
+                    yield _read_image(Record(json.loads(line), f"{path} line {line_number}"))
+                except ValueError as error:
+                    raise InputError(f"{path} line {line_number}: malformed ({error}); delete "
+                                     f"{self.folder} and re-run") from None
+
+
+def _in_order(out: Path, positions: dict[str, int]) -> bool:
+    """Whether ``attack.json`` lists the set's images in the set's order, before any image outside it."""
+    last, outside = -1, False
+    for image in _images_of(out / RECORD_FILE):
+        position = positions.get(image.id)
+        if position is None:
+            outside = True
+        elif outside or position < last:
+            return False
+        else:
+            last = position
+    return True
+
+
+def _merged_images(out: Path, images: Sequence[ImageRef], batch_size: int) -> Iterator[AttackedImage]:
+    """The finished images in the order of ``images``, then those of ``attack.json`` outside the set (in
+    their order there). A batch's part file wins over other records of its images; the records of
+    ``attack.json`` and of part files written with another batch size are first sorted by batch on disk."""
+    parts = out / PARTS_DIR
+    positions = {ref.id: position for position, ref in enumerate(images)}
+    other_sizes = [path for path in sorted(parts.glob("*.json")) if not path.name.startswith(f"b{batch_size}-")]
+    earlier = _Sorted(parts / "earlier", positions, batch_size)
+    try:
+        for image in _images_of(out / RECORD_FILE):
+            earlier.add(image)
+        for path in other_sizes:
+            for image in _read_part(path):
+                earlier.add(image, outside=False)
+    finally:
+        earlier.close()
+    for number in range(batch_count(len(images), batch_size)):
+        finished = {image.id: image for image in earlier.read(number)}
+        part = _part_path(out, batch_size, number)
+        if part.is_file():
+            finished.update((image.id, image) for image in _read_part(part))
+        yield from (finished[images[i].id] for i in batch_slice(number, len(images), batch_size)
+                    if images[i].id in finished)
+    yield from earlier.read(None)
+
+
+def _merge(out: Path, settings: AttackSettings, weights: str, images: Sequence[ImageRef], batch_size: int) -> None:
+    """Write ``attack.json`` from itself and the part files (:func:`_merged_images`), streaming; then the
+    parts go. Nothing is rewritten when there are no parts and the record is already in order."""
+    if any((out / PARTS_DIR).glob("*.json")) or not _in_order(out, {ref.id: n for n, ref in enumerate(images)}):
+        _write_record(out, settings, weights, _merged_images(out, images, batch_size))
     shutil.rmtree(out / PARTS_DIR, ignore_errors=True)
-    return merged
 
 
 def attack_to_folder(classifier: Classifier, attack: Attack, images: Sequence[ImageRef], out: str | Path, *,
                      target: int | None = None, batch_size: int = 16, seed: int = 0, eot: dict | None = None,
                      label: str | None = None, progress: bool = True, workers: int = 0,
-                     shard: Shard = SINGLE, sources: Sequence[Classifier] = ()) -> AttackSet:
+                     shard: Shard = SINGLE, sources: Sequence[Classifier] = ()) -> AttackSummary:
     """Attack ``images`` batch by batch (read, centre-cropped to the classifier's size) and write ``out``.
 
     With ``sources``, the attack is crafted on them (a transfer attack, :mod:`physadv.transfer`) and
@@ -250,14 +408,17 @@ def attack_to_folder(classifier: Classifier, attack: Attack, images: Sequence[Im
 
     Batch ``k`` is always images ``k·batch_size …``, whoever attacks it: the outputs do not depend on
     how the work was split (``shard``) or resumed. A repeated call with the same settings attacks
-    only the batches not finished yet.
+    only the batches not finished yet. Memory does not grow with the number of images beyond their
+    ids: each batch's records go to a part file, and rank 0 merges the parts into ``attack.json``
+    one batch at a time.
 
     Args:
         workers: processes that read and resize images (0: in this process).
         shard: this process's share of the batches; every rank of the group must call this.
 
     Returns:
-        the merged record, on every rank.
+        the attack's settings and counts, on every rank (the records are in ``attack.json``:
+        :func:`stream_attack_set`).
 
     Raises:
         InputError: an untargeted attack on unlabelled images, a missing target, an unreadable image,
@@ -275,12 +436,12 @@ def attack_to_folder(classifier: Classifier, attack: Attack, images: Sequence[Im
                               source_model=source_name(sources) if sources else None)
     pending = None
     if shard.is_main:
-        record = _resumable(out, settings, classifier.weights) or AttackSet(settings=settings,
-                                                                            weights=classifier.weights, images=())
-        write_attack_set(out, record)  # the settings are on disk before any part is
-        done = {image.id for image in record.images} | set(_part_records(out))
+        if not _check_resumable(out, settings, classifier.weights):
+            _write_record(out, settings, classifier.weights, ())  # the settings are on disk before any part is
+        done = _finished_ids(out)
         pending = [n for n in range(batch_count(len(images), batch_size))
                    if any(images[i].id not in done for i in batch_slice(n, len(images), batch_size))]
+        del done
     pending = shard.broadcast(pending)
     sizes = {n: len(batch_slice(n, len(images), batch_size)) for n in pending}
     with shard.progress(total=len(images), initial=len(images) - sum(sizes.values()), progress=progress,
@@ -293,9 +454,11 @@ def attack_to_folder(classifier: Classifier, attack: Attack, images: Sequence[Im
             atomic_write_json(_part_path(out, batch_size, number), [asdict(r) for r in records])
             bar.update(round_size)
     shard.barrier()
-    merged = _merge(out, read_attack_set(out), images) if shard.is_main else None
-    shard.barrier()
-    return merged or read_attack_set(out)
+    summary = None
+    if shard.is_main:
+        _merge(out, settings, classifier.weights, images, batch_size)
+        summary = read_attack_summary(out)
+    return shard.broadcast(summary)
 
 
 def _attack_batch(classifier: Classifier, attack: Attack, batch: list[ImageRef], pixels: torch.Tensor,

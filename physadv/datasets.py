@@ -12,12 +12,13 @@ processes decode and resize), so memory does not grow with the number of images.
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from functools import lru_cache
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -57,7 +58,7 @@ class LabelledImage:
     source: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ImageRef:
     """One image of a set, before its pixels are read.
 
@@ -194,6 +195,15 @@ def read_image_list(path: Path, labels: LabelSpace) -> list[ImageRef]:
     return refs
 
 
+def sources_digest(sources: Iterable[str]) -> str:
+    """``sha256:`` and the SHA-256 of the images' sources in order (each UTF-8, NUL-terminated): what a
+    results file records to recognise its image set, instead of every path."""
+    digest = hashlib.sha256()
+    for source in sources:
+        digest.update(source.encode("utf-8", "surrogatepass") + b"\0")
+    return f"sha256:{digest.hexdigest()}"
+
+
 def _index_item(item: str | Path, labels: LabelSpace) -> list[ImageRef]:
     if str(item) in BUILTIN_SETS and not Path(item).exists():
         return sample_images(labels) if str(item) == "samples" else digit_images(labels)
@@ -310,8 +320,9 @@ def image_batches(refs: Sequence[ImageRef], size: int, batch_size: int, numbers:
     Raises:
         InputError: an image that cannot be read.
     """
-    loader = DataLoader(PreparedImages(refs, size), batch_sampler=[list(batch_slice(n, len(refs), batch_size))
-                                                                    for n in numbers],
+    # The batches' indices are made as the loader asks for them, not listed for the whole set up front.
+    loader = DataLoader(PreparedImages(refs, size), batch_sampler=(list(batch_slice(n, len(refs), batch_size))
+                                                                    for n in numbers),
                         num_workers=workers, collate_fn=_stack)
     for number, (_, pixels) in zip(numbers, loader):
         if isinstance(pixels, str):

@@ -17,7 +17,7 @@ import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -27,12 +27,18 @@ from physadv.catalog import CLEAN_METHOD
 from physadv.channel import ChannelTransform, is_corruption, transform_kind
 from physadv.classifiers import Classifier
 from physadv.corruptions import SEVERITIES
-from physadv.datasets import ImageRef, batch_count, batch_slice, image_batches
+from physadv.datasets import ImageRef, batch_count, batch_slice, image_batches, sources_digest
 from physadv.distributed import SINGLE, Shard
 from physadv.errors import InputError
 from physadv.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from physadv.images import to_tensor
-from physadv.metrics import PREFILTER_CONFIDENCE, Predictions, corruption_errors, destruction_reports
+from physadv.metrics import (
+    PREFILTER_CONFIDENCE,
+    DestructionReport,
+    Predictions,
+    corruption_errors,
+    destruction_reports,
+)
 from physadv.transfer import check_sources, source_name, transfer_attack
 
 Row = dict[str, float | int | str | None]
@@ -123,30 +129,39 @@ def transformed_predictions(classifier: Classifier, adversarial: torch.Tensor, t
     return predictions
 
 
-def destruction_rows(clean: Predictions, adversarial: Predictions, transformed: dict[tuple[str, float], Predictions],
-                     labels: np.ndarray, key: Row, extras: Row, confidence: float = PREFILTER_CONFIDENCE) -> list[Row]:
-    """The rows of one attack: per transformation and strength, :func:`destruction_reports`' two cases;
-    ``key`` (method, eps, iterations) starts every row and ``extras`` ends it."""
+def _reports(clean: Predictions, adversarial: Predictions, transformed: dict[tuple[str, float], Predictions],
+             labels: np.ndarray, confidence: float) -> dict[tuple[str, float], list[DestructionReport]]:
+    return {key: destruction_reports(clean, adversarial, predictions, labels, confidence)
+            for key, predictions in transformed.items()}
+
+
+def _rows(reports: dict[tuple[str, float], list[DestructionReport]], key: Row, extras: Row) -> list[Row]:
     return [{**key, "transform": name, "strength": strength, **report.row(), **extras}
-            for (name, strength), predictions in transformed.items()
-            for report in destruction_reports(clean, adversarial, predictions, labels, confidence)]
+            for (name, strength), cases in reports.items() for report in cases]
 
 
-def transformation_rows(classifier: Classifier, clean_predictions: Predictions, adversarial: torch.Tensor,
-                        labels: np.ndarray, transforms: dict[str, Sequence[float]], key: Row, extras: Row, *,
-                        batch_size: int = 16, seed: int = 0,
+def _add_reports(totals: dict[tuple[str, float], list[DestructionReport]],
+                 batch: dict[tuple[str, float], list[DestructionReport]]) -> dict[tuple[str, float], list[DestructionReport]]:
+    """``totals`` plus one batch's reports: their counts add up (:meth:`DestructionReport.__add__`)."""
+    return {key: [a + b for a, b in zip(totals[key], cases)] if key in totals else cases for key, cases in batch.items()}
+
+
+def transformation_rows(classifier: Classifier, batches: Iterable[tuple[torch.Tensor, torch.Tensor, np.ndarray]],
+                        transforms: dict[str, Sequence[float]], key: Row, extras: Row, *, seed: int = 0,
                         confidence: float = PREFILTER_CONFIDENCE) -> list[Row]:
-    """Rows of one attack's adversarial images ``(N, 3, H, W)`` under every transformation and strength,
-    batch by batch as :func:`experiment_to_folder` does (the same noise for the same batches)."""
-    adversarial_parts, transformed_parts = [], []
-    for number in range(batch_count(len(adversarial), batch_size)):
-        part = batch_slice(number, len(adversarial), batch_size)
-        x = adversarial[part.start:part.stop].to(classifier.device)
-        adversarial_parts.append(_predict(classifier, x))
-        transformed_parts.append(transformed_predictions(classifier, x, transforms, seed, part.start))
-    transformed = {k: Predictions.concatenate([p[k] for p in transformed_parts]) for k in transformed_parts[0]}
-    return destruction_rows(clean_predictions, Predictions.concatenate(adversarial_parts), transformed, labels,
-                            key, extras, confidence)
+    """Rows of one attack under every transformation and strength, from ``batches`` of clean images
+    ``(B, 3, H, W)``, their adversarial versions ``(B, 3, H, W)`` and labels ``(B,)``, as
+    :func:`experiment_to_folder` computes them (the same noise for the same batches), one batch in
+    memory at a time; ``key`` (method, eps, iterations) starts every row and ``extras`` ends it."""
+    totals: dict[tuple[str, float], list[DestructionReport]] = {}
+    first_image = 0
+    for clean, adversarial, labels in batches:
+        x = adversarial.to(classifier.device)
+        totals = _add_reports(totals, _reports(
+            _predict(classifier, clean.to(classifier.device)), _predict(classifier, x),
+            transformed_predictions(classifier, x, transforms, seed, first_image), labels, confidence))
+        first_image += len(labels)
+    return _rows(totals, key, extras)
 
 
 def run_attack_batched(attack: Attack, classifier: Classifier, images: torch.Tensor, labels: torch.Tensor,
@@ -212,34 +227,46 @@ def _attack_batch(classifier: Classifier, config: ExperimentConfig, attacks: Seq
         _save_predictions(path, arrays)
 
 
-def _load_parts(paths: Sequence[Path], sizes: Sequence[int]) -> dict[str, np.ndarray]:
-    """The arrays of an attack's batches, concatenated in batch order."""
-    loaded: list[dict[str, np.ndarray]] = []
-    for path, size in zip(paths, sizes):
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {name: data[name] for name in data.files}
-        except (OSError, ValueError) as error:
-            raise InputError(f"{path}: unreadable part ({error}); delete it to attack that batch again") from None
-        if ("clean_classes" not in arrays or any(len(a) != size for a in arrays.values())
-                or (loaded and arrays.keys() != loaded[0].keys())):
-            raise InputError(f"{path}: not a part of this experiment; delete it to attack that batch again")
-        loaded.append(arrays)
-    return {name: np.concatenate([arrays[name] for arrays in loaded]) for name in loaded[0]}
+def _load_part(path: Path, size: int, names: set[str] | None) -> dict[str, np.ndarray]:
+    """The arrays of one batch's part, checked: ``size`` images each, the names of the attack's other parts."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+    except (OSError, ValueError) as error:
+        raise InputError(f"{path}: unreadable part ({error}); delete it to attack that batch again") from None
+    if ("clean_classes" not in arrays or any(len(a) != size for a in arrays.values())
+            or (names is not None and arrays.keys() != names)):
+        raise InputError(f"{path}: not a part of this experiment; delete it to attack that batch again")
+    return arrays
 
 
-def _attack_rows(config: ExperimentConfig, attack: Attack, arrays: dict[str, np.ndarray],
+def _attack_rows(config: ExperimentConfig, attack: Attack, paths: Sequence[Path], parts: Sequence[range],
                  labels: np.ndarray, models: Row) -> list[Row]:
-    def predictions(name: str) -> Predictions:
-        return Predictions(arrays[f"{name}_classes"], arrays[f"{name}_probabilities"])
-
+    """The rows of one attack from its parts (one per batch, images ``parts``), read one at a time: the
+    counts of :func:`destruction_reports` add up over batches, and of each image only its extras stay."""
     strengths = [(name, float(strength)) for name, values in config.transforms.items() for strength in values]
-    extras = {name.removeprefix("extra_"): float(values.mean())
-              for name, values in arrays.items() if name.startswith("extra_")}
-    return destruction_rows(
-        predictions("clean"), predictions("adv"), {key: predictions(f"t{n}") for n, key in enumerate(strengths)},
-        labels, {"method": attack.label, "eot": attack.eot or "", "eps": float(attack.eps), "iterations": attack.steps},
-        {"quantisation_undid": int(arrays["undone"].sum()), **models, **extras}, config.prefilter_confidence)
+    totals: dict[tuple[str, float], list[DestructionReport]] = {}
+    names: set[str] | None = None
+    undone, extras = 0, {}
+    for path, part in zip(paths, parts):
+        arrays = _load_part(path, len(part), names)
+        names = set(arrays)
+
+        def predictions(name: str) -> Predictions:
+            return Predictions(arrays[f"{name}_classes"], arrays[f"{name}_probabilities"])
+
+        batch = _reports(predictions("clean"), predictions("adv"),
+                         {key: predictions(f"t{n}") for n, key in enumerate(strengths)},
+                         labels[part.start:part.stop], config.prefilter_confidence)
+        totals = _add_reports(totals, batch)
+        undone += int(arrays["undone"].sum())
+        for name, values in arrays.items():
+            if name.startswith("extra_"):
+                extras.setdefault(name.removeprefix("extra_"), []).append(values)
+    return _rows(totals, {"method": attack.label, "eot": attack.eot or "", "eps": float(attack.eps),
+                          "iterations": attack.steps},
+                 {"quantisation_undid": undone, **models,
+                  **{name: float(np.concatenate(values).mean()) for name, values in extras.items()}})
 
 
 def write_results(out: Path, config_key: dict, rows: list[Row], corruptions: dict | None = None) -> None:
@@ -311,9 +338,19 @@ def read_results(path: Path) -> dict:
     return data
 
 
-def read_baseline(path: str | Path, images: Sequence[str] | None = None) -> Baseline:
+def _with_images_digest(config: dict) -> dict:
+    """A results file's ``config`` with its list of image sources (as earlier versions recorded them)
+    replaced by their :func:`~physadv.datasets.sources_digest`, as ``physadv experiment`` records them now."""
+    images = config.get("images")
+    if isinstance(images, list) and all(isinstance(source, str) for source in images):
+        return {**config, "images": sources_digest(images)}
+    return config
+
+
+def read_baseline(path: str | Path, images: str | None = None) -> Baseline:
     """The baseline of an ImageNet-C comparison: a results.json of ``physadv experiment`` with the clean
-    rows of the corruptions (e.g. ``--methods none --transforms imagenet-c``), on the same ``images``."""
+    rows of the corruptions (e.g. ``--methods none --transforms imagenet-c``), on the images whose
+    :func:`~physadv.datasets.sources_digest` is ``images``."""
     path = Path(path)
     data = read_results(path)
     if not data:
@@ -324,7 +361,7 @@ def read_baseline(path: str | Path, images: Sequence[str] | None = None) -> Base
     if not isinstance(model, str) or not corruption_top1_errors(data["rows"]):
         raise InputError(f"{path}: holds no model name or no ImageNet-C rows of clean images (method "
                          f"{CLEAN_METHOD!r}); make it with physadv experiment --transforms imagenet-c")
-    if images is not None and config.get("images") != list(images):
+    if images is not None and _with_images_digest(config).get("images") != images:
         raise InputError(f"{path}: the baseline was measured on other images; mCE compares models on the same images")
     return Baseline(model, str(path), data["rows"])
 
@@ -339,7 +376,8 @@ def previous_rows(out: Path, config_key: dict) -> list[Row]:
     if not data:
         return []
     rows = data["rows"]
-    if data.get("config") != json.loads(json.dumps(config_key)):
+    config = data.get("config")
+    if not isinstance(config, dict) or _with_images_digest(config) != json.loads(json.dumps(config_key)):
         raise InputError(f"{out} holds results of another configuration; choose another --out or delete that folder")
     return rows
 
@@ -407,9 +445,8 @@ def experiment_to_folder(classifier: Classifier, images: Sequence[ImageRef], con
         for attack in attacks:
             if _attack_key(attack) in done:
                 continue
-            arrays = _load_parts([_part_path(out, attack, size, n) for n in numbers],
-                                 [len(batch_slice(n, count, size)) for n in numbers])
-            rows += _attack_rows(config, attack, arrays, labels, models)
+            rows += _attack_rows(config, attack, [_part_path(out, attack, size, n) for n in numbers],
+                                 [batch_slice(n, count, size) for n in numbers], labels, models)
             save(rows)
         shutil.rmtree(out / PARTS_DIR, ignore_errors=True)
     shard.barrier()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Iterator
 
 
 def _create_temporary(path: Path) -> tuple[int, Path]:
@@ -20,18 +21,26 @@ def _create_temporary(path: Path) -> tuple[int, Path]:
             continue
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic rename."""
+@contextmanager
+def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
+    """A binary stream whose bytes appear at ``path`` all at once when the block ends without an
+    error (a temporary file in the same folder, then an atomic rename); on an error, nothing changes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = _create_temporary(path)
     try:
         with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
+            yield stream
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic rename."""
+    with atomic_writer(path) as stream:
+        stream.write(data)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -13,7 +13,7 @@ confidence ≥ 0.8.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Sequence
 
 import numpy as np
@@ -73,6 +73,10 @@ class Rate:
 
     def __str__(self) -> str:
         return f"{self.value:.3f} ({self.numerator}/{self.n})" if self.n else "n/a (0/0)"
+
+    def __add__(self, other: "Rate") -> "Rate":
+        """The rate over both rates' images (of disjoint sets, e.g. two batches)."""
+        return Rate(self.numerator + other.numerator, self.n + other.n)
 
 
 def format_fraction(value: float | None, n: int | None = None) -> str:
@@ -142,6 +146,14 @@ class DestructionReport:
     top5_transformed: Rate
     destruction_top1: Rate
     destruction_top5: Rate
+
+    def __add__(self, other: "DestructionReport") -> "DestructionReport":
+        """The report over both reports' images (of disjoint sets, e.g. two batches; the same case): every
+        count adds up, so a streamed set's report is the sum of its batches'."""
+        if other.case != self.case:
+            raise ValueError(f"cannot add a {other.case} report to a {self.case} one")
+        return DestructionReport(self.case, self.n_images + other.n_images,
+                                 *(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)[2:]))
 
     def row(self) -> dict[str, float | int | str | None]:
         """Flat record with fractions in [0, 1] (``None`` when undefined) and the eq. (1) denominators."""

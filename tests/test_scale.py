@@ -1,5 +1,6 @@
 """Streamed image sets and torchrun sharding: two processes write what one writes, a killed rank resumes."""
 
+import io
 import json
 import os
 import signal
@@ -8,13 +9,20 @@ import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from physadv import attackset, jsonstream
+from physadv.attackset import read_attack_set
 from physadv.cli.main import main
+from physadv.datasets import sources_digest
 from physadv.images import write_png
+from physadv.jsonstream import scan_json_with_list, write_json_with_list
 
 DIGITS = ["--model", "digits", "--workers", "0"]
 ATTACK = ["attack", "digits", *DIGITS, "--eps", "32", "--batch-size", "4"]
@@ -135,3 +143,105 @@ def test_a_bad_csv_list_is_refused_before_any_work(listed_digits, capsys, row, m
     error = capsys.readouterr().err
     assert message in error and len(error.strip().splitlines()) == 1
     assert not out.exists()
+
+
+# --- memory that does not grow with the number of images -------------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(head=st.dictionaries(st.text(max_size=5), json_values, max_size=3), items=st.lists(json_values, max_size=4),
+       chunk=st.sampled_from([1, 3, 4096]))
+def test_the_streamed_json_is_json_dumps_byte_for_byte_and_reads_back(tmp_path_factory, head, items, chunk):
+    data = {**head, "images": None, "schema": "x"}
+    stream = io.StringIO()
+    assert write_json_with_list(stream, data, "images", iter(items)) == len(items)
+    assert stream.getvalue() == json.dumps({**data, "images": items}, indent=1, allow_nan=False) + "\n"
+    path = tmp_path_factory.mktemp("json") / "record.json"
+    path.write_text(stream.getvalue())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(jsonstream, "CHUNK_CHARS", chunk)  # values cut at every place by the chunks' ends
+        events = list(scan_json_with_list(path, "images"))
+    assert [value for kind, value in events if kind == "item"] == items
+    assert events[-1] == ("rest", {**data, "images": []})
+
+
+def test_attack_json_is_what_json_dumps_of_the_whole_record_writes(tmp_path):
+    out = tmp_path / "adv"
+    assert main([*ATTACK, "--method", "fgsm", "--limit", "10", "--out", str(out)]) == 0
+    written = (out / "attack.json").read_bytes()
+    record = read_attack_set(out)
+    # The writer of earlier versions, verbatim: the whole record through json.dumps.
+    data = asdict(record)
+    stamp = {key: data["settings"][key] for key in ("model", "method", "eps", "iterations", "source_model")}
+    data["images"] = [{**image, **stamp} for image in data["images"]]
+    assert written == (json.dumps(data, indent=1, allow_nan=False) + "\n").encode()
+    assert len(record.images) == 10 and record.images[0].clean_sha256
+
+
+def test_a_folder_of_the_previous_format_reads_and_resumes(tmp_path):
+    """attack.json as earlier versions wrote it (json.dumps of the whole record, here without
+    indentation too); a re-run with more images and another batch size merges into it."""
+    args = [*ATTACK, "--method", "fgsm"]
+    out = tmp_path / "adv"
+    assert main([*args, "--limit", "6", "--out", str(out)]) == 0
+    first = read_attack_set(out)
+    (out / "attack.json").write_text(json.dumps(json.loads((out / "attack.json").read_text())))
+    assert read_attack_set(out) == first
+    assert main([*args, "--batch-size", "5", "--limit", "13", "--out", str(out)]) == 0
+    merged = read_attack_set(out)
+    assert [image.id for image in merged.images] == [f"digit{n:04d}_{d}" for n, d in
+                                                     enumerate(_digit_labels()[:13])]
+    assert merged.images[:5] == first.images[:5]  # batch 0 (size 5) was finished: kept, not attacked again
+    assert not (out / ".parts").exists()
+
+
+def _digit_labels() -> list[int]:
+    from physadv.classifiers.digits import digits_split
+
+    return [int(label) for label in digits_split("test").labels]
+
+
+def test_the_merge_reads_each_part_only_when_its_images_are_written(tmp_path, monkeypatch):
+    """Holding every record before writing (what the merge did until issue 13) reads all parts first."""
+    events = []
+    read_part, dumps = attackset._read_part, jsonstream._dumps
+
+    def reading(path):
+        events.append(("read", path.name))
+        return read_part(path)
+
+    def writing(value):
+        if isinstance(value, dict) and "adv_top5" in value:
+            events.append(("write", value["id"]))
+        return dumps(value)
+
+    monkeypatch.setattr(attackset, "_read_part", reading)
+    monkeypatch.setattr(jsonstream, "_dumps", writing)
+    assert main([*ATTACK, "--method", "fgsm", "--limit", "10", "--out", str(tmp_path / "adv")]) == 0
+    ids = [image.id for image in read_attack_set(tmp_path / "adv").images]
+    expected = [event for number in range(3) for event in
+                [("read", f"b4-{number:07d}.json"), *(("write", i) for i in ids[4 * number:4 * number + 4])]]
+    assert events == expected
+
+
+def test_an_experiment_folder_listing_every_image_resumes(tmp_path):
+    """results.json of earlier versions listed every image's source in its config: it is read as their digest."""
+    out = tmp_path / "exp"
+    args = [*EXPERIMENT, "--limit", "8", "--out", str(out)]
+    assert main(args) == 0
+    data = json.loads((out / "results.json").read_text())
+    assert data["config"]["images"].startswith("sha256:")
+    data["config"]["images"] = [f"sklearn:digits/test/{n}" for n in range(8)]
+    (out / "results.json").write_text(json.dumps(data))
+    assert main(args) == 0
+    assert json.loads((out / "results.json").read_text()) == {**data, "config": {**data["config"],
+                                                                               "images": sources_digest(
+                                                                                   data["config"]["images"])}}
+    data["config"]["images"] = data["config"]["images"][:7]
+    (out / "results.json").write_text(json.dumps(data))
+    assert main(args) == 2  # another image set: refused

@@ -127,18 +127,16 @@ def run(args: argparse.Namespace) -> int:
         # The output folder is a run of its own: its store records this attack, and `physadv print` and
         # `physadv capture` of it add their results, so `physadv status/report/evaluate OUT` work.
         store = stack.enter_context(RunStore(args.out)) if shard.is_main else None
-        record = attack_to_folder(classifier, attack, images, args.out, target=target,
-                                  batch_size=args.batch_size, seed=args.seed, eot=eot, label=args.label,
-                                  workers=args.workers, shard=shard, sources=sources)
+        summary = attack_to_folder(classifier, attack, images, args.out, target=target,
+                                   batch_size=args.batch_size, seed=args.seed, eot=eot, label=args.label,
+                                   workers=args.workers, shard=shard, sources=sources)
         if store is None:
             return 0
         weights_sha256 = store.record_model(classifier.name, classifier.weights)
-        store.record_attack(attack_name(attack.label, attack.eps), args.out, weights_sha256, eot, record)
-    succeeded = sum(image.success for image in record.images)
-    undone = sum(image.quantisation_undid for image in record.images)
+        store.record_attack(attack_name(attack.label, attack.eps), args.out, weights_sha256, eot)
     print(f"{attack.label} ε={attack.eps:g} ({attack.steps} iterations) on {classifier.name}"
-          f"{' (crafted on ' + record.settings.source_model + ')' if sources else ''}: "
-          f"{succeeded}/{len(record.images)} adversarial images reach their goal; "
-          f"8-bit rounding undid {undone} attack(s).", file=sys.stderr)
+          f"{' (crafted on ' + summary.settings.source_model + ')' if sources else ''}: "
+          f"{summary.succeeded}/{summary.images} adversarial images reach their goal; "
+          f"8-bit rounding undid {summary.quantisation_undid} attack(s).", file=sys.stderr)
     print(args.out / RECORD_FILE)
     return 0

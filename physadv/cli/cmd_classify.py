@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import Iterator
 
 from physadv.cli.common import (
     add_data_options,
@@ -11,7 +13,6 @@ from physadv.cli.common import (
     classifier_and_shard,
     images_from,
     positive_int,
-    print_json,
 )
 
 ORDER = 10
@@ -43,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     from physadv.datasets import batch_count, batch_slice, image_batches, index_image_set
     from physadv.images import to_tensor
+    from physadv.jsonstream import write_json_with_list
     from physadv.metrics import Predictions, accuracy
 
     with classifier_and_shard(args) as (classifier, shard):
@@ -59,23 +61,26 @@ def run(args: argparse.Namespace) -> int:
         batches = sorted((batch for part in shard.gather(mine) for batch in part), key=lambda batch: batch[0])
         if not shard.is_main:
             return 0
+    # Per image, only its top-5 (60 bytes) and label are kept; the records are made as they are printed.
     predictions = Predictions.concatenate([p for _, p in batches])
-    labelled = [n for n, i in enumerate(images) if i.label is not None]
-    labels = np.array([images[n].label for n in labelled])
-    subset = predictions.subset(np.array(labelled, dtype=int))
-    top1, top5 = accuracy(subset, labels, 1), accuracy(subset, labels, 5)
-    records = []
-    for image, classes, probs in zip(images, predictions.classes, predictions.probabilities):
-        records.append({
-            "id": image.id, "source": image.source, "label": image.label,
-            "label_name": classifier.labels.name(image.label) if image.label is not None else None,
-            "top5": [{"index": int(c), "name": classifier.labels.name(int(c)), "probability": float(p)}
-                     for c, p in zip(classes, probs)]})
+    labels = np.array([-1 if image.label is None else image.label for image in images])
+    labelled = labels >= 0
+    subset = predictions.subset(labelled)
+    top1, top5 = accuracy(subset, labels[labelled], 1), accuracy(subset, labels[labelled], 5)
+
+    def records() -> Iterator[dict]:
+        for image, classes, probs in zip(images, predictions.classes, predictions.probabilities):
+            yield {"id": image.id, "source": image.source, "label": image.label,
+                   "label_name": classifier.labels.name(image.label) if image.label is not None else None,
+                   "top5": [{"index": int(c), "name": classifier.labels.name(int(c)), "probability": float(p)}
+                            for c, p in zip(classes, probs)]}
+
     if args.json:
-        print_json({"model": classifier.name, "top1": None if not top1.n else top1.value,
-                    "top5": None if not top5.n else top5.value, "n": top1.n, "images": records})
+        write_json_with_list(sys.stdout, {"model": classifier.name, "top1": None if not top1.n else top1.value,
+                                          "top5": None if not top5.n else top5.value, "n": top1.n, "images": []},
+                             "images", records())
         return 0
-    for record in records:
+    for record in records():
         guesses = ", ".join(f"{g['name']} {g['probability']:.2f}" for g in record["top5"])
         truth = f"  [true: {record['label_name']}]" if record["label"] is not None else ""
         print(f"{record['id']}: {guesses}{truth}")

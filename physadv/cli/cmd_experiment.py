@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
 
     from physadv.attacks import Attack
     from physadv.classifiers import Classifier
-    from physadv.datasets import index_image_set
+    from physadv.datasets import index_image_set, sources_digest
     from physadv.eot import adversariality
     from physadv.channel import is_corruption
     from physadv.experiment import ExperimentConfig, corruption_summary, experiment_to_folder, read_baseline
@@ -156,9 +156,10 @@ def run(args: argparse.Namespace) -> int:
                                   seed=args.seed, attack_extras=adversariality_under_eot if args.eot else None,
                                   clean_rows=clean_only or corruptions, sources=sources)
         images = index_image_set(images_from(args), classifier.labels, args.label, args.limit)
-        baseline = read_baseline(args.baseline, [i.source for i in images]) if args.baseline else None
+        images_digest = sources_digest(image.source for image in images)
+        baseline = read_baseline(args.baseline, images_digest) if args.baseline else None
         config_key = {"model": classifier.name, "weights": classifier.weights, "label": args.label,
-                      "images": [i.source for i in images], "methods": methods + [CLEAN_METHOD] * config.clean_rows,
+                      "images": images_digest, "methods": methods + [CLEAN_METHOD] * config.clean_rows,
                       "eot": [args.eot, args.eot_samples, args.adversariality_samples] if args.eot else None,
                       "eps": args.eps, "alpha": args.alpha, "iterations": args.iterations, "transforms": strengths,
                       "target": args.target, "seed": args.seed,

@@ -23,9 +23,9 @@ import re
 import sys
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
-from functools import cached_property
+from itertools import islice
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -33,7 +33,14 @@ import torch
 from physadv.capture.calibrate import resolve_distribution
 from physadv.capture.pipeline import capture_folder, photo_files
 from physadv.attacks import METHODS, Attack, attack_label
-from physadv.attackset import attack_to_folder, check_attack_inputs, read_attack_set
+from physadv.attackset import (
+    ADV_DIR,
+    CLEAN_DIR,
+    attack_to_folder,
+    check_attack_inputs,
+    read_attack_summary,
+    stream_attack_set,
+)
 from physadv.channel import TRANSFORMS, check_strength
 from physadv.classifiers import DEFAULT_MODEL, Classifier, load_classifier
 from physadv.datasets import index_image_set
@@ -43,7 +50,7 @@ from physadv.experiment import transformation_rows
 from physadv.fileio import atomic_write_json
 from physadv.images import read_rgb, to_tensor
 from physadv.lab.store import RunLock, RunStore
-from physadv.metrics import Predictions, format_table
+from physadv.metrics import format_table
 from physadv.printouts.camera import RESOLUTIONS, TRUTH_FILE, photograph, read_truth
 from physadv.printouts.manifest import read_manifest
 from physadv.printouts.profiles import DEFAULT_PROFILE, load_profile
@@ -278,16 +285,15 @@ class AttackWork:
     def capture(self) -> Path:
         return self.session.run_dir / "capture" / self.plan.name
 
-    @cached_property
-    def attacked(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]:
-        """The attack folder's clean ``(N, 3, H, W)``, adversarial ``(N, 3, H, W)``, goals ``(N,)`` and labels
-        ``(N,)`` (−1 unknown), read once for the stages that need them."""
-        attack_set = read_attack_set(self.folder)
-        clean = to_tensor([read_rgb(attack_set.clean_path(self.folder, i)) for i in attack_set.images])
-        adversarial = to_tensor([read_rgb(attack_set.adversarial_path(self.folder, i)) for i in attack_set.images])
-        goal = torch.tensor([i.target if i.target is not None else (i.label or 0) for i in attack_set.images])
-        labels = np.array([i.label if i.label is not None else -1 for i in attack_set.images])
-        return clean, adversarial, goal, labels
+    def attacked_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]]:
+        """The attack folder's images read back from its 8-bit PNGs, a batch at a time: clean ``(B, 3, H, W)``,
+        adversarial ``(B, 3, H, W)``, goals ``(B,)`` and labels ``(B,)`` (−1 unknown)."""
+        _, _, images = stream_attack_set(self.folder)
+        while batch := list(islice(images, self.session.config.batch_size)):
+            yield (to_tensor([read_rgb(self.folder / CLEAN_DIR / i.file) for i in batch]),
+                   to_tensor([read_rgb(self.folder / ADV_DIR / i.file) for i in batch]),
+                   torch.tensor([i.target if i.target is not None else (i.label or 0) for i in batch]),
+                   np.array([i.label if i.label is not None else -1 for i in batch]))
 
     def attack(self) -> Attack:
         config = self.session.config
@@ -302,9 +308,8 @@ class AttackWork:
 
     def extras(self) -> dict:
         """What every result row of this attack carries besides its metrics."""
-        attack_set = read_attack_set(self.folder)
         return {"adversariality": self.store.meta()[f"adversariality:{self.plan.name}"],
-                "quantisation_undid": sum(i.quantisation_undid for i in attack_set.images)}
+                "quantisation_undid": read_attack_summary(self.folder).quantisation_undid}
 
 
 class AttackStage(Stage):
@@ -315,11 +320,10 @@ class AttackStage(Stage):
 
     def run(self) -> None:
         work, config = self.work, self.work.session.config
-        attack_set = attack_to_folder(work.classifier, work.attack(), work.images, work.folder, target=work.target,
-                                      batch_size=config.batch_size, seed=config.seed, eot=work.eot_record(),
-                                      label=config.label, progress=work.session.progress)
-        work.store.record_attack(work.plan.name, work.folder, work.store.meta()["weights_sha256"], work.eot_record(),
-                                 attack_set)
+        attack_to_folder(work.classifier, work.attack(), work.images, work.folder, target=work.target,
+                         batch_size=config.batch_size, seed=config.seed, eot=work.eot_record(), label=config.label,
+                         progress=work.session.progress)
+        work.store.record_attack(work.plan.name, work.folder, work.store.meta()["weights_sha256"], work.eot_record())
 
 
 class AdversarialityStage(Stage):
@@ -334,10 +338,10 @@ class AdversarialityStage(Stage):
 
     def run(self) -> None:
         work, config = self.work, self.work.session.config
-        _, adversarial, goal, _ = work.attacked
-        value = adversariality(work.classifier, adversarial, goal, work.attack().goal.targeted,
-                               resolve_distribution(config.adversariality_distribution),
-                               config.adversariality_samples, config.seed, config.eot_chunk)
+        targeted, distribution = work.attack().goal.targeted, resolve_distribution(config.adversariality_distribution)
+        value = torch.cat([adversariality(work.classifier, adversarial, goal, targeted, distribution,
+                                          config.adversariality_samples, config.seed, config.eot_chunk).cpu()
+                           for _, adversarial, goal, _ in work.attacked_batches()])
         work.store.set_meta(**{f"adversariality:{work.plan.name}": float(value.mean())})
 
 
@@ -350,13 +354,12 @@ class TransformStage(Stage):
 
     def run(self) -> None:
         work, config = self.work, self.work.session.config
-        clean, adversarial, _, labels = work.attacked
         attack = work.attack()
-        clean_predictions = Predictions.from_probabilities(work.classifier.probabilities(clean, config.batch_size))
-        rows = transformation_rows(work.classifier, clean_predictions, adversarial, labels, config.transforms,
-                                   {"method": attack.label, "eot": attack.eot or "", "eps": float(attack.eps),
-                                    "iterations": attack.steps},
-                                   work.extras(), batch_size=config.batch_size, seed=config.seed)
+        rows = transformation_rows(work.classifier, ((clean, adversarial, labels)
+                                                     for clean, adversarial, _, labels in work.attacked_batches()),
+                                   config.transforms, {"method": attack.label, "eot": attack.eot or "",
+                                                       "eps": float(attack.eps), "iterations": attack.steps},
+                                   work.extras(), seed=config.seed)
         work.store.record_results(f"experiment:{work.plan.name}", rows)
 
 

@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from physadv.attackset import AttackSet, read_attack_set
+from physadv.attackset import ADV_DIR, CLEAN_DIR, stream_attack_set
 from physadv.classifiers.zoo import file_sha256
 from physadv.errors import InputError, PhysadvError
 from physadv.images import pixel_sha256, read_rgb
@@ -211,27 +211,26 @@ class RunStore:
         self.set_meta(model=model, weights=weights, weights_sha256=weights_sha256, created=created)
         return weights_sha256
 
-    def record_attack(self, name: str, folder: Path, weights_sha256: str, eot: dict | None = None,
-                      attack_set: AttackSet | None = None) -> None:
-        """Record the attack in ``folder``: ``attack_set`` when the caller holds it (as
-        :func:`physadv.attackset.attack_to_folder` returns it), else read from ``folder/attack.json``.
-        Pixel hashes come from the record; only records written before it carried them make us
-        read the PNGs."""
-        attack_set = attack_set or read_attack_set(folder)
-        s = attack_set.settings
-        rows = []
-        for image in attack_set.images:
-            rows.append((name, image.id, image.file, image.source, image.label, image.label_name,
-                         image.clean_sha256 or pixel_sha256(read_rgb(attack_set.clean_path(folder, image))),
-                         image.adv_sha256 or pixel_sha256(read_rgb(attack_set.adversarial_path(folder, image))),
-                         json.dumps([g.__dict__ for g in image.clean_top5]),
-                         json.dumps([g.__dict__ for g in image.adv_top5]), int(image.success),
-                         int(image.quantisation_undid)))
+    def record_attack(self, name: str, folder: Path, weights_sha256: str, eot: dict | None = None) -> None:
+        """Record the attack in ``folder``, streaming its images from ``folder/attack.json`` into one
+        transaction (memory does not grow with their number). Pixel hashes come from the record; only
+        records written before it carried them make us read the PNGs."""
+        settings, weights, images = stream_attack_set(folder)
+
+        def rows() -> Iterator[tuple]:
+            for image in images:
+                yield (name, image.id, image.file, image.source, image.label, image.label_name,
+                       image.clean_sha256 or pixel_sha256(read_rgb(Path(folder) / CLEAN_DIR / image.file)),
+                       image.adv_sha256 or pixel_sha256(read_rgb(Path(folder) / ADV_DIR / image.file)),
+                       json.dumps([g.__dict__ for g in image.clean_top5]),
+                       json.dumps([g.__dict__ for g in image.adv_top5]), int(image.success),
+                       int(image.quantisation_undid))
+
         with self.transaction() as db:
             db.execute("INSERT OR REPLACE INTO attacks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       (name, s.method, s.eps, s.alpha, s.iterations, json.dumps(eot or s.eot), s.model,
-                        attack_set.weights, weights_sha256, self._path(folder)))
-            db.executemany("INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                       (name, settings.method, settings.eps, settings.alpha, settings.iterations,
+                        json.dumps(eot or settings.eot), settings.model, weights, weights_sha256, self._path(folder)))
+            db.executemany("INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows())
 
     def record_sheets(self, attack: str, manifest: Manifest, pdf: Path) -> None:
         with self.transaction() as db:
