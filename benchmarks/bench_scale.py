@@ -8,7 +8,7 @@ folder of photos (default ``../shared/data/imagenet-sample``, 500 ImageNet photo
 
 ``throughput``: wall-clock images/s of ``physadv attack --method fgsm`` in 1 process and under
 ``torchrun`` in 2 (one PyTorch thread each, images decoded in the attacking process), and the
-scaling efficiency ``(rate₂ / rate₁) / 2``. Start-up is included: use enough images to amortise it.
+scaling efficiency ``(rate₂ / rate₁) / 2``; then 1 process with 2 threads, the alternative on the same cores. Start-up is included: use enough images to amortise it.
 
 Not a test: run it by hand on a quiet machine; all runs of one call are side by side.
 
@@ -125,6 +125,12 @@ def throughput(args: argparse.Namespace, scratch: Path) -> None:
         print(f"{processes} process(es): {args.limit} images in {seconds:6.1f} s = {rates[processes]:6.2f} images/s",
               flush=True)
     print(f"scaling efficiency (rate with 2 / rate with 1) / 2 = {rates[2] / rates[1] / 2:.2f}")
+    # The single-process alternative on the same cores: one process with as many threads as ranks.
+    started = time.perf_counter()
+    subprocess.run([sys.executable, *command, "--out", str(scratch / "out-threads")], check=True,
+                   env={**environment, "OMP_NUM_THREADS": "2"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    threaded = args.limit / (time.perf_counter() - started)
+    print(f"1 process, 2 threads: {threaded:6.2f} images/s; 2 processes / this = {rates[2] / threaded:.2f}")
 
 
 def main() -> None:
