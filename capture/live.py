@@ -15,9 +15,12 @@ to ``OUT/live.mp4`` and a per-frame summary to ``OUT/live.json``.
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -53,7 +56,13 @@ def open_source(source: str) -> cv2.VideoCapture:
     Raises:
         InputError: the source cannot be opened.
     """
-    capture = cv2.VideoCapture(int(source)) if source.isdigit() else cv2.VideoCapture(source)
+    # OpenCV logs its backends' failures as warnings of its own; the InputError below says it in one line.
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        capture = cv2.VideoCapture(int(source)) if source.isdigit() else cv2.VideoCapture(source)
+    finally:
+        cv2.utils.logging.setLogLevel(level)
     if not capture.isOpened():
         raise InputError(f"cannot open camera or video {source!r} (a camera index, URL or video file)")
     return capture
@@ -118,26 +127,118 @@ def _text(canvas: np.ndarray, text: str, origin: tuple[int, int], scale: float) 
     cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, WHITE, 1, cv2.LINE_AA)
 
 
+class Window(Protocol):
+    """Where the live loop shows its frames (:func:`open_window`; tests pass their own)."""
+
+    def show(self, frame_bgr: np.ndarray) -> str | None:
+        """Show ``(H, W, 3)`` uint8 BGR; return the key pressed since the last call, if any:
+        ``"q"`` also for Esc and for a window the user closed."""
+
+    def close(self) -> None:
+        """Close the window (again is harmless)."""
+
+
+class OpenCVWindow:
+    """OpenCV's own window, where this OpenCV build has a GUI (``opencv-python``)."""
+
+    def __init__(self, title: str) -> None:
+        cv2.namedWindow(title, cv2.WINDOW_AUTOSIZE)  # cv2.error on a build without a GUI
+        self.title = title
+
+    def show(self, frame_bgr: np.ndarray) -> str | None:
+        cv2.imshow(self.title, frame_bgr)
+        code = cv2.waitKey(1)
+        if code in (ord("q"), 27) or cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1:
+            return "q"
+        return chr(code & 0xFF) if code >= 0 else None
+
+    def close(self) -> None:
+        cv2.destroyAllWindows()
+
+
+class TkWindow:
+    """A Tk window drawing frames through Pillow's ``ImageTk``: the window of the default install,
+    whose OpenCV (``opencv-python-headless``, the build that runs on servers without libGL) has no GUI."""
+
+    def __init__(self, title: str) -> None:
+        import tkinter
+
+        from PIL import ImageTk
+
+        self._image_tk = ImageTk
+        self.root = tkinter.Tk()  # TclError without a display
+        self.root.title(title)
+        self.label = tkinter.Label(self.root)
+        self.label.pack()
+        self.keys: list[str] = []
+        self.root.bind("<Key>", lambda event: self.keys.append("q" if event.keysym == "Escape" else event.char))
+        self.root.protocol("WM_DELETE_WINDOW", lambda: self.keys.append("q"))
+        self.closed = False
+
+    def show(self, frame_bgr: np.ndarray) -> str | None:
+        from PIL import Image
+
+        if self.closed:
+            return "q"
+        picture = self._image_tk.PhotoImage(Image.fromarray(np.ascontiguousarray(frame_bgr[..., ::-1])))
+        self.label.configure(image=picture)
+        self.label.image = picture  # Tk keeps no reference of its own
+        self.root.update()
+        return self.keys.pop(0) if self.keys else None
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.root.destroy()
+
+
+def open_window(title: str = "physadv live") -> Window:
+    """OpenCV's window where OpenCV has a GUI, else a Tk window.
+
+    Raises:
+        InputError: no window can be opened here (no display, or neither a GUI OpenCV nor tkinter):
+            the message says to use ``--headless --out DIR``.
+    """
+    fallback = "; use --headless --out DIR to write the annotated video instead"
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        # Checked first: a GUI OpenCV (GTK) ends the whole process when it cannot open a display.
+        raise InputError("no display to open a window on (DISPLAY is not set)" + fallback)
+    try:
+        return OpenCVWindow(title)
+    except cv2.error:
+        pass
+    try:
+        return TkWindow(title)
+    except ImportError:
+        raise InputError("this OpenCV has no window support and Python has no tkinter" + fallback) from None
+    except Exception as error:  # tkinter.TclError, which exists only once tkinter imports
+        raise InputError(f"cannot open a window: {error}" + fallback) from None
+
+
 def run_live(source: str, classifier: Classifier, manifest: Manifest | None, *, headless: bool = False,
              out: str | Path | None = None, max_frames: int | None = None,
-             sources: dict[tuple[int, int], np.ndarray] | None = None) -> list[FrameReport]:
+             sources: dict[tuple[int, int], np.ndarray] | None = None,
+             window: Window | None = None) -> list[FrameReport]:
     """Run the loop until the source ends, ``max_frames`` frames, or ``q``/Esc.
 
     With a ``manifest``, ``sources`` holds its cells' source images (see :func:`annotate`).
 
     Headless (``out`` required) writes ``out/live.mp4`` (annotated, at the source's frame rate) and
-    ``out/live.json`` (one :class:`FrameReport` per frame, and the mean FPS); saved frames go to
-    ``out`` (or the working folder) as ``frame_<n>.png``.
+    ``out/live.json`` (one :class:`FrameReport` per frame, and the mean FPS). Otherwise frames are
+    shown in ``window`` (default :func:`open_window`, closed at the end); saved frames go to ``out``
+    (or the working folder) as ``frame_<n>.png``.
     """
     if headless and out is None:
         raise InputError("--headless needs --out DIR for the annotated video")
     out_dir = Path(out) if out is not None else Path.cwd()
-    capture = open_source(source)
-    rate = capture.get(cv2.CAP_PROP_FPS) or 25.0
-    writer = None
+    capture, writer = None, None
     reports: list[FrameReport] = []
-    fps, frozen, last = 0.0, None, time.perf_counter()
     try:
+        capture = open_source(source)
+        if not headless and window is None:
+            window = open_window()
+        rate = capture.get(cv2.CAP_PROP_FPS) or 25.0
+        fps, frozen, last = 0.0, None, time.perf_counter()
         while max_frames is None or len(reports) < max_frames:
             if frozen is None:
                 ok, frame = capture.read()
@@ -155,21 +256,21 @@ def run_live(source: str, classifier: Classifier, manifest: Manifest | None, *, 
                                              (shown.shape[1], shown.shape[0]))
                 writer.write(shown)
                 continue
-            cv2.imshow("physadv live", shown)
-            key = cv2.waitKey(1) & 0xFF
-            if key in (ord("q"), 27):
+            key = window.show(shown)
+            if key == "q":
                 break
-            if key in (ord("f"), ord(" ")):
+            if key in ("f", " "):
                 frozen = None if frozen is not None else annotated
-            if key == ord("s"):
+            if key == "s":
                 out_dir.mkdir(parents=True, exist_ok=True)
                 cv2.imwrite(str(out_dir / f"frame_{len(reports):05d}.png"), shown)
     finally:
-        capture.release()
+        if capture is not None:
+            capture.release()
         if writer is not None:
             writer.release()
-        if not headless:
-            cv2.destroyAllWindows()
+        if window is not None:
+            window.close()
     if not reports:
         raise InputError(f"{source!r} gave no frame: it is not a camera, stream or video OpenCV can read")
     if headless:

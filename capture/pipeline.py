@@ -41,7 +41,7 @@ from physadv.attackset import read_attack_set
 from physadv.classifiers import Classifier
 from physadv.errors import InputError
 from physadv.experiment import Row
-from physadv.fileio import atomic_write_json, atomic_write_text
+from physadv.fileio import atomic_write_json, atomic_write_text, parse_json
 from physadv.images import image_files, pixel_sha256, read_rgb, to_tensor, write_png
 from physadv.metrics import Predictions, accuracy, channel_severity, destruction_reports
 from physadv.printouts.manifest import MAX_CELLS_PER_PAGE, MAX_PAGES, Cell, Manifest, Page, read_manifest
@@ -228,11 +228,18 @@ def _dots_record(page: Page, detection: PageDetection) -> dict:
     return {"printed": len(page.reference_dots), "found": found}
 
 
-def photo_files(photos_dir: Path) -> list[Path]:
-    """The image files under ``photos_dir``; :class:`InputError` when it is no folder or holds none."""
+def photo_files(photos_dir: Path, out: Path | None = None) -> list[Path]:
+    """The image files under ``photos_dir``, less those under ``out`` (capture's own crops, when its
+    output folder lies inside the photos); :class:`InputError` when it is no folder or holds none."""
     if not photos_dir.is_dir():
         raise InputError(f"{photos_dir}: no such folder of photos")
-    return image_files([photos_dir])
+    photos = image_files([photos_dir])
+    if out is not None:
+        own = out.resolve()
+        photos = [photo for photo in photos if not photo.resolve().is_relative_to(own)]
+        if not photos:
+            raise InputError(f"{photos_dir}: no photos outside the output folder {out}")
+    return photos
 
 
 def capture_folder(photos_dir: str | Path, manifest_path: str | Path, classifier: Classifier, out: str | Path,
@@ -251,7 +258,7 @@ def capture_folder(photos_dir: str | Path, manifest_path: str | Path, classifier
     if workers < 1:
         raise InputError(f"workers must be ≥ 1, got {workers}")
     photos_dir, out = Path(photos_dir), Path(out)
-    photos = photo_files(photos_dir)
+    photos = photo_files(photos_dir, out)
     manifest = read_manifest(manifest_path)
     classes = len(classifier.labels.names)
     foreign = sorted({cell.label for _, cell in manifest.cells() if cell.label is not None and cell.label >= classes})
@@ -302,7 +309,7 @@ def _read_state(path: Path, identity: dict, manifest: Manifest) -> dict | None:
     """The record of a photo processed before with the same ``identity``; ``None`` when there is none, or
     when it is stale or malformed (the photo is then processed again: a state file is never trusted)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = parse_json(path.read_text(encoding="utf-8"))
         if not isinstance(data, dict) or data.get("identity") != identity:
             return None
         record = Record(data, str(path))

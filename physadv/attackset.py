@@ -24,7 +24,7 @@ from physadv.classifiers import Classifier
 from physadv.datasets import ImageRef, batch_count, batch_slice, image_batches
 from physadv.distributed import SINGLE, Shard
 from physadv.errors import InputError
-from physadv.fileio import atomic_write_json
+from physadv.fileio import atomic_write_json, parse_json
 from physadv.images import pixel_sha256, to_tensor, to_uint8, write_png
 from physadv.jsonstream import atomic_write_json_with_list, scan_json_with_list
 from physadv.metrics import Predictions
@@ -292,7 +292,7 @@ def _part_path(out: Path, batch_size: int, number: int) -> Path:
 def _read_part(path: Path) -> list[AttackedImage]:
     """The images of one finished batch (a part file holds one batch: small)."""
     try:
-        items = Record({"images": json.loads(path.read_text(encoding="utf-8"))}, str(path))
+        items = Record({"images": parse_json(path.read_text(encoding="utf-8"))}, str(path))
         return [_read_image(item) for item in items.records("images", 0, MAX_IMAGES)]
     except (OSError, ValueError, InputError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise InputError(f"{path}: malformed part record ({error}); delete it to attack that batch again") from None
@@ -343,7 +343,7 @@ class _Sorted:
         with open(path, encoding="utf-8") as stream:
             for line_number, line in enumerate(stream, 1):
                 try:
-                    yield _read_image(Record(json.loads(line), f"{path} line {line_number}"))
+                    yield _read_image(Record(parse_json(line), f"{path} line {line_number}"))
                 except ValueError as error:
                     raise InputError(f"{path} line {line_number}: malformed ({error}); delete "
                                      f"{self.folder} and re-run") from None

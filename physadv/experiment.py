@@ -30,7 +30,7 @@ from physadv.corruptions import SEVERITIES
 from physadv.datasets import ImageRef, batch_count, batch_slice, image_batches, sources_digest
 from physadv.distributed import SINGLE, Shard
 from physadv.errors import InputError
-from physadv.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
+from physadv.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, parse_json
 from physadv.images import to_tensor
 from physadv.metrics import (
     PREFILTER_CONFIDENCE,
@@ -328,7 +328,7 @@ def read_results(path: Path) -> dict:
     if not path.is_file():
         return {}
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = parse_json(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: not a readable results file ({error})") from None
     rows = data.get("rows") if isinstance(data, dict) else None

@@ -1,10 +1,12 @@
-"""Atomic file writes: a reader (or a re-run after a crash) never sees a half-written file."""
+"""Atomic file writes (a reader, or a re-run after a crash, never sees a half-written file), and
+parsing of untrusted JSON and TOML text."""
 
 from __future__ import annotations
 
 import json
 import os
 import secrets
+import tomllib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
@@ -49,3 +51,20 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_json(path: str | Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=1, allow_nan=False) + "\n")
+
+
+def parse_json(text: str) -> Any:
+    """``json.loads``, but a document nested too deeply for Python's parser is a malformed document
+    (:class:`json.JSONDecodeError`) rather than a ``RecursionError``: files are untrusted input."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply to read", text, 0) from None
+
+
+def parse_toml(text: str) -> dict[str, Any]:
+    """``tomllib.loads``, with too-deep nesting a :class:`tomllib.TOMLDecodeError` (see :func:`parse_json`)."""
+    try:
+        return tomllib.loads(text)
+    except RecursionError:
+        raise tomllib.TOMLDecodeError("nested too deeply to read") from None

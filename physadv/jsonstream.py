@@ -106,6 +106,8 @@ class _Reader:
             except json.JSONDecodeError:
                 if self.ended:
                     raise
+            except RecursionError:  # an untrusted file nested deeper than Python's parser goes
+                raise ValueError("a value nested too deeply to read") from None
             if len(self.buffer) - self.position > MAX_VALUE_CHARS:
                 raise ValueError(f"a value longer than {MAX_VALUE_CHARS:,} characters")
             self._fill()

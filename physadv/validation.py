@@ -27,6 +27,9 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
 MAX_CLASSES = 1_000_000
 """Largest class count a record may name (ImageNet-21k has 21,841 classes)."""
 
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+"""Never part of a text field physadv writes (names, sources, payloads); a NUL would also break any path."""
+
 MAX_TEXT = 4096
 """Longest free-text field accepted (sources, names); longer text is a corrupt or hostile file."""
 
@@ -99,6 +102,8 @@ class Record:
             raise self.fail(key, f"expected text, got {_type_name(value)}")
         if len(value) > max_length:
             raise self.fail(key, f"text longer than {max_length} characters")
+        if CONTROL_CHARACTERS.search(value):
+            raise self.fail(key, f"{value!r} contains a control character"[:300])
         return value
 
     def name(self, key: str, optional: bool = False) -> str | None:

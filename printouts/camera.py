@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from physadv.catalog import RESOLUTIONS
 from physadv.errors import InputError
-from physadv.fileio import atomic_write_bytes, atomic_write_json
+from physadv.fileio import atomic_write_bytes, atomic_write_json, parse_json
 from physadv.validation import is_safe_name
 from physadv.printouts.manifest import Manifest, sheet_title
 from physadv.printouts.pdf import open_pdf, page_size_mm, render_page
@@ -488,7 +488,7 @@ def read_truth(path: str | Path) -> tuple[dict, list[PhotoTruth]]:
     """``(header, photos)`` of a ``truth.json`` written by :func:`photograph`."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = parse_json(path.read_text(encoding="utf-8"))
         if data.get("schema") != SCHEMA:
             raise InputError(f"{path}: unsupported schema {data.get('schema')!r} (expected {SCHEMA})")
         photos = [PhotoTruth(index=p["index"], file=p["file"], page=p["page"], size_px=tuple(p["size_px"]),

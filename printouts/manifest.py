@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from physadv.errors import InputError
-from physadv.fileio import atomic_write_json
+from physadv.fileio import atomic_write_json, parse_json
 from physadv.validation import MAX_CLASSES, Record
 
 SCHEMA = "physadv.manifest/1"
@@ -232,8 +232,15 @@ class Manifest:
         indices = [page.index for page in pages]
         if len(set(indices)) != len(indices):
             raise record.fail("pages", "page indices repeat")
+        run_id = record.name("run_id")
+        for number, page in enumerate(pages):
+            # Capture names a page by its marker ids: they must be the ones physadv prints for this run and page.
+            expected = list(zip(marker_ids(run_id, page.index), CORNERS))
+            if [(marker.id, marker.corner) for marker in page.markers] != expected:
+                raise record.fail(f"pages[{number}].markers", f"ids and corners {[(m.id, m.corner) for m in page.markers]} "
+                                                             f"are not run {run_id!r}'s for page {page.index} ({expected})")
         extra = record.record("extra", optional=True)
-        return cls(run_id=record.name("run_id"), created=record.text("created", max_length=64) or "",
+        return cls(run_id=run_id, created=record.text("created", max_length=64) or "",
                    paper=record.text("paper", max_length=32) or "", page_size_mm=page_size,
                    layout_dpi=record.number("layout_dpi", 1, 10_000),
                    marker_size_mm=record.number("marker_size_mm", 1, min(page_size) / 2),
@@ -290,6 +297,8 @@ def _read_page(record: Record, page_size: tuple[float, float]) -> Page:
              + [block.box_mm for block in identity] + [cell.box_mm for cell in cells])
     dots = tuple(_read_dot(dot, page_size, boxes) for dot in (
         record.records("reference_dots", 0, MAX_REFERENCE_DOTS) if record.has("reference_dots") else ()))
+    if len({dot.centre_mm for dot in dots}) != len(dots):
+        raise record.fail("reference_dots", "dots repeat")
     return Page(index=record.integer("index", 0, MAX_PAGES - 1), markers=tuple(markers), qr_codes=tuple(qr_codes),
                 cells=cells, identity=tuple(identity), reference_dots=dots)
 
@@ -339,7 +348,7 @@ def write_manifest(manifest: Manifest, path: str | Path) -> None:
 def read_manifest(path: str | Path) -> Manifest:
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = parse_json(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ManifestError(f"{path}: no such manifest (physadv print writes DIR/manifest.json)") from None
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:

@@ -43,6 +43,7 @@ import numpy as np
 from physadv.catalog import CAMERA_PROFILES, DEFAULT_CAMERA_PROFILE
 from physadv.catalog import RESOLUTIONS as CATALOG_RESOLUTIONS
 from physadv.errors import InputError
+from physadv.fileio import parse_toml
 
 SCHEMA = "physadv.profile/1"
 BUILTIN_PROFILES, DEFAULT_PROFILE = CAMERA_PROFILES, DEFAULT_CAMERA_PROFILE
@@ -321,7 +322,7 @@ def load_profile(spec: str | Path | CameraProfile) -> CameraProfile:
     try:
         if path.stat().st_size > MAX_PROFILE_BYTES:
             raise InputError(f"camera profile {path}: larger than {MAX_PROFILE_BYTES} bytes")
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = parse_toml(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"camera profile {path}: no such file (built-ins: {', '.join(BUILTIN_PROFILES)})") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:

@@ -171,7 +171,9 @@ def parse_grid(text: str) -> tuple[int, int]:
 
 
 def new_run_id() -> str:
-    return secrets.token_hex(4)
+    """64 random bits: a page's identity code is a hash of its run id, so two runs share codes only when
+    they share an id (probability 2⁻⁶⁴ for two new ones; a ``--run-id`` of your own must be unique)."""
+    return secrets.token_hex(8)
 
 
 def read_sheet_pixels(path: str | Path) -> np.ndarray:

@@ -25,7 +25,7 @@ from physadv.errors import InputError, PhysadvWarning
 from physadv.images import read_rgb, write_png
 from physadv.lab.session import SessionConfig, config_from_mapping
 from physadv.lab.store import STORE_FILE, RunLock
-from physadv.printouts.manifest import Manifest, ManifestError
+from physadv.printouts.manifest import Manifest, ManifestError, marker_ids
 
 DIGITS = ["--model", "digits"]
 
@@ -68,6 +68,16 @@ def lab(tmp_path_factory, digits_classifier):
 
 def manifest_data(sheets: Path) -> dict:
     return json.loads((sheets / "manifest.json").read_text())
+
+
+def as_other_run(data: dict, run_id: str) -> dict:
+    """The manifest ``data`` as another run would have it: its run id and that run's marker ids."""
+    data = copy.deepcopy(data)
+    data["run_id"] = run_id
+    for page in data["pages"]:
+        for marker, marker_id in zip(page["markers"], marker_ids(run_id, page["index"])):
+            marker["id"] = marker_id
+    return data
 
 
 def capture_with(lab, tmp_path, mutate, capsys) -> tuple[int, str]:
@@ -116,6 +126,11 @@ def set_cell(key, value):
                                                               for m in d["pages"][0]["markers"]]}]}, "corners_mm"),
     (lambda d: {**d, "run_id": "../../x"}, "run_id"),
     (lambda d: {**d, "layout_dpi": float("nan")}, "layout_dpi"),
+    (lambda d: {**d, "run_id": "deadbeef"}, "markers"),  # marker ids of another run: capture would misname pages
+    (lambda d: {**d, "pages": [{**d["pages"][0], "markers": d["pages"][0]["markers"][::-1]}]}, "markers"),
+    (set_cell("file", "a\x00.png"), "control character"),
+    (lambda d: {**d, "pages": [{**d["pages"][0], "reference_dots": d["pages"][0]["reference_dots"][:1] * 2}]},
+     "dots repeat"),
 ])
 def test_malformed_manifests_are_refused_in_one_line(lab, tmp_path, capsys, mutate, what):
     code, err = capture_with(lab, tmp_path, mutate, capsys)
@@ -123,10 +138,8 @@ def test_malformed_manifests_are_refused_in_one_line(lab, tmp_path, capsys, muta
 
 
 def test_a_manifest_pointing_at_another_run_records_nothing_there(lab, tmp_path, capsys):
-    def other_run(data):
-        data["run_id"] = "deadbeef"  # photos then match no page: the run's results must stay
-        return data
-    code, err = capture_with(lab, tmp_path, other_run, capsys)
+    # Another run's manifest: the photos then match no page, and the run's results must stay.
+    code, err = capture_with(lab, tmp_path, lambda data: as_other_run(data, "deadbeef"), capsys)
     assert code == 0
 
     def same_run_other_cells(data):
@@ -274,10 +287,25 @@ def test_live_on_a_text_file_is_an_error(tmp_path, capsys, monkeypatch, digits_c
     assert code == 2 and ("gave no frame" in line if opens else "cannot open" in line)
 
 
+def test_files_nested_too_deeply_are_one_line(lab, tmp_path, capsys):
+    _, run, sheets, photos = lab
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)  # Python's parsers recurse: this exceeds their depth
+    code = main(["capture", str(photos), "--manifest", str(deep), "--out", str(tmp_path / "c"), *DIGITS])
+    assert "nested too deeply" in one_line_error(capsys, code)
+    profile = tmp_path / "deep.toml"
+    profile.write_text("a = " + "[" * 100_000 + "]" * 100_000)
+    code = main(["photograph", str(sheets / "sheets.pdf"), "--profile", str(profile), "--out", str(tmp_path / "p")])
+    assert "nested too deeply" in one_line_error(capsys, code)
+    code = main(["run", "new", str(tmp_path / "r"), "--config", str(profile)])
+    assert "nested too deeply" in one_line_error(capsys, code)
+    assert not (tmp_path / "c").exists() and not (tmp_path / "p" / "truth.json").exists()
+
+
 def test_photograph_refuses_a_manifest_of_another_run(lab, tmp_path, capsys):
     _, _, sheets, _ = lab
     other = tmp_path / "other.json"
-    other.write_text(json.dumps({**manifest_data(sheets), "run_id": "0badc0de"}))
+    other.write_text(json.dumps(as_other_run(manifest_data(sheets), "0badc0de")))
     code = main(["photograph", str(sheets / "sheets.pdf"), "--manifest", str(other), "--out", str(tmp_path / "p")])
     assert "not the PDF of the manifest's run 0badc0de" in one_line_error(capsys, code)
     assert not (tmp_path / "p" / "truth.json").exists()

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from physadv.metrics import channel_severity, severity_lines
     from physadv.printouts.manifest import read_manifest
 
-    photo_files(Path(args.photos))
+    photo_files(Path(args.photos), Path(args.out))
     manifest = read_manifest(args.manifest)
     run_model = manifest.model or next((cell.model for _, cell in manifest.cells() if cell.model), None)
     model = args.model or run_model

@@ -14,7 +14,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.epilog = ("examples:\n"
                      "  physadv live --camera 0 --manifest sheets/manifest.json --model digits\n"
                      "  physadv live --camera clip.mp4 --manifest sheets/manifest.json --headless --out live/\n"
-                     "keys: f or space freeze, s save the frame, q or Esc quit.")
+                     "keys: f or space freeze, s save the frame, q or Esc quit.\n"
+                     "the window is OpenCV's when its build has a GUI, else a Tk window; without a display,\n"
+                     "use --headless --out DIR.")
     parser.add_argument("--camera", default="0", metavar="0|URL|FILE", help="camera index, stream URL or video file")
     parser.add_argument("--manifest", metavar="PATH", default=None,
                         help="the run's manifest.json: outline, check and classify its cells when a sheet is in view "
@@ -30,15 +32,17 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from physadv.capture.live import run_live
+    from physadv.capture.live import open_window, run_live
     from physadv.capture.pipeline import cell_sources
     from physadv.printouts.manifest import read_manifest
 
     manifest = read_manifest(args.manifest) if args.manifest else None
     # Every crop shown is checked against its source, as capture checks it.
     sources = cell_sources(manifest, Path(args.manifest).parent) if manifest is not None else None
+    # The window first: where none can open, say so before the model loads.
+    window = None if args.headless else open_window()
     reports = run_live(args.camera, classifier_from_args(args), manifest, headless=args.headless, out=args.out,
-                       max_frames=args.max_frames, sources=sources)
+                       max_frames=args.max_frames, sources=sources, window=window)
     seen = sum(1 for report in reports if report.pages)
     print(f"{len(reports)} frames, a sheet in view in {seen}" + (f"; written to {args.out}" if args.headless else ""))
     return 0

@@ -45,7 +45,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--marker-mm", type=float, default=20.0, help="side of the ArUco corner markers")
     parser.add_argument("--qr-mm", type=float, default=18.0, help="side of the QR codes")
     parser.add_argument("--run-id", default=None,
-                        help="run id in the markers and QR codes (default: a new random one)")
+                        help="run id in the markers, identity codes and QR codes; it must be unique, since capture "
+                             "accepts any sheet printed with the same id (default: 64 random bits)")
     parser.set_defaults(func=run)
 
 

@@ -47,7 +47,7 @@ from physadv.datasets import index_image_set
 from physadv.eot import ADVERSARIALITY_SAMPLES, DISTRIBUTIONS, EOT_SAMPLES, adversariality, eot_gradient
 from physadv.errors import InputError
 from physadv.experiment import transformation_rows
-from physadv.fileio import atomic_write_json
+from physadv.fileio import atomic_write_json, parse_json, parse_toml
 from physadv.images import read_rgb, to_tensor
 from physadv.lab.store import RunLock, RunStore
 from physadv.metrics import format_table
@@ -220,7 +220,7 @@ def _read_transforms(record: Record) -> dict[str, tuple[float, ...]]:
 def load_config(path: str | Path, base: SessionConfig = SessionConfig()) -> SessionConfig:
     try:
         with open(path, "rb") as stream:
-            data = tomllib.load(stream)
+            data = parse_toml(stream.read().decode("utf-8"))
     except FileNotFoundError:
         raise InputError(f"{path}: no such configuration file") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
@@ -235,7 +235,7 @@ def stored_config(run_dir: Path) -> SessionConfig:
     if not path.is_file():
         raise InputError(f"{run_dir}: not a physadv run (no {CONFIG_FILE}; create one with `physadv run new`)")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = parse_json(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: not a readable run configuration ({error}); it is damaged — restore it, "
                          "or start a new run") from None
