@@ -15,13 +15,21 @@ photos with an accepted page, cells accepted, rejections by reason (photo, page 
 than ``WRONG_PX`` source pixels from the ground truth, or that show another run's sheet; and the
 pages accepted on the spline through their reference dots (not flat).
 
+Blur index (``--blur-index``): :func:`physadv.capture.detect.photo_blur_px`, which names a photo
+without a readable page "too blurry" above ``MAX_DETECT_BLUR_PX``, on sharp photos of the sheets,
+on the stress condition's motion-blurred ones, on sharp photos given a straight box blur of a stated
+share of the frame width (random direction), and on the bundled photographs (no sheet): per group
+the index's range and how many photos still had a page found.
+
     python benchmarks/bench_capture.py --photos 40 --work /tmp/bench_capture
     python benchmarks/bench_capture.py --stress --photos 20 --resolutions 12mp,1080p
+    python benchmarks/bench_capture.py --blur-index --photos 20 --resolutions 720p,1080p,12mp
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from collections import Counter
 from dataclasses import replace
@@ -31,7 +39,7 @@ import cv2
 import numpy as np
 
 from physadv.capture.crops import cell_corners_mm, cell_to_page, crop_cells, density
-from physadv.capture.detect import find_pages, project
+from physadv.capture.detect import MAX_DETECT_BLUR_PX, find_pages, grey, photo_blur_px, project
 from physadv.capture.verify import check_page
 from physadv.images import read_rgb, write_png
 from physadv.printouts.camera import RESOLUTIONS, encode_jpeg, photograph, read_truth, simulate_photo
@@ -177,18 +185,70 @@ def stress_row(condition: str, resolution: str, n: int, ours, theirs, seed: int 
             "p95": float(np.percentile(error, 95)), "max": float(np.max(error))}
 
 
+MOTION_SHARES = (0.003, 0.0045, 0.006, 0.008, 0.012)  # of the frame width: below, at and inside stress's 0.6-2 %
+
+
+def motion_blurred(photo: np.ndarray, length_px: float, angle_deg: float) -> np.ndarray:
+    """``photo`` smeared by a straight box blur of ``length_px`` at ``angle_deg`` (a camera shake)."""
+    size = int(math.ceil(length_px)) | 1
+    kernel = np.zeros((size, size), np.float32)
+    centre, (dx, dy) = size // 2, (math.cos(math.radians(angle_deg)), math.sin(math.radians(angle_deg)))
+    cv2.line(kernel, (round(centre - dx * length_px / 2), round(centre - dy * length_px / 2)),
+             (round(centre + dx * length_px / 2), round(centre + dy * length_px / 2)), 1.0, 1)
+    return cv2.filter2D(photo, -1, kernel / kernel.sum())
+
+
+def blur_index_rows(resolution: str, n: int, ours) -> list[tuple[str, list[float], int]]:
+    """``(group, blur indices, photos with a page found)`` for one resolution."""
+    (pdf, manifest, _) = ours
+    document = open_pdf(pdf)
+    frame = RESOLUTIONS[resolution]
+    groups: dict[str, tuple[list[float], list[bool]]] = {}
+    for condition in ("flat", "motion-blur"):
+        for index in range(n):
+            page = manifest.pages[index % len(manifest.pages)]
+            page_mm = page_size_mm(document, page.index)
+            rng = np.random.default_rng([index, CONDITIONS.index(condition)])
+            shot, stress = stressed_shot(rng, condition, page, page_mm, frame)
+            photo, _ = simulate_photo(document, shot, frame, effects=StressEffects(shot, stress, page_mm, frame))
+            variants = [(condition, photo)]
+            if condition == "flat":
+                variants += [(f"flat + {share:.2%} motion", motion_blurred(photo, share * frame[0], rng.uniform(0, 180)))
+                             for share in MOTION_SHARES]
+            for group, image in variants:
+                image = cv2.cvtColor(cv2.imdecode(np.frombuffer(encode_jpeg(image, shot.jpeg_quality), np.uint8),
+                                                  cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+                indices, found = groups.setdefault(group, ([], []))
+                indices.append(photo_blur_px(grey(image)))
+                found.append(bool(find_pages(image, manifest).pages))
+    document.close()
+    return [(group, indices, sum(found)) for group, (indices, found) in groups.items()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=40, help="photos per resolution (and per stress condition)")
     parser.add_argument("--resolutions", default=",".join(RESOLUTIONS))
     parser.add_argument("--stress", action="store_true", help="the stress table instead of the flat measurements")
     parser.add_argument("--conditions", default=",".join(CONDITIONS), help="stress conditions to run")
+    parser.add_argument("--blur-index", action="store_true", help="the photo blur index instead (see above)")
     parser.add_argument("--work", default="/tmp/bench_capture", help="folder for sheets and photos (reused)")
     args = parser.parse_args()
     work = Path(args.work)
     pdf, manifest, pixels = make_sheets(work)
     print(f"cv2 {cv2.__version__}, {cv2.getNumThreads()} threads; {args.photos} virtual-camera photos per "
           f"{'condition and ' if args.stress else ''}resolution")
+    if args.blur_index:
+        print(f"photo_blur_px (too blurry above {MAX_DETECT_BLUR_PX}): | resolution | photos | index min / median / "
+              "max | photos with a page found |")
+        for resolution in args.resolutions.split(","):
+            for group, indices, found in blur_index_rows(resolution, args.photos, (pdf, manifest, pixels)):
+                print(f"| {resolution} | {group} | {min(indices):.2f} / {np.median(indices):.2f} / {max(indices):.2f} "
+                      f"| {found}/{len(indices)} |", flush=True)
+        from physadv.datasets import _SAMPLES, _sample_pixels
+        indices = {name: photo_blur_px(grey(_sample_pixels(reference))) for name, reference, _ in _SAMPLES}
+        print("bundled photographs (no sheet):", ", ".join(f"{name} {value:.2f}" for name, value in indices.items()))
+        return
     if args.stress:
         twin = make_sheets(work, colliding_run_id(RUN_ID), seed=1)
         print("| condition | resolution | photos with a page | pages on the dot model | cells accepted | wrong crops | "

@@ -62,6 +62,11 @@ MAX_BLUR_PX = 5.0
 # 13–38 px of motion blur (stress condition, 20) 1.14–2.85, none of which had a readable page.
 MAX_DETECT_BLUR_PX = 1.0
 PRESMOOTH_PX = 1.0
+# A tile's contrast is read over the tile and this rim: without it a blurred step cut by the tile's
+# border showed a part of its height beside its full slope, and 11-15 px of motion at 1080p read as
+# 0.4-0.8 (sharp), giving "no markers" (issue 12 review; ``benchmarks/bench_capture.py --blur-index``).
+CONTRAST_HALO_PX = 16
+BLUR_DIRECTIONS = 8
 SHARPEST_TILE = 5  # the photo's blur is that of its 5th-sharpest tile: robust to a spike, blind to smooth areas
 # Smaller markers give fewer than 2.3 px per bit, where decoding and corners become unreliable; the
 # smallest virtual-camera pages at 720p (40 % fill) have ~19 px markers and p95 corner errors ≤ 0.3 px.
@@ -399,11 +404,14 @@ def photo_blur_px(grey_image: np.ndarray, max_side: int = DETECT_MAX_SIDE) -> fl
     motion-blurred or defocused photo ("too blurry") from one without a sheet.
 
     On a copy downscaled like marker detection, every 32-px tile with a contrast (5th–95th
-    percentile) of at least 40 grey levels gives σ = contrast / (steepest derivative · √(2π)) along
-    each of four directions (0°, 45°, 90°, 135°); the :data:`SHARPEST_TILE`-th smallest over tiles
-    is the photo's σ in that direction, and the largest is returned. Along a motion blur's direction every edge is
-    smeared (an edge at angle α to it by L·cos α, its derivative there reduced by cos α), so one of
-    the four directions, within 22.5° of the motion, sees it whatever the edges.
+    percentile of the tile and a :data:`CONTRAST_HALO_PX` rim around it, so that an edge cut by the
+    tile's border counts its whole step) of at least 40 grey levels gives
+    σ = contrast / (steepest derivative · √(2π)) along each of :data:`BLUR_DIRECTIONS` directions
+    (0°, 22.5°, …, 157.5°); the :data:`SHARPEST_TILE`-th smallest over tiles is the photo's σ in that
+    direction, and the largest is returned. Along a motion blur's direction every edge is smeared (an
+    edge at angle α to it by L·cos α, its derivative there reduced by cos α), so the direction within
+    11.25° of the motion sees it whatever the edges (with four directions, edges almost parallel to
+    the motion looked sharp 22.5° off it).
     """
     scale = min(1.0, max_side / max(grey_image.shape))
     small = grey_image if scale == 1.0 else cv2.resize(grey_image, None, fx=scale, fy=scale,
@@ -416,8 +424,9 @@ def photo_blur_px(grey_image: np.ndarray, max_side: int = DETECT_MAX_SIDE) -> fl
     # Sensor noise would make the steepest derivative of a tile a noise spike (and blur look small):
     # measure on a copy smoothed by PRESMOOTH_PX and take that σ back out in quadrature.
     image = cv2.GaussianBlur(image, (0, 0), PRESMOOTH_PX)
-    tiles = image.reshape(rows, tile, cols, tile).transpose(0, 2, 1, 3).reshape(rows * cols, -1)
-    low, high = np.percentile(tiles, (5, 95), axis=1)
+    padded = np.pad(image, CONTRAST_HALO_PX, mode="edge")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (tile + 2 * CONTRAST_HALO_PX,) * 2)[::tile, ::tile]
+    low, high = np.percentile(windows.reshape(rows * cols, -1), (5, 95), axis=1)
     contrast = high - low
     busy = contrast >= 40
     if not busy.any():
@@ -425,8 +434,9 @@ def photo_blur_px(grey_image: np.ndarray, max_side: int = DETECT_MAX_SIDE) -> fl
     gx = cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=3) / 8
     gy = cv2.Sobel(image, cv2.CV_32F, 0, 1, ksize=3) / 8
     worst = 0.0
-    for angle in (0.0, 45.0, 90.0, 135.0):
-        gradient = np.abs(math.cos(math.radians(angle)) * gx + math.sin(math.radians(angle)) * gy)
+    for step in range(BLUR_DIRECTIONS):
+        angle = math.pi * step / BLUR_DIRECTIONS
+        gradient = np.abs(math.cos(angle) * gx + math.sin(angle) * gy)
         steepest = gradient.reshape(rows, tile, cols, tile).transpose(0, 2, 1, 3).reshape(rows * cols, -1).max(axis=1)
         sigma = contrast[busy] / (np.maximum(steepest[busy], 1e-3) * math.sqrt(2 * math.pi))
         worst = max(worst, float(np.sort(sigma)[min(SHARPEST_TILE, len(sigma)) - 1]))

@@ -221,9 +221,10 @@ def _usable(measurement: _Measurement, size: tuple[int, int]) -> bool:
 
 
 def _refined_model(detection: PageDetection, page: Page,
-                   cells: list[tuple[Cell, np.ndarray, _Measurement]]) -> PageModel:
+                   cells: list[tuple[Cell, np.ndarray, _Measurement]]) -> PageModel | None:
     """The page model through its control points — every corner of the markers used and every
-    reference dot found — and the centre of every cell whose content was found, where it was found."""
+    reference dot found — and the centre of every cell whose content was found, where it was found;
+    ``None`` with fewer than the 3 points a spline needs."""
     by_id = {marker.id: np.asarray(marker.corners_mm, dtype=np.float64) for marker in page.markers}
     points = [by_id[i] for i in detection.marker_corners_px] + [np.array([dot.centre_mm]) for dot in detection.dots]
     pixels = [np.asarray(c) for c in detection.marker_corners_px.values()] + [np.array([dot.photo_px])
@@ -233,6 +234,8 @@ def _refined_model(detection: PageDetection, page: Page,
             centre = np.array([[(cell.size_px[0] - 1) / 2, (cell.size_px[1] - 1) / 2]])
             points.append(project(cell_to_page(cell), centre))
             pixels.append(project(geometry, project(measurement.warp, centre)))
+    if sum(len(group) for group in points) < 3:
+        return None
     return PageModel(detection.homography).with_points(np.concatenate(points), np.concatenate(pixels))
 
 
