@@ -143,8 +143,9 @@ MAX_LIST_FIELD = 4096
 def read_image_list(path: Path, labels: LabelSpace) -> list[ImageRef]:
     """The images of a CSV list with rows ``path,label`` (an optional header ``path,label`` first).
 
-    Paths are relative to the list's folder and must name existing files; an empty label means
-    "from the file or folder name". Every row is checked before anything is read.
+    Paths are relative to the list's folder (or absolute: a list only says what to read) and must name
+    existing files; an empty label means "from the file or folder name". Every row is checked before
+    anything is read. A byte-order mark, as spreadsheet programs write, is skipped.
 
     Raises:
         InputError: naming the first bad row (a missing file, a label that names no class, a
@@ -161,7 +162,7 @@ def read_image_list(path: Path, labels: LabelSpace) -> list[ImageRef]:
         bad_rows += 1
 
     try:
-        with open(path, newline="", encoding="utf-8") as stream:
+        with open(path, newline="", encoding="utf-8-sig") as stream:
             for line, row in enumerate(csv.reader(stream), 1):
                 if line > MAX_LIST_ROWS:
                     raise InputError(f"{path}: more than {MAX_LIST_ROWS:,} rows")
@@ -323,7 +324,7 @@ def image_batches(refs: Sequence[ImageRef], size: int, batch_size: int, numbers:
     # The batches' indices are made as the loader asks for them, not listed for the whole set up front.
     loader = DataLoader(PreparedImages(refs, size), batch_sampler=(list(batch_slice(n, len(refs), batch_size))
                                                                     for n in numbers),
-                        num_workers=workers, collate_fn=_stack)
+                        num_workers=min(workers, len(numbers)), collate_fn=_stack)  # idle workers cost memory
     for number, (_, pixels) in zip(numbers, loader):
         if isinstance(pixels, str):
             raise InputError(pixels)

@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import shutil
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -40,6 +41,7 @@ from physadv.metrics import (
     destruction_reports,
 )
 from physadv.transfer import check_sources, source_name, transfer_attack
+from physadv.validation import MAX_CLASSES
 
 Row = dict[str, float | int | str | None]
 
@@ -228,16 +230,45 @@ def _attack_batch(classifier: Classifier, config: ExperimentConfig, attacks: Seq
 
 
 def _load_part(path: Path, size: int, names: set[str] | None) -> dict[str, np.ndarray]:
-    """The arrays of one batch's part, checked: ``size`` images each, the names of the attack's other parts."""
+    """The arrays of one batch's part, checked (:func:`_part_problem`): a part left by an interrupted
+    run is a file like any other, and a damaged one must not become rows."""
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise InputError(f"{path}: unreadable part ({error}); delete it to attack that batch again") from None
-    if ("clean_classes" not in arrays or any(len(a) != size for a in arrays.values())
-            or (names is not None and arrays.keys() != names)):
-        raise InputError(f"{path}: not a part of this experiment; delete it to attack that batch again")
+    problem = _part_problem(arrays, size, names)
+    if problem:
+        raise InputError(f"{path}: not a part of this experiment ({problem}); delete it to attack that batch again")
     return arrays
+
+
+def _part_problem(arrays: dict[str, np.ndarray], size: int, names: set[str] | None) -> str | None:
+    """What is wrong with a part's arrays, if anything: each of the ``size`` images has top-k classes
+    (whole numbers in [0, MAX_CLASSES), 1 ≤ k ≤ 5) with probabilities in [0, 1], an ``undone`` flag and
+    finite extras; and the part holds the arrays of the attack's other parts (``names``)."""
+    if "clean_classes" not in arrays:
+        return "no clean_classes"
+    if names is not None and arrays.keys() != names:
+        return f"arrays {sorted(arrays)} where the other parts have {sorted(names)}"
+    for name, array in arrays.items():
+        if name.endswith("_classes"):
+            probabilities = arrays.get(name.removesuffix("_classes") + "_probabilities")
+            fits = (array.dtype.kind in "iu" and array.ndim == 2 and array.shape[0] == size
+                    and 1 <= array.shape[1] <= 5 and (array.size == 0 or 0 <= array.min() <= array.max() < MAX_CLASSES)
+                    and probabilities is not None and probabilities.shape == array.shape)
+        elif name.endswith("_probabilities"):
+            fits = (array.dtype.kind == "f" and bool(np.isfinite(array).all())
+                    and (array.size == 0 or 0 <= array.min() <= array.max() <= 1))
+        elif name == "undone":
+            fits = array.dtype == np.bool_ and array.shape == (size,)
+        elif name.startswith("extra_"):
+            fits = array.dtype.kind == "f" and array.shape == (size,) and bool(np.isfinite(array).all())
+        else:
+            return f"unknown array {name!r}"
+        if not fits:
+            return f"array {name!r} of {array.dtype} {array.shape} does not fit {size} images"
+    return None
 
 
 def _attack_rows(config: ExperimentConfig, attack: Attack, paths: Sequence[Path], parts: Sequence[range],
@@ -347,10 +378,12 @@ def _with_images_digest(config: dict) -> dict:
     return config
 
 
-def read_baseline(path: str | Path, images: str | None = None) -> Baseline:
+def read_baseline(path: str | Path, images: str | None = None,
+                  transforms: dict[str, Sequence[float]] | None = None) -> Baseline:
     """The baseline of an ImageNet-C comparison: a results.json of ``physadv experiment`` with the clean
     rows of the corruptions (e.g. ``--methods none --transforms imagenet-c``), on the images whose
-    :func:`~physadv.datasets.sources_digest` is ``images``."""
+    :func:`~physadv.datasets.sources_digest` is ``images``, with an error for every corruption and
+    severity among ``transforms`` (checked here, before any work, rather than when the mCE is taken)."""
     path = Path(path)
     data = read_results(path)
     if not data:
@@ -363,6 +396,13 @@ def read_baseline(path: str | Path, images: str | None = None) -> Baseline:
                          f"{CLEAN_METHOD!r}); make it with physadv experiment --transforms imagenet-c")
     if images is not None and _with_images_digest(config).get("images") != images:
         raise InputError(f"{path}: the baseline was measured on other images; mCE compares models on the same images")
+    measured = corruption_top1_errors(data["rows"])
+    for name, strengths in (transforms or {}).items():
+        if is_corruption(name):
+            missing = sorted({int(s) for s in strengths} - set(measured.get(name.split(":", 1)[1], {})))
+            if missing:
+                raise InputError(f"{path}: the baseline has no {name} error at severity "
+                                 f"{', '.join(map(str, missing))}; run it with the same --transforms and --strengths")
     return Baseline(model, str(path), data["rows"])
 
 

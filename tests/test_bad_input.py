@@ -239,6 +239,9 @@ def test_a_weights_file_that_is_no_state_dict(tmp_path, capsys):
     (["attack", "digits", *DIGITS, "--method", "target", "--target=-1", "--limit", "2"], "out of range"),
     (["attack", "digits", *DIGITS, "--iterations", "100000", "--limit", "2"], "iterations"),
     (["experiment", *DIGITS, "--images", "digits", "--transforms", "blur", "--strengths", "blur"], "no strengths"),
+    (["attack", "digits", *DIGITS, "--limit", "2", "--workers", "100000"], "--workers 100000: at most"),
+    (["attack", "digits", *DIGITS, "--limit", "2", "--workers", "-1"], "0 or more"),
+    (["capture", "digits", "--manifest", "m.json", "--workers", "100000"], "--workers 100000: at most"),
 ])
 def test_wrong_results_become_errors(tmp_path, capsys, digits_classifier, args, expected):
     out = tmp_path / "out"
@@ -440,3 +443,48 @@ def test_generated_broken_images_are_read_or_refused(tmp_path_factory, cut, flip
     except InputError:
         return
     assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+
+
+def _resave(path: Path, **changes) -> None:
+    """Rewrite the ``.npz`` part at ``path`` with some arrays changed (name → function of the array)."""
+    with np.load(path) as data:
+        arrays = {name: changes.get(name, lambda array: array)(data[name]) for name in data.files}
+    np.savez(path.with_suffix(""), **arrays)  # numpy adds the .npz back
+
+
+@pytest.mark.parametrize("tamper, expected", [
+    (lambda path: path.write_bytes(path.read_bytes()[:100]), "unreadable part"),
+    (lambda path: _resave(path, clean_classes=lambda a: a[:, 0]), "'clean_classes'"),
+    (lambda path: _resave(path, adv_classes=lambda a: a * 0 + 10 ** 12), "'adv_classes'"),
+    (lambda path: _resave(path, adv_classes=lambda a: -a - 1), "'adv_classes'"),
+    (lambda path: _resave(path, adv_probabilities=lambda a: a * np.nan), "'adv_probabilities'"),
+    (lambda path: _resave(path, undone=lambda a: np.array("yes")), "'undone'"),
+])
+def test_tampered_experiment_parts_are_one_line(tmp_path, capsys, monkeypatch, tamper, expected):
+    out = tmp_path / "exp"
+    args = ["experiment", *DIGITS, "--images", "digits", "--limit", "8", "--batch-size", "4", "--methods", "fgsm",
+            "--eps", "16", "--transforms", "blur", "--strengths", "blur=1", "--out", str(out)]
+
+    def interrupted(*_):
+        raise KeyboardInterrupt  # after every batch's part is written, before they become rows
+
+    with monkeypatch.context() as patch:
+        patch.setattr("physadv.experiment._attack_rows", interrupted)
+        assert main(args) == 130
+    capsys.readouterr()
+    parts = sorted(out.rglob("*.npz"))
+    assert len(parts) == 2
+    tamper(parts[0])
+    code, err = main(args), capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error:" in line]  # (beside the progress bar's lines)
+    assert code == 2 and len(errors) == 1 and "Traceback" not in err, err
+    assert expected in errors[0] and parts[0].name in errors[0] and "delete it" in errors[0]
+    assert json.loads((out / "results.json").read_text())["rows"] == []  # nothing made of the damaged part
+
+
+def test_a_csv_list_saved_with_a_byte_order_mark_is_read(tmp_path, capsys, digits_classifier):
+    write_png(tmp_path / "imgs" / "a.png", np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / "list.csv").write_text("\ufeffpath,label\nimgs/a.png,3\n", encoding="utf-8")  # as Excel saves it
+    assert main(["classify", str(tmp_path / "list.csv"), *DIGITS, "--json"]) == 0
+    [record] = json.loads(capsys.readouterr().out)["images"]
+    assert (record["id"], record["label"]) == ("imgs_a", 3)

@@ -84,6 +84,12 @@ def test_experiment_imagenet_c_rows_and_mce_against_itself(tmp_path, digits_clas
     assert summary["mce"] == pytest.approx(1.0) and summary["baseline"]["model"] == "digits"
     assert main(["experiment", *common[:4], "4", *common[5:], "--baseline", str(tmp_path / "base" / "results.json"),
                  "--out", str(tmp_path / "other")]) == 2  # measured on other images
+    capsys.readouterr()
+    uncovered = [arg.replace("imagenet-c:contrast=5", "imagenet-c:contrast=4,5") for arg in common]
+    assert main(["experiment", *uncovered, "--methods", "fgsm", "--baseline", str(tmp_path / "base" / "results.json"),
+                 "--out", str(tmp_path / "uncovered")]) == 2
+    assert "no imagenet-c:contrast error at severity 4" in capsys.readouterr().err
+    assert not (tmp_path / "uncovered" / ".parts").exists()  # refused before any batch was attacked
     from physadv.report import ReportData, write_report
     from physadv.metrics import format_fraction as rate_text
 

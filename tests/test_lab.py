@@ -68,6 +68,20 @@ def test_report_tables_match_the_store(demo_run, capsys):
             assert f"({numerator}/{row['destruction_top1_n']})" in text
     clean = evaluation["photo_clean"]
     assert clean["n"] == sum(1 for r in store_dump(demo_run)["predictions"] if r[5] == "clean")
+    # The store's SQL aggregate against the same count made in Python, observation by observation.
+    with sqlite3.connect(demo_run / STORE_FILE) as db:
+        rows = db.execute("SELECT p.correct_top1, p.correct_top5, i.label, i.clean_top5 FROM predictions p "
+                          "JOIN images i ON i.attack = p.attack AND i.image_id = p.image_id "
+                          "WHERE p.kind = 'clean' AND p.correct_top1 IS NOT NULL").fetchall()
+    digital = [[guess["index"] for guess in json.loads(top5)] for *_, top5 in rows]
+    assert clean == pytest.approx({
+        "n": len(rows), "top1": sum(r[0] for r in rows) / len(rows), "top5": sum(r[1] for r in rows) / len(rows),
+        "digital_top1": sum(d[0] == r[2] for d, r in zip(digital, rows)) / len(rows),
+        "digital_top5": sum(r[2] in d for d, r in zip(digital, rows)) / len(rows)})
+    # The demo photographs through the lab profile, and its report says how severe that channel is.
+    assert "virtual camera, profile lab" in text and "Channel severity" in text
+    severity = evaluation["channel_severity"]
+    assert severity["n"] == clean["n"] and f"{severity['change_top1_points']:+.1f}" in text
 
 
 def test_killed_demo_resumes_to_the_same_store(tmp_path, demo_run):

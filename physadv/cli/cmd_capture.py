@@ -7,6 +7,7 @@ import sys
 
 from physadv.cli.common import (
     add_device_option,
+    check_worker_count,
     output_dir,
     positive_int,
     print_json,
@@ -49,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from physadv.metrics import channel_severity, severity_lines
     from physadv.printouts.manifest import read_manifest
 
+    check_worker_count(args.workers)
     photo_files(Path(args.photos), Path(args.out))
     manifest = read_manifest(args.manifest)
     run_model = manifest.model or next((cell.model for _, cell in manifest.cells() if cell.model), None)

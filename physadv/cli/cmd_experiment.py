@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
                                   clean_rows=clean_only or corruptions, sources=sources)
         images = index_image_set(images_from(args), classifier.labels, args.label, args.limit)
         images_digest = sources_digest(image.source for image in images)
-        baseline = read_baseline(args.baseline, images_digest) if args.baseline else None
+        baseline = read_baseline(args.baseline, images_digest, strengths) if args.baseline else None
         config_key = {"model": classifier.name, "weights": classifier.weights, "label": args.label,
                       "images": images_digest, "methods": methods + [CLEAN_METHOD] * config.clean_rows,
                       "eot": [args.eot, args.eot_samples, args.adversariality_samples] if args.eot else None,

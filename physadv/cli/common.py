@@ -118,6 +118,7 @@ def classifier_and_shard(args: argparse.Namespace) -> Iterator[tuple[Classifier,
         args.workers = default_workers()
     if args.workers < 0:
         raise InputError(f"--workers must be 0 or more, got {args.workers}")
+    check_worker_count(args.workers)
     with process_group(resolve_device(args.device)) as (shard, device):
         yield load_classifier(args.model, weights=args.weights, device=device,
                               offline=True if args.offline else None, labels=args.labels), shard
@@ -173,6 +174,17 @@ def comma_floats(text: str) -> list[float]:
         return [float(part) for part in comma_list(text)]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+MAX_WORKERS_PER_CORE = 4
+"""Decoding and capture are CPU-bound: past a few workers per core they only compete for the cores
+(and each decoding process holds its own copy of the runtime, ~0.5 GB)."""
+
+
+def check_worker_count(workers: int) -> None:
+    most = MAX_WORKERS_PER_CORE * (os.cpu_count() or 1)
+    if workers > most:
+        raise InputError(f"--workers {workers}: at most {most} on this machine ({MAX_WORKERS_PER_CORE} per core)")
 
 
 def positive_int(text: str) -> int:

@@ -17,22 +17,24 @@ def _top1(top5_json: str) -> str:
     return f"{first['name']} {first['probability']:.2f}"
 
 
+# One aggregate over every photographed clean cell: no per-image row reaches Python. Top-5 lists are
+# stored as JSON lists of {index, name, probability} (store schema 2).
+_PHOTO_CLEAN_SQL = """
+SELECT COUNT(*) AS n, SUM(p.correct_top1) AS top1, SUM(p.correct_top5) AS top5,
+       SUM(json_extract(i.clean_top5, '$[0].index') = i.label) AS digital_top1,
+       SUM(EXISTS (SELECT 1 FROM json_each(i.clean_top5) AS guess
+                   WHERE json_extract(guess.value, '$.index') = i.label)) AS digital_top5
+FROM predictions p JOIN images i ON i.attack = p.attack AND i.image_id = p.image_id
+WHERE p.kind = 'clean' AND p.correct_top1 IS NOT NULL
+"""
+
+
 def photo_clean_accuracy(store: RunStore) -> dict[str, float | int | None]:
     """Accuracy on photos of the clean images, every (photo, cell) one observation, and on the
     digital clean images of the same observations (``digital_top1``, ``digital_top5``)."""
-    rows = store.query("SELECT p.correct_top1, p.correct_top5, i.label, i.clean_top5 FROM predictions p "
-                       "JOIN images i ON i.attack = p.attack AND i.image_id = p.image_id "
-                       "WHERE p.kind = 'clean' AND p.correct_top1 IS NOT NULL")
-    n = len(rows)
-    digital = [[_class_index(g) for g in json.loads(row["clean_top5"])] for row in rows]
-    return {"n": n, "top1": sum(r["correct_top1"] for r in rows) / n if n else None,
-            "top5": sum(r["correct_top5"] for r in rows) / n if n else None,
-            "digital_top1": sum(d[0] == r["label"] for d, r in zip(digital, rows)) / n if n else None,
-            "digital_top5": sum(r["label"] in d for d, r in zip(digital, rows)) / n if n else None}
-
-
-def _class_index(guess) -> int:
-    return int(guess["index"] if isinstance(guess, dict) else guess[0])
+    [row] = store.query(_PHOTO_CLEAN_SQL)
+    n = row["n"]
+    return {"n": n, **{key: row[key] / n if n else None for key in ("top1", "top5", "digital_top1", "digital_top5")}}
 
 
 def severity(store: RunStore) -> dict:

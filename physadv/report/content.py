@@ -203,13 +203,13 @@ def _photo_section(rows: list[dict], photo_clean: dict | None, severity: dict | 
     attacks = _by_attack(rows)
     accuracy = Table(
         "Accuracy on the photos of the adversarial images (clean and adv. = the digital images; "
-        "cf. Kurakin et al. 2017, Table 3)",
+        "cf. Kurakin et al. 2017, Tables 1 and 2)",
         ("method", "ε", "case", "images", "clean top-1", "clean top-5", "adv. top-1", "adv. top-5",
          "photo top-1", "photo top-5"),
         tuple((method, f"{eps:g}", case, str(row.get("n_images")), *_accuracies(row, "clean", "adv", "transformed"))
               for (method, eps, case), row in attacks.items()), 3)
     destruction = Table(
-        "Destruction rate of the print → photo channel (cf. Kurakin et al. 2017, Table 4)",
+        "Destruction rate of the print → photo channel (cf. Kurakin et al. 2017, Table 3)",
         ("method", "ε", "average top-1", "average top-5", "prefiltered top-1", "prefiltered top-5"),
         tuple((method, f"{eps:g}", *(_destruction(attacks.get((method, eps, case)), k)
                                      for case in CASES for k in (1, 5)))
