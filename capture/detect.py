@@ -58,8 +58,12 @@ MAX_BLUR_PX = 5.0
 # A photo where no page is read is called "too blurry" (not "no markers") when its sharpest edges
 # are blurred beyond MAX_DETECT_BLUR_PX (photo_blur_px, pixels of the copy markers are searched
 # in). photo_blur_px is an index, not a calibrated σ: its 32-px tiles under-read long blurs. Measured
-# on virtual-camera photos: sharp ones (720p, 1080p, 12 MP; 20 each) ≤ 0.22, 1080p photos with
-# 13–38 px of motion blur (stress condition, 20) 1.14–2.85, none of which had a readable page.
+# with `benchmarks/bench_capture.py --blur-index --photos 20` (JPEG'd virtual-camera photos of the
+# bench's sheets): sharp photos read ≤ 0.95 at 720p, ≤ 0.82 at 1080p and 12 MP, the bundled photographs
+# (no sheet) ≤ 0.93; a straight shake of 0.6 % of the frame width or more reads ≥ 1.12 at every
+# resolution, the stress condition's 0.6–2 % ≥ 1.02; of those photos 1 in 20 (720p, 0.6 %) or none
+# still had a readable page.
+# Shakes of 0.3–0.45 % straddle the bound (0.0–1.9) while 0–50 % of their pages are still read.
 MAX_DETECT_BLUR_PX = 1.0
 PRESMOOTH_PX = 1.0
 # A tile's contrast is read over the tile and this rim: without it a blurred step cut by the tile's

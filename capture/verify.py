@@ -280,7 +280,10 @@ def _verdict(cell_index: int, cell_to_photo: np.ndarray, refined: bool, first: _
     if glare > GLARE_MAX_FRACTION:
         reason, detail = "glare", f"{glare:.0%} of the cell clipped > {GLARE_MAX_FRACTION:.0%}"
     elif not (first.score >= MIN_SCORE and final.score >= MIN_SCORE):
-        reason, detail = "content mismatch", f"match score {min(first.score, final.score):.3f} < {MIN_SCORE}"
+        score = min(first.score, final.score)
+        # ECC fails (score -inf) when either image is flat: a uniform source cannot vouch for any crop.
+        reason, detail = "content mismatch", (f"match score {score:.3f} < {MIN_SCORE}" if math.isfinite(score) else
+                                              "no alignment: the crop or its source has no texture to match")
     elif first.shift_px > limit:
         reason, detail = "misaligned", f"content {first.shift_px:.1f} source px from the page geometry > {limit:.1f} px"
     elif final.shift_px > MAX_RESIDUAL_PX:

@@ -480,8 +480,9 @@ def draw_sheets(manifest: Manifest, pixels: Sequence[np.ndarray], *, title: str 
         text_left = top_qr[0] + top_qr[2] + GAP_MM
         text_right = page.identity[0].box_mm[0] if page.identity else page.markers[1].corners_mm[0][0]
         text_width = text_right - GAP_MM - text_left
-        draw.text(text_left, margin + 5, f"physadv run {manifest.run_id} — page {page.index + 1} of "
-                                         f"{len(manifest.pages)}", 10, BOLD, text_width)
+        # The page number first: a long run id is what gets cut where the line does not fit.
+        draw.text(text_left, margin + 5, f"Page {page.index + 1} of {len(manifest.pages)} — physadv run "
+                                         f"{manifest.run_id}", 10, BOLD, text_width)
         if title:
             draw.text(text_left, margin + 10, title, 8, FONT, text_width)
         draw.text(text_left, margin + 15, "Print at 100% / \"Actual size\", in colour,", 7, FONT, text_width)

@@ -203,6 +203,15 @@ def offset_neighbour(run_id: str) -> str:
     return next(f"other-{k}" for k in range(100000) if ids(f"other-{k}", 0) == ids(run_id, 1))
 
 
+def sharp_photo_without_sheet(size: tuple[int, int]) -> np.ndarray:
+    """A real photograph (scikit-image's coffee) at ``size``: no sheet, and sharp. (This module's renderer
+    draws a background blurred on purpose; a photo of only that may read as "too blurry", which is
+    also a refusal, but not the one these tests check.)"""
+    from skimage import data
+
+    return cv2.resize(data.coffee(), size, interpolation=cv2.INTER_CUBIC)
+
+
 def test_wrong_run_no_sheet_and_blur_are_rejected(run):
     manifest, images = run
     rng = np.random.default_rng(3)
@@ -218,8 +227,9 @@ def test_wrong_run_no_sheet_and_blur_are_rejected(run):
     found = find_pages(photo, manifest)
     assert not found.pages and [r.reason for r in found.rejections] == ["another run"]
     assert "identity code" in found.rejections[0].detail
-    empty = photograph([], frame, rng)
+    empty = sharp_photo_without_sheet(frame)
     assert [r.reason for r in find_pages(empty, manifest).rejections] == ["no markers"]
+    assert not find_pages(photograph([], frame, rng), manifest).pages
     own = render_page(manifest, manifest.pages[0], images)
     blurred = photograph([(own, truth)], frame, rng, blur=5.0)
     found = find_pages(blurred, manifest)
@@ -284,7 +294,7 @@ def test_capture_folder_contract_metrics_and_resume(tmp_path, monkeypatch):
     exif[0x0112] = 6
     upright.transpose(Image.Transpose.ROTATE_90).save(photos / "exif.jpg", exif=exif)
     (photos / "corrupt.jpg").write_bytes((photos / "sheet0.jpg").read_bytes()[:4000])
-    cv2.imwrite(str(photos / "empty.png"), photograph([], (640, 480), np.random.default_rng(0)))
+    cv2.imwrite(str(photos / "empty.png"), sharp_photo_without_sheet((640, 480)))
     out = tmp_path / "out"
     result = capture_folder(photos, tmp_path / "sheets" / "manifest.json", classifier, out, progress=False)
 
