@@ -111,10 +111,18 @@ def test_a_killed_rank_is_resumed_by_running_the_command_again(tmp_path):
     process.communicate(timeout=120)
     assert process.returncode != 0
     assert len(json.loads((out / "attack.json").read_text())["images"]) < 120  # not merged: parts only
-    kept = {p.name: p.read_bytes() for p in (out / ".parts").glob("*.json")}
+    kept = [out / folder / image["file"] for part in (out / ".parts").glob("*.json")
+            for image in json.loads(part.read_text()) for folder in ("clean", "adv")]
     assert kept
+    before = _stamps(kept)
     _finish(_torchrun([*args, "--out", str(out)]))
     _assert_same_outputs(tmp_path / "one", out)
+    assert _stamps(kept) == before  # the batches finished before the kill were not attacked again
+
+
+def _stamps(paths: list[Path]) -> dict[Path, tuple[int, int]]:
+    """Inode and modification time of each file: a file written again (atomically: a new inode) differs."""
+    return {path: (path.stat().st_ino, path.stat().st_mtime_ns) for path in paths}
 
 
 def _failed_torchrun(args: list[str]) -> str:
