@@ -434,18 +434,12 @@ def attack_to_folder(classifier: Classifier, attack: Attack, images: Sequence[Im
                               alpha=attack.step_size, iterations=attack.steps, image_size=classifier.image_size,
                               seed=seed, eot=eot or {}, target=target, label=label,
                               source_model=source_name(sources) if sources else None)
-    pending = None
-    if shard.is_main:
-        if not _check_resumable(out, settings, classifier.weights):
-            _write_record(out, settings, classifier.weights, ())  # the settings are on disk before any part is
-        done = _finished_ids(out)
-        pending = [n for n in range(batch_count(len(images), batch_size))
-                   if any(images[i].id not in done for i in batch_slice(n, len(images), batch_size))]
-        del done
-    pending = shard.broadcast(pending)
+    # Rank 0 alone reads and writes the record; what it refuses (another attack in ``out``, a malformed
+    # part) is refused by every rank.
+    pending = shard.agree(lambda: _pending_batches(out, settings, classifier.weights, images, batch_size))
     sizes = {n: len(batch_slice(n, len(images), batch_size)) for n in pending}
     with shard.progress(total=len(images), initial=len(images) - sum(sizes.values()), progress=progress,
-                        desc=f"{attack.label} eps={attack.eps:g}", unit="img") as bar:
+                        desc=f"{attack.label} eps={attack.eps:g}", unit="img") as bar, shard.own_share():
         for round_size, (number, pixels) in zip(shard.round_totals([sizes[n] for n in pending]),
                                                 image_batches(images, classifier.image_size, batch_size,
                                                               shard.mine(pending), workers)):
@@ -454,11 +448,23 @@ def attack_to_folder(classifier: Classifier, attack: Attack, images: Sequence[Im
             atomic_write_json(_part_path(out, batch_size, number), [asdict(r) for r in records])
             bar.update(round_size)
     shard.barrier()
-    summary = None
-    if shard.is_main:
+
+    def merge() -> AttackSummary:
         _merge(out, settings, classifier.weights, images, batch_size)
-        summary = read_attack_summary(out)
-    return shard.broadcast(summary)
+        return read_attack_summary(out)
+
+    return shard.agree(merge)
+
+
+def _pending_batches(out: Path, settings: AttackSettings, weights: str, images: Sequence[ImageRef],
+                     batch_size: int) -> list[int]:
+    """The numbers of the batches of ``images`` that ``out`` does not hold yet; a new ``out`` gets its
+    record first (the settings are on disk before any part is), one of another attack is refused."""
+    if not _check_resumable(out, settings, weights):
+        _write_record(out, settings, weights, ())
+    done = _finished_ids(out)
+    return [n for n in range(batch_count(len(images), batch_size))
+            if any(images[i].id not in done for i in batch_slice(n, len(images), batch_size))]
 
 
 def _attack_batch(classifier: Classifier, attack: Attack, batch: list[ImageRef], pixels: torch.Tensor,

@@ -5,27 +5,67 @@
 gloo on the CPU). Batches are dealt round-robin to the ranks (:meth:`Shard.mine`), each rank writes
 its own partial outputs, and rank 0 merges them after a :meth:`Shard.barrier`. Without ``torchrun``
 everything runs as rank 0 of 1, through the same code.
+
+A mistake is reported once, in one line (:func:`physadv.errors.reported_here`). What rank 0 checks
+alone (the output folder, the run's lock, the merge) goes through :meth:`Shard.agree`, which raises its
+error on every rank; an error that every rank meets on the same input is printed by the first process
+of each machine only; an error in one rank's own share of the work (:meth:`Shard.own_share`) by that
+rank; and a rank left waiting on one that stopped raises :class:`RankStoppedError`, not the
+collective's traceback.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from physadv.errors import InputError
+from physadv.errors import OWN_ERROR, InputError, PhysadvError
 
 T = TypeVar("T")
 
 # Ranks wait for each other at barriers; shards are balanced to a batch, so a long wait means a rank is
 # stuck, but a slow first batch (weights loading, cuDNN autotuning) must not trip it.
 BARRIER_TIMEOUT = timedelta(hours=1)
+
+STOPPED = ("another process of this torchrun group stopped (its own message, if it printed one, and torchrun's "
+           "summary say why); attack and experiment keep the batches they finished: re-run the same command to resume")
+
+
+class RankStoppedError(PhysadvError):
+    """Another process of the group stopped (failed or was killed) while this one waited for it."""
+
+
+@contextmanager
+def _collective() -> Iterator[None]:
+    # A peer that exited closes its connections: the collective then raises a RuntimeError (torch's
+    # DistError is one) on every waiting rank, though the failure is the peer's and told by it.
+    try:
+        yield
+    except RuntimeError as error:
+        raise RankStoppedError(STOPPED) from error
+
+
+def _own(error: Exception) -> Exception:
+    """``error``, marked as this rank's alone: it prints it (:func:`physadv.errors.reported_here`)."""
+    setattr(error, OWN_ERROR, True)
+    return error
+
+
+def _shared_class(error: Exception) -> type[PhysadvError]:
+    """The class the other ranks raise for rank 0's ``error``: its own if it is one of physadv's (pickled
+    by name), else :class:`PhysadvError` (exit status 1, as for an ``OSError`` or a bug on rank 0)."""
+    kind = type(error)
+    if issubclass(kind, PhysadvError) and kind.__module__.startswith("physadv.") and "<" not in kind.__qualname__:
+        return kind
+    return InputError if isinstance(error, InputError) else PhysadvError
 
 
 @dataclass(frozen=True)
@@ -55,14 +95,16 @@ class Shard:
 
     def barrier(self) -> None:
         if self.world_size > 1:
-            dist.barrier()
+            with _collective():
+                dist.barrier()
 
     def broadcast(self, value: T) -> T:
         """Rank 0's ``value`` (picklable), on every rank."""
         if self.world_size == 1:
             return value
         box = [value if self.is_main else None]
-        dist.broadcast_object_list(box, src=0)
+        with _collective():
+            dist.broadcast_object_list(box, src=0)
         return box[0]
 
     def gather(self, value: T) -> list[T]:
@@ -70,8 +112,50 @@ class Shard:
         if self.world_size == 1:
             return [value]
         values: list[Any] = [None] * self.world_size
-        dist.all_gather_object(values, value)
+        with _collective():
+            dist.all_gather_object(values, value)
         return values
+
+    def agree(self, check: Callable[[], T], share: bool = True) -> T | None:
+        """Run ``check`` on rank 0 alone and tell every rank how it went: its value, or its error.
+
+        For what rank 0 does by itself while the others wait (refusing an output folder of another
+        attack, taking the run's lock, merging the parts): an error is raised on every rank, not only
+        on rank 0 with the others failing later on a connection it closed. Rank 0 raises its own
+        exception; the others an error of the same physadv class and message (:func:`_shared_class`),
+        which the CLI leaves to rank 0 to print.
+
+        Args:
+            share: send ``check``'s value (picklable) to every rank; otherwise it stays on rank 0 (a
+                lock, an open store) and the others get ``None``.
+        """
+        if self.world_size == 1:
+            return check()
+        if not self.is_main:
+            verdict = self.broadcast(None)
+            if verdict[0] == "error":
+                raise verdict[1](verdict[2])
+            return verdict[1]
+        try:
+            value = check()
+        except Exception as error:
+            try:
+                self.broadcast(("error", _shared_class(error), str(error)))
+            except RankStoppedError:
+                pass  # the others are gone already: rank 0's own error is the one to report
+            raise
+        self.broadcast(("ok", value if share else None))
+        return value
+
+    @contextmanager
+    def own_share(self) -> Iterator[None]:
+        """Work on this rank's share alone (:meth:`mine`), between collectives. Only this rank knows of
+        an error raised in it, so the error is marked to be reported here, not left to rank 0
+        (:func:`physadv.errors.reported_here`)."""
+        try:
+            yield
+        except Exception as error:
+            raise _own(error)
 
 
 SINGLE = Shard()
@@ -85,12 +169,6 @@ def _environment_int(name: str, default: int) -> int:
         raise InputError(f"environment variable {name}={text!r} is not a whole number (set by torchrun)") from None
 
 
-def launched_as_main() -> bool:
-    """Whether this process is rank 0 (or not under ``torchrun``), known before joining the group, so
-    that rank 0 can take a run's lock before anything slow happens."""
-    return _environment_int("RANK", 0) == 0
-
-
 @contextmanager
 def process_group(device: torch.device) -> Iterator[tuple[Shard, torch.device]]:
     """Join the process group ``torchrun`` describes in the environment, if any, for one command.
@@ -100,6 +178,8 @@ def process_group(device: torch.device) -> Iterator[tuple[Shard, torch.device]]:
 
     Yields:
         ``(shard, device)`` of this process; ``(SINGLE, device)`` when not started by ``torchrun``.
+
+    After an error the process leaves the group only as it exits (one command per process).
     """
     world_size = _environment_int("WORLD_SIZE", 1)
     if world_size <= 1:
@@ -107,9 +187,9 @@ def process_group(device: torch.device) -> Iterator[tuple[Shard, torch.device]]:
         return
     rank, local_rank = _environment_int("RANK", 0), _environment_int("LOCAL_RANK", 0)
     if device.type == "cuda":
-        if local_rank >= torch.cuda.device_count():
-            raise InputError(f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} CUDA device(s); "
-                             "start at most that many processes per node (--nproc-per-node)")
+        if local_rank >= torch.cuda.device_count():  # on this machine only
+            raise _own(InputError(f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} CUDA "
+                                  "device(s); start at most that many processes per node (--nproc-per-node)"))
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     # NCCL only moves CUDA tensors; object collectives and barriers on CPU ranks need gloo.
@@ -117,5 +197,10 @@ def process_group(device: torch.device) -> Iterator[tuple[Shard, torch.device]]:
                             device_id=device if device.type == "cuda" else None)
     try:
         yield Shard(rank, world_size), device
-    finally:
-        dist.destroy_process_group()
+    except BaseException:
+        # Leave the group at exit, once the command has reported the error: leaving now closes the
+        # connections the other ranks wait on, so they fail first and torchrun may stop this process
+        # before it says why.
+        atexit.register(dist.destroy_process_group)
+        raise
+    dist.destroy_process_group()

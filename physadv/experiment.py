@@ -456,19 +456,22 @@ def experiment_to_folder(classifier: Classifier, images: Sequence[ImageRef], con
     def save(rows: list[Row]) -> None:
         write_results(out, config_key, rows, corruption_summary(rows, baseline))
 
-    work = None
-    if shard.is_main:
+    def pending_work() -> list[tuple[int, list[int]]]:
+        """Per batch not finished yet, the attacks it still needs (by index into ``attacks``)."""
         rows = previous_rows(out, config_key)
         save(rows)  # the configuration is on disk before any part is
         done = {(r["method"], float(r["eps"])) for r in rows}
         pending = [n for n, a in enumerate(attacks) if _attack_key(a) not in done]
-        work = [(number, todo) for number in range(batch_count(count, size))
+        return [(number, todo) for number in range(batch_count(count, size))
                 if (todo := [n for n in pending if not _part_path(out, attacks[n], size, number).is_file()])]
-    work = shard.broadcast(work)
+
+    # Rank 0 alone reads and writes the results; what it refuses (another configuration in ``out``) is
+    # refused by every rank.
+    work = shard.agree(pending_work)
     mine = dict(shard.mine(work))
     labels = np.array([image.label for image in images])
     amounts = [len(batch_slice(number, count, size)) * len(todo) for number, todo in work]
-    with shard.progress(total=sum(amounts), progress=progress, desc="attacking", unit="img") as bar:
+    with shard.progress(total=sum(amounts), progress=progress, desc="attacking", unit="img") as bar, shard.own_share():
         for amount, (number, pixels) in zip(shard.round_totals(amounts),
                                             image_batches(images, classifier.image_size, size, list(mine), workers)):
             part = batch_slice(number, count, size)
@@ -478,7 +481,8 @@ def experiment_to_folder(classifier: Classifier, images: Sequence[ImageRef], con
                           [_part_path(out, attack, size, number) for attack in batch_attacks], crafting)
             bar.update(amount)
     shard.barrier()
-    if shard.is_main:
+
+    def merge() -> None:
         rows = previous_rows(out, config_key)
         done = {(r["method"], float(r["eps"])) for r in rows}
         numbers = range(batch_count(count, size))
@@ -489,5 +493,6 @@ def experiment_to_folder(classifier: Classifier, images: Sequence[ImageRef], con
                                  [batch_slice(n, count, size) for n in numbers], labels, models)
             save(rows)
         shutil.rmtree(out / PARTS_DIR, ignore_errors=True)
-    shard.barrier()
+
+    shard.agree(merge)  # the others wait for the merge, and fail with it
     return previous_rows(out, config_key)

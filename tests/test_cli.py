@@ -33,9 +33,13 @@ def test_attack_writes_clean_and_adversarial_pngs_and_resumes(tmp_path, digits_c
     (out / "adv" / record.images[-1].file).unlink()
     from physadv.attackset import write_attack_set
     write_attack_set(out, record.with_images(record.images[:4]))
+    finished = [out / folder / image.file for image in record.images[:4] for folder in ("clean", "adv")]
+    before = {path: (path.stat().st_ino, path.stat().st_mtime_ns) for path in finished}
     assert main(args) == 0
-    assert [i.id for i in read_attack_set(out).images] == [i.id for i in record.images]
+    assert read_attack_set(out) == record
     assert (out / "adv" / record.images[-1].file).is_file()
+    # Batch 0 was finished: its PNGs are the very files it wrote (a rewrite is a new inode), not written again.
+    assert {path: (path.stat().st_ino, path.stat().st_mtime_ns) for path in finished} == before
     # Different settings into the same folder are refused, not mixed.
     assert main(args[:-2] + ["--eps", "8", "--out", str(out)]) == 2
     assert "other settings" in capsys.readouterr().err

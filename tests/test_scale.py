@@ -111,10 +111,50 @@ def test_a_killed_rank_is_resumed_by_running_the_command_again(tmp_path):
     process.communicate(timeout=120)
     assert process.returncode != 0
     assert len(json.loads((out / "attack.json").read_text())["images"]) < 120  # not merged: parts only
-    kept = {p.name: p.read_bytes() for p in (out / ".parts").glob("*.json")}
+    kept = [out / folder / image["file"] for part in (out / ".parts").glob("*.json")
+            for image in json.loads(part.read_text()) for folder in ("clean", "adv")]
     assert kept
+    before = _stamps(kept)
     _finish(_torchrun([*args, "--out", str(out)]))
     _assert_same_outputs(tmp_path / "one", out)
+    assert _stamps(kept) == before  # the batches finished before the kill were not attacked again
+
+
+def _stamps(paths: list[Path]) -> dict[Path, tuple[int, int]]:
+    """Inode and modification time of each file: a file written again (atomically: a new inode) differs."""
+    return {path: (path.stat().st_ino, path.stat().st_mtime_ns) for path in paths}
+
+
+def _failed_torchrun(args: list[str]) -> str:
+    """The output of a 2-process command that fails: torchrun exits non-zero and its one traceback is
+    its own report (ChildFailedError), not a rank's; no rank died on a connection another one closed."""
+    process = _torchrun(args)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode != 0, output
+    assert output.count("Traceback") == 1 and "ChildFailedError" in output, output
+    assert "Connection closed" not in output and "[rank" not in output, output
+    return output
+
+
+@pytest.mark.parametrize("args, other, message", [
+    ([*ATTACK, "--method", "fgsm", "--limit", "8"], ["--eps", "8"], "already holds an attack with other settings"),
+    ([*EXPERIMENT, "--limit", "8"], ["--transforms", "noise"], "holds results of another configuration"),
+])
+def test_a_folder_rank_0_refuses_is_one_line_from_one_rank(tmp_path, args, other, message):
+    """Rank 0 alone reads the folder; it tells the other rank, which does not print the error again."""
+    assert main([*args, "--out", str(tmp_path)]) == 0
+    output = _failed_torchrun([*args, *other, "--out", str(tmp_path)])
+    assert output.count(f"physadv {args[0]}: error: ") == output.count(message) == 1, output
+
+
+def test_a_busy_run_is_refused_once(tmp_path):
+    import fcntl
+
+    (tmp_path / ".lock").write_text("`physadv attack` (pid 1)")
+    with open(tmp_path / ".lock") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        output = _failed_torchrun([*ATTACK, "--limit", "8", "--out", str(tmp_path)])
+    assert output.count("physadv attack: error: ") == output.count("is in use by `physadv attack` (pid 1)") == 1
 
 
 @pytest.fixture
@@ -143,6 +183,25 @@ def test_a_bad_csv_list_is_refused_before_any_work(listed_digits, capsys, row, m
     error = capsys.readouterr().err
     assert message in error and len(error.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_a_bad_csv_list_is_refused_once_under_torchrun(listed_digits):
+    """Every rank reads the list and meets the missing file; one line says so."""
+    (listed_digits / "list.csv").write_text("path,label\nimgs/a.png,3\nimgs/missing.png,3\n")
+    out = listed_digits / "out"
+    output = _failed_torchrun([*ATTACK[:1], str(listed_digits / "list.csv"), *ATTACK[2:], "--out", str(out)])
+    assert output.count("physadv attack: error: ") == output.count("line 3: imgs/missing.png: no such file") == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("verb", ["attack", "classify"])
+def test_an_unreadable_image_in_rank_1s_share_is_told_by_rank_1(listed_digits, verb):
+    """Only rank 1 reads batch 1: it prints the error (rank 0 may add that a process stopped)."""
+    (listed_digits / "imgs" / "bad.png").write_bytes(b"garbage")
+    (listed_digits / "list.csv").write_text("path,label\nimgs/a.png,3\nimgs/bad.png,3\nimgs/b.png,7\n")
+    args = [verb, str(listed_digits / "list.csv"), *DIGITS, "--batch-size", "1"]
+    output = _failed_torchrun([*args, "--out", str(listed_digits / "out")] if verb == "attack" else args)
+    assert output.count("bad.png: not a readable image") == 1, output
 
 
 # --- memory that does not grow with the number of images -------------------------------------------------

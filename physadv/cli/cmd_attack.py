@@ -104,17 +104,13 @@ def run(args: argparse.Namespace) -> int:
     from physadv.attacks import Attack
     from physadv.attackset import RECORD_FILE, attack_to_folder, check_attack_inputs
     from physadv.datasets import index_image_set
-    from physadv.distributed import launched_as_main
     from physadv.lab.session import attack_name
-    from physadv.lab.store import RunLock, RunStore
+    from physadv.lab.store import RunStore
 
     with ExitStack() as stack:
-        # Rank 0 holds the run, and takes it first: a second attack on OUT is refused at once, not after
-        # loading the model.
-        if launched_as_main():
-            stack.enter_context(RunLock(args.out, "attack"))
         attack = Attack(args.method, args.eps, args.alpha, args.iterations, amp=args.amp)
-        classifier, shard = stack.enter_context(classifier_and_shard(args))
+        # Rank 0 holds the run (a second attack on OUT is refused at once).
+        classifier, shard = stack.enter_context(classifier_and_shard(args, lock="attack"))
         sources = sources_from_args(args, classifier)
         target = resolve_target(classifier, args.target)
         if attack.goal.needs_target and target is None:
@@ -126,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         check_attack_inputs(attack, images, target, args.batch_size)
         # The output folder is a run of its own: its store records this attack, and `physadv print` and
         # `physadv capture` of it add their results, so `physadv status/report/evaluate OUT` work.
-        store = stack.enter_context(RunStore(args.out)) if shard.is_main else None
+        store = shard.agree(lambda: stack.enter_context(RunStore(args.out)), share=False)
         summary = attack_to_folder(classifier, attack, images, args.out, target=target,
                                    batch_size=args.batch_size, seed=args.seed, eot=eot, label=args.label,
                                    workers=args.workers, shard=shard, sources=sources)

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         numbers = list(range(batch_count(len(images), args.batch_size)))
         sizes = [len(batch_slice(n, len(images), args.batch_size)) for n in numbers]
         mine: list[tuple[int, Predictions]] = []
-        with shard.progress(total=len(images), desc="classifying", unit="img") as bar:
+        with shard.progress(total=len(images), desc="classifying", unit="img") as bar, shard.own_share():
             for amount, (number, pixels) in zip(shard.round_totals(sizes), image_batches(
                     images, classifier.image_size, args.batch_size, shard.mine(numbers), args.workers)):
                 probabilities = classifier.probabilities(to_tensor(pixels.numpy(), classifier.device), len(pixels))

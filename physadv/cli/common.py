@@ -11,12 +11,12 @@ import argparse
 import json
 import os
 import sys
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, NoReturn
 
 from physadv.catalog import DEFAULT_MODEL, OFFLINE_ENV, RANDOM_WEIGHTS
-from physadv.errors import InputError
+from physadv.errors import InputError, reported_here
 
 if TYPE_CHECKING:
     import torch
@@ -61,6 +61,10 @@ class OneLineErrorParser(argparse.ArgumentParser):
     """Reports a bad option in one line (and where to read more) instead of the usage block."""
 
     def error(self, message: str) -> NoReturn:
+        # Every rank of a torchrun group parses the same options: one says what is wrong, the others exit
+        # 0 (as in cli.main, so that torchrun does not stop that one before it has said it).
+        if not reported_here():
+            self.exit(0)
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
@@ -107,9 +111,15 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
 
 
 @contextmanager
-def classifier_and_shard(args: argparse.Namespace) -> Iterator[tuple[Classifier, Shard]]:
+def classifier_and_shard(args: argparse.Namespace, lock: str | None = None) -> Iterator[tuple[Classifier, Shard]]:
     """The classifier of ``--model`` on this process's device and this process's shard: under
-    ``torchrun`` each process joins the group and takes ``cuda:LOCAL_RANK`` (or the CPU, with gloo)."""
+    ``torchrun`` each process joins the group and takes ``cuda:LOCAL_RANK`` (or the CPU, with gloo).
+
+    Args:
+        lock: the command's name: rank 0 holds the run lock of ``args.out`` while the context lasts. It
+            takes it as soon as the group is joined, so a busy run is refused at once, not after loading
+            the model, and by every rank (:meth:`Shard.agree`).
+    """
     from physadv.classifiers import load_classifier
     from physadv.datasets import default_workers
     from physadv.distributed import process_group
@@ -119,7 +129,11 @@ def classifier_and_shard(args: argparse.Namespace) -> Iterator[tuple[Classifier,
     if args.workers < 0:
         raise InputError(f"--workers must be 0 or more, got {args.workers}")
     check_worker_count(args.workers)
-    with process_group(resolve_device(args.device)) as (shard, device):
+    with process_group(resolve_device(args.device)) as (shard, device), ExitStack() as held:
+        if lock is not None:
+            from physadv.lab.store import RunLock
+
+            shard.agree(lambda: held.enter_context(RunLock(args.out, lock)), share=False)
         yield load_classifier(args.model, weights=args.weights, device=device,
                               offline=True if args.offline else None, labels=args.labels), shard
 

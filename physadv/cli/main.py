@@ -17,7 +17,7 @@ import warnings
 
 import physadv.cli as cli_package
 from physadv.cli.common import HelpFormatter, OneLineErrorParser
-from physadv.errors import InputError, PhysadvError
+from physadv.errors import InputError, PhysadvError, reported_here
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -59,28 +59,35 @@ def main(argv: list[str] | None = None) -> int:
         print(f"physadv {args.verb}: warning: {message}", file=sys.stderr)
 
     warnings.showwarning = show_warning
+
+    def report(error: BaseException, message: str, code: int) -> int:
+        # Under torchrun, once: by the first process of each machine, or by the rank whose own error it is
+        # (errors.reported_here). A process that leaves the error to another exits 0: a failed one makes
+        # torchrun stop the others at once, which could stop the reporting one before it has printed.
+        if not reported_here(error):
+            return EXIT_OK
+        print(message, file=sys.stderr)
+        return code
+
     try:
         return int(args.func(args) or EXIT_OK)
     except InputError as error:
-        print(f"physadv {args.verb}: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return report(error, f"physadv {args.verb}: error: {error}", EXIT_USAGE)
     except PhysadvError as error:
-        print(f"physadv {args.verb}: error: {error}", file=sys.stderr)
-        return EXIT_FAILURE
+        return report(error, f"physadv {args.verb}: error: {error}", EXIT_FAILURE)
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return EXIT_OK
     except OSError as error:  # disk full, permissions, a file that vanished: the system's words, one line
-        print(f"physadv {args.verb}: error: {describe_os_error(error)}", file=sys.stderr)
-        return EXIT_FAILURE
+        return report(error, f"physadv {args.verb}: error: {describe_os_error(error)}", EXIT_FAILURE)
     except sqlite3.Error as error:
-        print(f"physadv {args.verb}: error: the run store failed: {error}"
-              f"{'; the disk may be full' if 'disk' in str(error) or 'full' in str(error) else ''} "
-              "(what it had recorded is kept: every import is one transaction)", file=sys.stderr)
-        return EXIT_FAILURE
-    except KeyboardInterrupt:
-        print(f"\nphysadv {args.verb}: interrupted; finished outputs are kept, re-run the same command to resume",
-              file=sys.stderr)
+        return report(error, f"physadv {args.verb}: error: the run store failed: {error}"
+                             f"{'; the disk may be full' if 'disk' in str(error) or 'full' in str(error) else ''} "
+                             "(what it had recorded is kept: every import is one transaction)", EXIT_FAILURE)
+    except KeyboardInterrupt:  # every rank of a torchrun group is interrupted: one says so
+        if reported_here():
+            print(f"\nphysadv {args.verb}: interrupted; finished outputs are kept, re-run the same command to "
+                  "resume", file=sys.stderr)
         return 130
 
 
