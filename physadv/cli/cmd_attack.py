@@ -103,11 +103,13 @@ def run(args: argparse.Namespace) -> int:
 
     from physadv.attacks import Attack
     from physadv.attackset import RECORD_FILE, attack_to_folder, check_attack_inputs
+    from physadv.capture.calibrate import check_distribution
     from physadv.datasets import index_image_set
     from physadv.distributed import launched_as_main
     from physadv.lab.session import attack_name
     from physadv.lab.store import RunLock, RunStore
 
+    check_distribution(args.eot)  # a profile:FILE that is missing or invalid fails before anything is written
     with ExitStack() as stack:
         # Rank 0 holds the run, and takes it first: a second attack on OUT is refused at once, not after
         # loading the model.
