@@ -17,13 +17,20 @@ that show another run's chart, are skipped with the detector's reason. On the ot
   terms); fit quality is the mean CIEDE2000 between the model's and the measured patch colours;
 - **sharpness**: every side of every slanted-edge square (ISO 12233 slanted edge) gives an edge
   spread function: each photo pixel near the side is mapped to its signed distance (page mm) from
-  the printed edge by the chart's homography, and its level through the inverse tone curve.
-  An erf (Gaussian-blurred step) fitted to it gives σ, from which the chart's own pixel box
-  (``pitch/√12``) and the photo's pixel aperture (one photo pixel, ``/√12``) are removed in
-  quadrature; MTF50 comes from the Fourier transform of the binned
-  line spread function (4 bins per photo pixel, Hann window);
+  the printed edge by the chart's homography, and its level through the inverse of the photo's own
+  tone curve (so one photo's blur never depends on the others). An erf (Gaussian-blurred step)
+  fitted to it gives σ, from which the chart's own pixel box (``pitch/√12``) and the photo's pixel
+  aperture (one photo pixel, ``/√12``) are removed in quadrature: the blur σ is the channel's.
+  MTF50 comes from the Fourier transform of the binned line spread function (4 bins per photo
+  pixel, Hann window) and is left as photographed, both apertures included;
 - **noise**: σ per channel against the photographed level, from all grey patches, less the 8-bit
   rounding of the saved photo (σ² − 1/12), which the virtual camera plays back by itself.
+
+Before pooling, each photo is judged alone (:func:`_assess`): a photo whose grey ramp falls from
+one step to the next, or whose own chart model (tone curve + matrix fitted to it alone) cannot
+explain its colour patches or flat greys, shows a covered or shaded chart; one whose edges fit no
+erf has no blur figure; both are skipped with the reason, as are photos too small in the frame. If
+the pooled colour fit is still worse than :data:`POOLED_DELTA_E_MAX`, no profile is made.
 
 The result is a measured :class:`~physadv.printouts.profiles.CameraProfile` (scene and JPEG ranges
 from a base profile), written as TOML, and one :class:`PhotoCalibration` per photo with its fit
@@ -44,20 +51,50 @@ from physadv.capture.detect import find_pages, project
 from physadv.errors import InputError
 from physadv.images import read_rgb
 from physadv.printouts.camera import apply_colour_response, srgb_to_linear
-from physadv.printouts.chart import chart_of, edge_square_corners
+from physadv.printouts.chart import EDGE_BAND_MM, chart_of, edge_square_corners
 from physadv.printouts.manifest import Manifest
 from physadv.printouts.profiles import CameraProfile, MeasuredChannel, load_profile, with_measured
+from physadv.validation import CONTROL_CHARACTERS, is_safe_name
 
 PATCH_INSET = 0.2
 EDGE_LENGTH_USED = 0.7  # middle share of each square side: away from the corners
-EDGE_HALF_WIDTH_MM = 2.5
+EDGE_HALF_WIDTH_MM = EDGE_BAND_MM  # the band read each side of an edge (the chart checks it lies on the page)
 MIN_EDGE_PIXELS = 200
+MIN_PATCH_PIXELS = 30  # a patch's mean and plane-fitted noise σ need a few dozen pixels
 NOISE_BIN = 8.0  # levels: noise measurements closer than this are pooled into one table row
+
+# Quality gate of one photo: the chart model (tone curve from the photo's own grey ramp, 3×3 colour
+# matrix) fitted to that photo alone must explain its own patches. Measured on 44 virtual-camera
+# photos of the chart (benchmarks/check_calibration_gate.py: 8 each of lab, handheld, webcam, less 4
+# webcam photos too small to measure, and of the 3 known channels of tests/test_calibrate.py) against
+# the same photos of the lab profile with an opaque box painted over one region. Each limit is 1.5 ×
+# the worst good photo, rounded up to a half; every box over the ramp, colours or a flat is caught.
+#
+# Mean ΔE00 over the colour patches: good photos 0.06-2.63 (the worst: handheld with a shadow edge
+# across the frame); a box over 3 colour patches 5.5-10, over 4 ramp steps 11-22.
+SELF_DELTA_E_GOOD = 2.63
+SELF_DELTA_E_MAX = 4.0
+# Largest ΔE00 of a flat patch against the grey its own ramp predicts: good photos up to 10.5 (the
+# flats lie below the ramp, so uneven light moves them: handheld, shadow edge); a box over a flat 25-60.
+FLAT_DELTA_E_GOOD = 10.5
+FLAT_DELTA_E_MAX = 16.0
+# Largest fall of the grey ramp from one step to the next, in levels: 0.00 on every good photo (a
+# monotone tone curve); a box over one step 22-167. The limit is noise, not measured: a patch mean of
+# ≥ 30 pixels (MIN_PATCH_PIXELS) at σ ≤ 5 levels has a standard error ≤ 1 level, and 5 levels is
+# 3.5 standard errors of the difference of two such means where the curve is flat (clipped).
+RAMP_FALL_MAX = 5.0
+# The pooled fit: mean ΔE00 over all accepted photos and colour patches. Good sets: lab 1.26,
+# webcam 1.45, handheld 3.12 (8 photos each); two setups mixed 4 + 4 photos: 1.4-2.9; the occluded
+# photo of the review with a good one: 20.9. Above this no profile is written.
+POOLED_DELTA_E_MAX = 5.0
 
 
 @dataclass(frozen=True)
 class PhotoCalibration:
-    """What one photo contributed: its figures and fit quality, or why it was skipped."""
+    """What one photo contributed: its figures and fit quality, or why it was skipped.
+
+    ``tone_rms`` and ``delta_e_mean`` compare the photo with the channel fitted to all accepted
+    photos; ``tone_rms`` is NaN when only one photo was accepted (the fit is then its own ramp)."""
 
     photo: str
     accepted: bool
@@ -75,9 +112,10 @@ class PhotoCalibration:
         if not self.accepted:
             return f"{self.photo}: skipped, {self.reason} ({self.detail})"
         white = "/".join(f"{v:.0f}" for v in self.white_rgb)
+        tone = f"tone RMS {self.tone_rms:.2f}" if math.isfinite(self.tone_rms) else "tone RMS n/a (needs 2+ photos)"
         return (f"{self.photo}: chart found (marker RMS {self.marker_rms_px:.2f} px), white {white}, "
                 f"blur σ {self.blur_sigma_mm:.3f} mm, MTF50 {self.mtf50_cycles_per_mm:.2f} cycles/mm, "
-                f"noise σ {self.noise_mid_grey:.2f} at mid grey, tone RMS {self.tone_rms:.2f}, ΔE00 {self.delta_e_mean:.2f}")
+                f"noise σ {self.noise_mid_grey:.2f} at mid grey, {tone}, ΔE00 {self.delta_e_mean:.2f}")
 
 
 @dataclass(frozen=True)
@@ -96,6 +134,8 @@ class _Measurement:
     edges: list[tuple[np.ndarray, np.ndarray, float]]  # (distance mm, photographed grey level, mm per photo px)
     marker_rms_px: float
     pixels_per_mm: float
+    blur_sigma_mm: float = math.nan  # from the photo's own tone curve (set by _assess)
+    mtf50_cycles_per_mm: float = math.nan
 
 
 def _pixels_in(image: np.ndarray, homography: np.ndarray, corners_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -117,11 +157,8 @@ def _box_corners(box: list[float], inset: float) -> np.ndarray:
     return np.array([[x + dx, y + dy], [x + w - dx, y + dy], [x + w - dx, y + h - dy], [x + dx, y + h - dy]])
 
 
-def _patch_stats(image: np.ndarray, homography: np.ndarray, box: list[float]) -> tuple[np.ndarray, np.ndarray]:
-    """Mean level and noise σ per channel of a patch; the σ is of the residual of a fitted plane."""
-    values, xy = _pixels_in(image, homography, _box_corners(box, PATCH_INSET))
-    if len(values) < 30:
-        raise InputError("a chart patch covers fewer than 30 photo pixels: photograph the chart larger")
+def _patch_stats(values: np.ndarray, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean level and noise σ per channel of a patch's pixels; the σ is of the residual of a fitted plane."""
     design = np.column_stack([np.ones(len(xy)), xy - xy.mean(axis=0)])
     coefficients, *_ = np.linalg.lstsq(design, values, rcond=None)
     residual = values - design @ coefficients
@@ -137,7 +174,15 @@ def _measure(image: np.ndarray, manifest: Manifest, chart: dict, name: str) -> _
         return PhotoCalibration(name, False, rejection.reason, rejection.detail)
     page = detection.pages[0]
     homography = page.homography
-    stats = [_patch_stats(image, homography, patch["box_mm"]) for patch in chart["patches"]]
+    pixels_per_mm = page.marker_side_px / manifest.marker_size_mm
+    stats = []
+    for index, patch in enumerate(chart["patches"]):
+        values, xy = _pixels_in(image, homography, _box_corners(patch["box_mm"], PATCH_INSET))
+        if len(values) < MIN_PATCH_PIXELS:
+            return PhotoCalibration(name, False, "chart too small in the photo",
+                                    f"{patch['kind']} patch {index} covers {len(values)} photo pixels, fewer than "
+                                    f"{MIN_PATCH_PIXELS} ({pixels_per_mm:.1f} px/mm): photograph the chart larger")
+        stats.append(_patch_stats(values, xy))
     inverse = np.linalg.inv(homography)
     edges = []
     for edge in chart["edges"]:
@@ -159,9 +204,12 @@ def _measure(image: np.ndarray, manifest: Manifest, chart: dict, name: str) -> _
             distance = (page_mm - middle) @ normal
             step = project(inverse, np.array([xy[0], xy[0] + [1, 0]], dtype=np.float64))
             edges.append((distance, values, float(np.linalg.norm(step[1] - step[0]))))
-    side_mm = float(np.linalg.norm(np.subtract(*manifest.pages[0].markers[0].corners_mm[:2])))
+    if not edges:
+        return PhotoCalibration(name, False, "no slanted edge measurable",
+                                f"every edge band covers fewer than {MIN_EDGE_PIXELS} photo pixels "
+                                f"({pixels_per_mm:.1f} px/mm): photograph the chart larger")
     return _Measurement(name, np.array([s[0] for s in stats]), np.array([s[1] for s in stats]), edges,
-                        page.rms_px, page.marker_side_px / side_mm)
+                        page.rms_px, pixels_per_mm)
 
 
 def _monotone(levels: np.ndarray) -> np.ndarray:
@@ -217,105 +265,174 @@ def _delta_e(predicted: np.ndarray, measured: np.ndarray) -> np.ndarray:
     return colour.delta_E(lab(predicted), lab(measured), method="CIE 2000")
 
 
-def calibrate(photos: list[str | Path], manifest: Manifest, *, base: CameraProfile | str = "lab", name: str = "measured",
-              progress: bool = False) -> Calibration:
-    """Measure the channel from ``photos`` of the chart of ``manifest`` (see the module doc).
+@dataclass(frozen=True)
+class _ChannelFit:
+    """Tone curve and colour matrix fitted to some photos, with each photo's white-normalised patches."""
 
-    Args:
-        photos: image files; unreadable ones and those without this chart are skipped with a reason.
-        manifest: the chart's manifest (written by :func:`physadv.printouts.chart.write_chart`).
-        base: the profile whose scene (pose) and JPEG ranges the measured profile keeps.
-        name: the measured profile's name.
+    curve: np.ndarray  # (K, 4) printed grey level, photographed R, G, B; printed levels increasing
+    matrix: np.ndarray  # (3, 3)
+    gains: np.ndarray  # (N, 3) each photo's paper white relative to the mean white
+    normalised: list[np.ndarray]  # (P, 3) per photo: its patches divided by its gains
+    ramp: np.ndarray  # indices of the grey patches, in increasing printed level
 
-    Raises:
-        InputError: ``manifest`` is not a chart's, or no photo shows the chart.
-    """
-    chart = chart_of(manifest)
-    base = load_profile(base)
-    records: list[PhotoCalibration | _Measurement] = []
-    for path in tqdm(photos, desc="calibrating", unit="photo", disable=not progress):
-        path = Path(path)
-        try:
-            image = read_rgb(path)
-        except InputError as error:
-            records.append(PhotoCalibration(path.name, False, "unreadable", str(error)))
-            continue
-        records.append(_measure(image, manifest, chart, path.name))
-    measurements = [r for r in records if isinstance(r, _Measurement)]
-    if not measurements:
-        reasons = "; ".join(r.summary() for r in records if isinstance(r, PhotoCalibration))
-        raise InputError(f"no photo shows this chart (run {manifest.run_id}): {reasons or 'no photos'}")
-    profile, per_photo = _fit(measurements, chart, base, name)
-    by_name = {p.photo: p for p in per_photo}
-    return Calibration(profile, tuple(r if isinstance(r, PhotoCalibration) else by_name[r.name] for r in records))
+    def predicted(self, printed: np.ndarray) -> np.ndarray:
+        """Photographed levels the fitted channel gives the printed ``(..., 3)`` colours."""
+        stub = MeasuredChannel(tuple(map(tuple, self.curve)), tuple(map(tuple, self.matrix)), 0.0, 0.0,
+                               ((0, 0, 0, 0),), (1, 1), (1, 1), (1, 1), 1.0, 1, 0.0)
+        return apply_colour_response(printed, stub)
 
 
-def _fit(measurements: list[_Measurement], chart: dict, base: CameraProfile,
-         name: str) -> tuple[CameraProfile, list[PhotoCalibration]]:
-    patches = chart["patches"]
-    printed = np.array([p["rgb"] for p in patches], dtype=np.float64)
-    grey = [i for i, p in enumerate(patches) if p["kind"] == "grey"]
-    ramp_levels = printed[grey, 0]
-    white_index = grey[int(np.argmax(ramp_levels))]
-    whites = np.array([m.patches[white_index] for m in measurements])
-    mean_white = whites.mean(axis=0)
-    gains = whites / mean_white  # per photo and channel, relative to the mean
-    normalised = [m.patches / g for m, g in zip(measurements, gains)]
-    curve = np.column_stack([ramp_levels, np.mean([n[grey] for n in normalised], axis=0)])
-    order = np.argsort(curve[:, 0])
-    curve = curve[order]
-
-    # Colour matrix in linear light, from printed sRGB to the tone-linearised photographed colours.
+def _fit_channel(measurements: list[_Measurement], chart: dict) -> _ChannelFit:
     from colour.characterisation import matrix_colour_correction
 
+    patches = chart["patches"]
+    printed = np.array([p["rgb"] for p in patches], dtype=np.float64)
+    grey = np.array([i for i, p in enumerate(patches) if p["kind"] == "grey"])
+    ramp = grey[np.argsort(printed[grey, 0])]
+    whites = np.array([m.patches[ramp[-1]] for m in measurements])  # the chart's ramp ends at paper white
+    gains = whites / whites.mean(axis=0)  # per photo and channel, relative to the mean
+    normalised = [m.patches / g for m, g in zip(measurements, gains)]
+    curve = np.column_stack([printed[ramp, 0], np.mean([n[ramp] for n in normalised], axis=0)])
+    # Colour matrix in linear light, from printed sRGB to the tone-linearised photographed colours.
     colour_rows = [i for i, p in enumerate(patches) if p["kind"] in ("colour", "grey")]
     target = np.concatenate([printed[colour_rows] for _ in normalised])
     observed = np.concatenate([n[colour_rows] for n in normalised])
     delinearised = np.column_stack([_inverse_tone(curve, observed[:, c], c) for c in range(3)])
     matrix = matrix_colour_correction(srgb_to_linear(target / 255), srgb_to_linear(np.clip(delinearised, 0, 255) / 255),
                                       method="Cheung 2004", terms=3)
+    return _ChannelFit(curve, np.asarray(matrix), gains, normalised, ramp)
 
+
+def _colour_delta_e(fit: _ChannelFit, normalised: np.ndarray, chart: dict, kind: str = "colour") -> np.ndarray:
+    """CIEDE2000 between ``fit``'s prediction and a photo's (normalised) patches of ``kind``, one per patch."""
+    rows = [i for i, p in enumerate(chart["patches"]) if p["kind"] == kind]
+    printed = np.array([chart["patches"][i]["rgb"] for i in rows], dtype=np.float64)
+    return np.asarray(_delta_e(fit.predicted(printed), normalised[rows]), dtype=np.float64)
+
+
+def _assess(m: _Measurement, chart: dict, pitch_mm: float) -> PhotoCalibration | None:
+    """Judge one photo on its own: its chart model must explain its colours, its ramp must rise, and
+    at least one slanted edge must fit. Sets ``m``'s blur and MTF50; returns why it is skipped, or None."""
+    own = _fit_channel([m], chart)
+    ramp = own.curve[:, 1:]
+    fall = float(np.max(ramp[:-1] - ramp[1:], initial=0.0))
+    hint = "is something covering or shading part of the chart?"
+    if not fall <= RAMP_FALL_MAX:
+        return PhotoCalibration(m.name, False, "implausible chart measurement",
+                                f"its grey ramp falls by {fall:.0f} levels from one step to the next (at most "
+                                f"{RAMP_FALL_MAX:g}: a tone curve rises); {hint}")
+    self_delta_e = float(_colour_delta_e(own, own.normalised[0], chart).mean())
+    if not self_delta_e <= SELF_DELTA_E_MAX:
+        return PhotoCalibration(m.name, False, "implausible chart measurement",
+                                f"the chart model fitted to this photo misses its colour patches by ΔE00 "
+                                f"{self_delta_e:.1f} (at most {SELF_DELTA_E_MAX:g}; good photos ≤ {SELF_DELTA_E_GOOD:g}); {hint}")
+    flat_delta_e = float(_colour_delta_e(own, own.normalised[0], chart, "flat").max())
+    if not flat_delta_e <= FLAT_DELTA_E_MAX:
+        return PhotoCalibration(m.name, False, "implausible chart measurement",
+                                f"a flat grey patch differs from what its grey ramp predicts by ΔE00 {flat_delta_e:.1f} "
+                                f"(at most {FLAT_DELTA_E_MAX:g}; good photos ≤ {FLAT_DELTA_E_GOOD:g}); {hint}")
+    sigmas, mtfs = [], []
+    for distance, values, mm_per_px in m.edges:
+        sigma, mtf50 = _erf_fit(distance, _inverse_tone(own.curve, values.mean(axis=1)), mm_per_px)
+        if math.isfinite(sigma):
+            # Neither the chart's pixels nor the photo's pixel aperture (boxes of one pixel) are
+            # part of the channel's blur: the virtual camera's resampling plays the latter back.
+            # MTF50 stays as photographed, apertures included (see profiles.MEASURED_UNITS).
+            sigmas.append(math.sqrt(max(sigma ** 2 - (pitch_mm ** 2 + mm_per_px ** 2) / 12, 0.0)))
+        if math.isfinite(mtf50):
+            mtfs.append(mtf50)
+    if not sigmas or not mtfs:
+        return PhotoCalibration(m.name, False, "no slanted edge measurable",
+                                f"no erf fits the {len(m.edges)} edge profile(s) (blur σ and MTF50 unknown)")
+    m.blur_sigma_mm, m.mtf50_cycles_per_mm = float(np.median(sigmas)), float(np.median(mtfs))
+    return None
+
+
+def calibrate(photos: list[str | Path], manifest: Manifest, *, base: CameraProfile | str = "lab", name: str = "measured",
+              progress: bool = False) -> Calibration:
+    """Measure the channel from ``photos`` of the chart of ``manifest`` (see the module doc).
+
+    Each photo is first judged on its own (:func:`_assess`): one without this chart, too small in
+    the frame, whose chart model cannot explain its own colours (something covers or shades the
+    chart) or without a measurable slanted edge is skipped with the reason. The others are pooled.
+
+    Args:
+        photos: image files; each is named in the records by its path as given.
+        manifest: the chart's manifest (written by :func:`physadv.printouts.chart.write_chart`).
+        base: the profile whose scene (pose) and JPEG ranges the measured profile keeps.
+        name: the measured profile's name (a plain name: it may become part of a file name).
+
+    Raises:
+        InputError: ``manifest`` is not a chart's, ``name`` is not a plain name, no photo could be
+            used, or the pooled colour fit is worse than :data:`POOLED_DELTA_E_MAX`.
+    """
+    if not is_safe_name(name):
+        raise InputError(f"profile name {name!r} is not a plain name (letters, digits, '.', '_', '+', '-'; "
+                         "no path separators, no leading dot, at most 128 characters)")
+    chart = chart_of(manifest)
+    base = load_profile(base)
     pitch = float(chart["pitch_mm"])
+    records: list[PhotoCalibration | _Measurement] = []
+    for path in tqdm(photos, desc="calibrating", unit="photo", disable=not progress):
+        shown = _shown(path)
+        try:
+            image = read_rgb(Path(path))
+        except InputError as error:
+            records.append(PhotoCalibration(shown, False, "unreadable", str(error)))
+            continue
+        record = _measure(image, manifest, chart, shown)
+        if isinstance(record, _Measurement):
+            record = _assess(record, chart, pitch) or record
+        records.append(record)
+    measurements = [r for r in records if isinstance(r, _Measurement)]
+    if not measurements:
+        reasons = "; ".join(r.summary() for r in records if isinstance(r, PhotoCalibration))
+        raise InputError(f"no photo of this chart (run {manifest.run_id}) could be used: {reasons or 'no photos'}")
+    profile, per_photo = _fit(measurements, chart, base, name)
+    pooled = profile.measured
+    assert pooled is not None
+    if not pooled.delta_e_mean <= POOLED_DELTA_E_MAX:
+        each = ", ".join(f"{p.photo} {p.delta_e_mean:.1f}" for p in per_photo[:10])
+        raise InputError(f"the {len(measurements)} usable photo(s) do not make one channel: the pooled colour fit "
+                         f"misses by ΔE00 {pooled.delta_e_mean:.1f} (at most {POOLED_DELTA_E_MAX:g}; per photo: {each}); "
+                         "calibrate photos of one printer, camera and light at a time")
+    fitted = iter(per_photo)  # in the order of ``measurements``, which is the order of ``records``
+    return Calibration(profile, tuple(r if isinstance(r, PhotoCalibration) else next(fitted) for r in records))
+
+
+def _shown(path: str | Path) -> str:
+    """How a photo is named in records and profile comments: its path as given, control characters
+    escaped (they would break the TOML comment and the terminal line)."""
+    text = str(path)
+    return ascii(text) if CONTROL_CHARACTERS.search(text) else text
+
+
+def _fit(measurements: list[_Measurement], chart: dict, base: CameraProfile,
+         name: str) -> tuple[CameraProfile, list[PhotoCalibration]]:
+    patches = chart["patches"]
+    fit = _fit_channel(measurements, chart)
     noise_points = []
-    per_photo, sigmas, mtfs = [], [], []
-    measured_stub = MeasuredChannel(tuple(map(tuple, curve)), tuple(map(tuple, matrix)), 0.0, 0.0, ((0, 0, 0, 0),),
-                                    (1, 1), (1, 1), (1, 1), 1.0, 1, 0.0)
-    predicted = apply_colour_response(printed, measured_stub)
-    colour_only = [i for i, p in enumerate(patches) if p["kind"] == "colour"]
-    for m, g, n in zip(measurements, gains, normalised):
-        edge_sigmas, edge_mtfs = [], []
-        for distance, values, mm_per_px in m.edges:
-            levels = _inverse_tone(curve, (values / g).mean(axis=1))
-            sigma, mtf50 = _erf_fit(distance, levels, mm_per_px)
-            if math.isfinite(sigma):
-                # Neither the chart's pixels nor the photo's pixel aperture (boxes of one pixel) are
-                # part of the channel's blur: the virtual camera's resampling plays the latter back.
-                edge_sigmas.append(math.sqrt(max(sigma ** 2 - (pitch ** 2 + mm_per_px ** 2) / 12, 0.0)))
-            if math.isfinite(mtf50):
-                edge_mtfs.append(mtf50)
-        sigma = float(np.median(edge_sigmas)) if edge_sigmas else math.nan
-        mtf = float(np.median(edge_mtfs)) if edge_mtfs else math.nan
-        sigmas.append(sigma)
-        mtfs.append(mtf)
-        flat_or_grey = [i for i, p in enumerate(patches) if p["kind"] in ("grey", "flat")]
+    per_photo = []
+    flat_or_grey = [i for i, p in enumerate(patches) if p["kind"] in ("grey", "flat")]
+    for m, n in zip(measurements, fit.normalised):
         for i in flat_or_grey:
             noise_points.append((m.patches[i].mean(), *m.noise[i]))
         mid = min(flat_or_grey, key=lambda i: abs(m.patches[i].mean() - 128))
+        # With one photo the pooled curve is that photo's ramp: its residual is 0 by construction.
+        tone_rms = float(np.sqrt(((n[fit.ramp] - fit.curve[:, 1:]) ** 2).mean())) if len(measurements) > 1 else math.nan
         per_photo.append(PhotoCalibration(
-            m.name, True, white_rgb=tuple(float(v) for v in m.patches[white_index]), blur_sigma_mm=sigma,
-            mtf50_cycles_per_mm=mtf, noise_mid_grey=float(m.noise[mid].mean()),
-            tone_rms=float(np.sqrt(((n[grey][order] - curve[:, 1:]) ** 2).mean())),
-            delta_e_mean=float(_delta_e(predicted[colour_only], n[colour_only]).mean()),
+            m.name, True, white_rgb=tuple(float(v) for v in m.patches[fit.ramp[-1]]), blur_sigma_mm=m.blur_sigma_mm,
+            mtf50_cycles_per_mm=m.mtf50_cycles_per_mm, noise_mid_grey=float(m.noise[mid].mean()),
+            tone_rms=tone_rms, delta_e_mean=float(_colour_delta_e(fit, n, chart).mean()),
             marker_rms_px=m.marker_rms_px))
     noise = _noise_table(np.array(noise_points))
-    sigma = float(np.nanmedian(sigmas)) if np.isfinite(sigmas).any() else 0.0
-    mtf = float(np.nanmedian(mtfs)) if np.isfinite(mtfs).any() else 0.0
-    exposure = gains.mean(axis=1)
-    balance_r, balance_b = gains[:, 0] / gains[:, 1], gains[:, 2] / gains[:, 1]
+    exposure = fit.gains.mean(axis=1)
+    balance_r, balance_b = fit.gains[:, 0] / fit.gains[:, 1], fit.gains[:, 2] / fit.gains[:, 1]
     measured = MeasuredChannel(
-        tone_curve=tuple(tuple(float(v) for v in row) for row in np.clip(curve, 0, 255)),
-        colour_matrix=tuple(tuple(float(v) for v in row) for row in matrix),
-        blur_sigma_mm=sigma, mtf50_cycles_per_mm=mtf, noise=noise,
+        tone_curve=tuple(tuple(float(v) for v in row) for row in np.clip(fit.curve, 0, 255)),
+        colour_matrix=tuple(tuple(float(v) for v in row) for row in fit.matrix),
+        blur_sigma_mm=float(np.median([m.blur_sigma_mm for m in measurements])),
+        mtf50_cycles_per_mm=float(np.median([m.mtf50_cycles_per_mm for m in measurements])), noise=noise,
         exposure_gain=(float(exposure.min()), float(exposure.max())),
         white_balance_r=(float(balance_r.min()), float(balance_r.max())),
         white_balance_b=(float(balance_b.min()), float(balance_b.max())),
@@ -362,7 +479,10 @@ def measured_channel(profile: CameraProfile | str, *, progress: bool = False) ->
     if profile.measured is not None:
         return profile.measured
     digest = hashlib.sha256(profile_to_toml(profile).encode()).hexdigest()[:16]
-    cached = cache_dir() / "profiles" / f"{profile.name}-{digest}.toml"
+    # The file is named by the profile's hash; its name only prefixes it, and only when it is a plain
+    # name (a profile read from a file has one; one built in Python might not).
+    prefix = f"{profile.name}-" if is_safe_name(profile.name) else ""
+    cached = cache_dir() / "profiles" / f"{prefix}{digest}.toml"
     if cached.is_file():
         measured = load_profile(cached).measured
         assert measured is not None
@@ -372,7 +492,7 @@ def measured_channel(profile: CameraProfile | str, *, progress: bool = False) ->
         photograph(Path(work) / "chart" / CHART_FILE, manifest, Path(work) / "photos", VIRTUAL_CALIBRATION_PHOTOS,
                    seed=int(digest[:8], 16), profile=profile, progress=progress)
         result = calibrate(sorted((Path(work) / "photos").glob("*.jpg")), manifest, base=profile,
-                           name=f"{profile.name}-virtual")
+                           name=f"{prefix}virtual")
     atomic_write_text(cached, profile_to_toml(result.profile, f"physadv: the {profile.name} profile's virtual camera, "
                                                               "calibrated on the chart"))
     assert result.profile.measured is not None
@@ -390,9 +510,7 @@ def profile_distribution(spec: str | CameraProfile, pixel_mm: float = DEFAULT_PI
     """
     from physadv.eot import channel_distribution
 
-    if isinstance(spec, str) and spec.startswith(PROFILE_PREFIX):
-        spec = spec[len(PROFILE_PREFIX):]
-    profile = load_profile(spec)
+    profile = profile_of(spec) if isinstance(spec, str) else spec
     measured = measured_channel(profile, progress=progress)
     averaging = max(1.0, measured.pixels_per_mm * pixel_mm)
     noise = [(row[0], *(v / averaging for v in row[1:])) for row in measured.noise]
@@ -401,6 +519,22 @@ def profile_distribution(spec: str | CameraProfile, pixel_mm: float = DEFAULT_PI
         tone_curve=measured.tone_curve, colour_matrix=measured.colour_matrix, exposure=measured.exposure_gain,
         white_balance_r=measured.white_balance_r, white_balance_b=measured.white_balance_b, noise=noise,
         description=f"the calibrated channel of camera profile {profile.name}")
+
+
+def profile_of(spec: str) -> CameraProfile:
+    """The camera profile of ``"profile:NAME|FILE.toml"`` (or of ``NAME|FILE.toml``), read and checked.
+
+    Raises:
+        InputError: no such profile, or an invalid one (the message names the key).
+    """
+    return load_profile(spec.removeprefix(PROFILE_PREFIX))
+
+
+def check_distribution(spec: str | None) -> None:
+    """Check an EOT distribution named on the command line or in a configuration before any work:
+    a ``profile:`` one must name a readable, valid profile (built-in names are checked by the reader)."""
+    if isinstance(spec, str) and spec.startswith(PROFILE_PREFIX):
+        profile_of(spec)
 
 
 def resolve_distribution(spec):

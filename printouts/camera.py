@@ -14,7 +14,8 @@ colour matrix, blur and noise it measured (:func:`_play_back`):
 3. **light**: one illumination field over the whole frame (linear gradient, vignetting, a soft
    shadow edge, exposure) and a colour cast with reduced saturation;
 4. **sensor**: lens blur, Gaussian noise whose variance grows with brightness (read + shot noise),
-   the phone's auto exposure and white balance (white patch on the frame's brightest 2 %), and JPEG.
+   the phone's auto exposure and white balance (white patch on the frame's brightest 2 %,
+   :data:`AWB_PERCENTILE`), and JPEG.
 
 Every random draw comes from ``numpy.random.default_rng([seed, index])``, so photo ``index`` of a
 seed is the same photo whatever else is generated, and all drawn parameters are recorded in
@@ -48,6 +49,19 @@ TRUTH_FILE = "truth.json"
 # warp only ever shrinks the render (bilinear shrinking by < 2 barely aliases).
 RENDER_OVERSAMPLING = 1.25
 NOISE_TILE = 1024
+# The profiles state sensor.lens_blur_px in pixels of a frame up to this wide (1080p; the lab
+# profile's source converts its 4032-px phone figures to it). A wider frame of the same optics spreads
+# the blur over proportionally more pixels, so σ grows with width / 1920; a narrower frame (a 720p
+# webcam) is a sensor of its own whose σ the profile states directly, so it is never scaled down.
+LENS_BLUR_REFERENCE_WIDTH_PX = 1920
+# Auto white balance and exposure by the white patch (max-RGB) method: each channel is scaled so that
+# its brightest (100 - AWB_PERCENTILE) % of pixels, usually the paper, land at AWB_WHITE_LEVEL. A high
+# percentile rather than the maximum, so that a few noisy or specular pixels do not set the gain.
+# 240 = 0.94 of full scale, the middle of the 0.93-0.96 that office paper's reflectance encodes to in
+# sRGB (the lab profile's print.paper_level source): the camera renders paper as paper, not as 255.
+# Both are estimates of a phone's pipeline, not measured here.
+AWB_PERCENTILE = 98.0
+AWB_WHITE_LEVEL = 240.0
 
 
 @dataclass(frozen=True)
@@ -131,7 +145,7 @@ def sample_shot(rng: np.random.Generator, page: int, frame: tuple[int, int],
         exposure=profile.uniform(rng, "light.exposure"),
         colour_cast=tuple(profile.uniform(rng, "light.colour_cast", 3)),
         saturation=profile.uniform(rng, "light.saturation"),
-        lens_blur_px=profile.uniform(rng, "sensor.lens_blur_px") * max(1.0, width / 1920),
+        lens_blur_px=profile.uniform(rng, "sensor.lens_blur_px") * max(1.0, width / LENS_BLUR_REFERENCE_WIDTH_PX),
         read_noise=profile.uniform(rng, "sensor.read_noise"), shot_noise=profile.uniform(rng, "sensor.shot_noise"),
         jpeg_quality=_jpeg_quality(rng, profile),
         halftone_lpi=profile.value("print.halftone_lpi"),
@@ -228,8 +242,11 @@ def _max_scale(homography: np.ndarray, page_mm: tuple[float, float]) -> float:
 
 def print_page(render: np.ndarray, pixels_per_mm: float, shot: Shot) -> np.ndarray:
     """The printed sheet as the camera sees it under white light: ``(H, W, 3)`` uint8 → uint8."""
+    # Always applied, however small: Shot.print_blur_mm then is the blur the photo had. (It once was
+    # skipped below 0.3 render px, where it changes a rendered chart by at most 2-3 levels at its
+    # edges; the blur costs 34 ms on a 12-MP render, against seconds per photo.)
     sigma = shot.print_blur_mm * pixels_per_mm
-    blurred = cv2.GaussianBlur(render, (0, 0), sigma) if sigma > 0.3 else render
+    blurred = cv2.GaussianBlur(render, (0, 0), sigma) if sigma > 0 else render
     levels = (np.arange(256) / 255.0) ** shot.print_gamma
     ink, paper = np.asarray(shot.ink_rgb), np.asarray(shot.paper_rgb)
     table = np.clip(ink + (paper - ink) * levels[:, None], 0, 255).astype(np.uint8)
@@ -390,7 +407,7 @@ def _play_back(render: np.ndarray, pixels_per_mm: float, render_to_photo: np.nda
     """A measured profile's channel: blur (page mm) on the printed levels, colour matrix and tone
     curve, the pose, this photo's exposure and white-balance gains, noise σ(level) per photo pixel."""
     sigma = measured.blur_sigma_mm * pixels_per_mm
-    blurred = cv2.GaussianBlur(render, (0, 0), sigma) if sigma > 0.05 else render
+    blurred = cv2.GaussianBlur(render, (0, 0), sigma) if sigma > 0 else render  # as print_page: always
     # The colour response of all 256³ colours would not fit a LUT; a 32³ grid with trilinear
     # interpolation is within 0.1 level of the exact response (smooth in each channel).
     printed = _colour_grid_lookup(blurred, measured)
@@ -446,10 +463,11 @@ def halftone(document, page: int, shape: tuple[int, int], page_mm: tuple[float, 
 
 def _auto_white_balance(raw: np.ndarray) -> np.ndarray:
     """A phone's auto exposure and white balance (white patch): scale each channel so that its
-    brightest 2 % land at 240, as a camera pipeline does before it saves the JPEG; without it every
-    photo keeps the cast and exposure of its light, which no phone or webcam delivers."""
+    brightest pixels (:data:`AWB_PERCENTILE`) land at :data:`AWB_WHITE_LEVEL`, as a camera pipeline
+    does before it saves the JPEG; without it every photo keeps the cast and exposure of its light,
+    which no phone or webcam delivers."""
     small = raw[::8, ::8].reshape(-1, 3)
-    gains = 240.0 / np.maximum(np.percentile(small, 98, axis=0), 1.0)
+    gains = AWB_WHITE_LEVEL / np.maximum(np.percentile(small, AWB_PERCENTILE, axis=0), 1.0)
     return np.clip(raw * gains.astype(np.float32), 0, 255).astype(np.uint8)
 
 

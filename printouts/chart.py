@@ -32,6 +32,7 @@ from physadv.fileio import atomic_write_bytes
 from physadv.images import write_png
 from physadv.printouts.manifest import Manifest, write_manifest
 from physadv.printouts.sheets import MANIFEST_FILE, SheetImage, SheetLayout, draw_sheets, layout_sheets, new_run_id
+from physadv.validation import Record
 
 CHART_SCHEMA = "physadv.chart/1"
 CHART_FILE, CHART_PNG = "chart.pdf", "chart.png"
@@ -134,9 +135,14 @@ def write_chart(out_dir: str | Path, *, paper: str = "a4", run_id: str | None = 
     pixel pitch.
 
     Raises:
-        InputError: an unknown paper.
+        InputError: an unknown paper, or ``out_dir`` already holds a manifest (a chart's or sheets').
     """
     out = Path(out_dir)
+    if (out / MANIFEST_FILE).exists():
+        # Overwriting it would orphan what it describes: the sheets beside it, or the printed copies
+        # of an earlier chart (their photos would then show an "unknown run").
+        raise InputError(f"{out} already holds a {MANIFEST_FILE} (of a chart or of sheets); choose another "
+                         "output folder or remove it")
     layout = SheetLayout(paper=paper, columns=1, rows=1, dpi=CHART_DPI, marker_mm=20.0, qr_mm=18.0)
     probe, _ = _layout(out, layout, run_id or new_run_id(), np.zeros((8, 8, 3), np.uint8))
     pitch = 25.4 / probe.layout_dpi
@@ -158,32 +164,84 @@ def _layout(out: Path, layout: SheetLayout, run_id: str, pixels: np.ndarray) -> 
     return layout_sheets([image], run_id, layout)
 
 
+PATCH_KINDS = ("grey", "colour", "flat")
+MAX_PATCHES, MAX_EDGES = 1000, 100  # the chart has 46 and 5; more is a corrupt or hostile record
+# A patch narrower than this is no patch of a chart: the inner 60 % that calibrate reads (3 mm of 5)
+# would hold fewer than 30 photo pixels at 2 px/mm, about what a 720p frame gives an A4 page filling it.
+MIN_PATCH_MM = 5.0
+# physadv calibrate reads a band this far to each side of a slanted edge: it must lie on the page,
+# and a square's side must be wider than two bands, or one side's band reaches the opposite side.
+EDGE_BAND_MM = 2.5
+
+
 def chart_of(manifest: Manifest) -> dict:
-    """The chart record of a chart manifest, checked.
+    """The chart record of a chart manifest, checked field by field (a manifest is untrusted input).
+
+    A chart is one page; its record holds ``schema``, ``pitch_mm``, ``patches`` (``kind``, ``box_mm``,
+    ``rgb``) and ``edges`` (``centre_mm``, ``side_mm``, ``angle_deg``, ``dark``, ``light``, ``field_mm``),
+    nothing else. It needs a grey ramp of at least 2 distinct neutral levels including paper white
+    (255), at least one colour patch, one flat patch and one edge square; every box lies on the page.
 
     Raises:
-        InputError: the manifest is not a chart's (e.g. an attack sheet's), or its record is malformed.
+        InputError: the manifest is not a chart's (e.g. an attack sheet's), or its record is malformed
+            (the message names the field).
     """
     chart = manifest.extra.get("chart") if isinstance(manifest.extra, dict) else None
     if not isinstance(chart, dict) or chart.get("schema") != CHART_SCHEMA:
         raise InputError("the manifest is not a calibration chart's (make one with `physadv chart --out DIR`)")
-    try:
-        pitch = float(chart["pitch_mm"])
-        width, height = manifest.page_size_mm
-        for patch in chart["patches"]:
-            x, y, w, h = (float(v) for v in patch["box_mm"])
-            if not (0 <= x and 0 <= y and x + w <= width and y + h <= height and w > 0 and h > 0):
-                raise ValueError(f"patch box {patch['box_mm']} outside the page")
-            if patch["kind"] not in ("grey", "colour", "flat") or len(patch["rgb"]) != 3 or \
-                    not all(isinstance(v, int) and 0 <= v <= 255 for v in patch["rgb"]):
-                raise ValueError(f"bad patch {patch!r:.80}")
-        for edge in chart["edges"]:
-            cx, cy = (float(v) for v in edge["centre_mm"])
-            if not (0 < cx < width and 0 < cy < height and 0 < float(edge["side_mm"]) < 100
-                    and 0 < abs(float(edge["angle_deg"])) < 45 and 0 <= edge["dark"] < edge["light"] <= 255):
-                raise ValueError(f"bad edge {edge!r:.80}")
-        if not (0 < pitch < 1) or not chart["edges"] or len(chart["patches"]) < 16:
-            raise ValueError("too few patches or edges, or a bad pitch")
-    except (KeyError, TypeError, ValueError) as error:
-        raise InputError(f"malformed chart record in the manifest: {error}") from None
-    return chart
+    record = Record(chart, "malformed chart record in the manifest: extra.chart")
+    record.only(("schema", "pitch_mm", "patches", "edges"))
+    if len(manifest.pages) != 1:
+        raise record.fail(None, f"a chart is one page, the manifest has {len(manifest.pages)}")
+    page = manifest.page_size_mm
+    record.number("pitch_mm", 1e-3, 1.0)
+    patches = [_chart_patch(patch, page) for patch in record.records("patches", 1, MAX_PATCHES)]
+    edges = [_chart_edge(edge, page) for edge in record.records("edges", 1, MAX_EDGES)]
+    greys = [p["rgb"][0] for p in patches if p["kind"] == "grey"]
+    if len(set(greys)) != len(greys):
+        raise record.fail("patches", f"grey levels repeat ({sorted(greys)}): each level of the ramp is one patch")
+    if len(greys) < 2 or 255 not in greys:
+        raise record.fail("patches", f"the grey ramp needs at least 2 levels including paper white 255, "
+                                     f"got {sorted(greys)}")
+    for kind in ("colour", "flat"):
+        if not any(p["kind"] == kind for p in patches):
+            raise record.fail("patches", f"no {kind} patch")
+    return {**chart, "patches": patches, "edges": edges}
+
+
+def _inside(box: tuple[float, ...], page: tuple[float, float]) -> bool:
+    x, y, w, h = box
+    return w > 0 and h > 0 and x >= 0 and y >= 0 and x + w <= page[0] and y + h <= page[1]
+
+
+def _chart_patch(patch: Record, page: tuple[float, float]) -> dict:
+    patch.only(("kind", "box_mm", "rgb"))
+    kind = patch.choice("kind", PATCH_KINDS)
+    box = patch.numbers("box_mm", 4, 0, 10_000)
+    if not _inside(box, page) or min(box[2:]) < MIN_PATCH_MM:
+        raise patch.fail("box_mm", f"{list(box)} is not a box of at least {MIN_PATCH_MM:g} mm on the "
+                                   f"{page[0]:g} × {page[1]:g} mm page")
+    rgb = patch.integers("rgb", 3, 0, 255)
+    if kind != "colour" and len(set(rgb)) != 1:
+        raise patch.fail("rgb", f"{list(rgb)}: a {kind} patch is neutral (R = G = B)")
+    return {"kind": kind, "box_mm": list(box), "rgb": list(rgb)}
+
+
+def _chart_edge(edge: Record, page: tuple[float, float]) -> dict:
+    edge.only(("centre_mm", "side_mm", "angle_deg", "dark", "light", "field_mm"))
+    record = {"centre_mm": list(edge.numbers("centre_mm", 2, 0, 10_000)),
+              "side_mm": edge.number("side_mm", 2 * EDGE_BAND_MM + 1e-6, 100),
+              "angle_deg": edge.number("angle_deg", -45, 45), "dark": edge.integer("dark", 0, 254),
+              "light": edge.integer("light", 1, 255), "field_mm": list(edge.numbers("field_mm", 4, 0, 10_000))}
+    if record["angle_deg"] == 0 or abs(record["angle_deg"]) == 45:
+        raise edge.fail("angle_deg", f"{record['angle_deg']:g}: a slanted edge is turned by more than 0 and less than 45°")
+    if record["dark"] >= record["light"]:
+        raise edge.fail("dark", f"{record['dark']} is not darker than light {record['light']}")
+    corners = edge_square_corners(record)
+    reach = np.array([corners.min(axis=0) - EDGE_BAND_MM, corners.max(axis=0) + EDGE_BAND_MM])
+    if reach.min() < 0 or reach[1, 0] > page[0] or reach[1, 1] > page[1]:
+        raise edge.fail("centre_mm", f"the {record['side_mm']:g}-mm square at {record['centre_mm']} (with the "
+                                     f"{EDGE_BAND_MM:g}-mm band read around it) leaves the {page[0]:g} × {page[1]:g} mm page")
+    if not _inside(tuple(record["field_mm"]), page):
+        raise edge.fail("field_mm", f"{record['field_mm']} is not a box on the page")
+    return record

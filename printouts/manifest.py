@@ -233,7 +233,10 @@ class Manifest:
         if len(set(indices)) != len(indices):
             raise record.fail("pages", "page indices repeat")
         run_id = record.name("run_id")
+        marker_size = record.number("marker_size_mm", 1, min(page_size) / 2)
         for number, page in enumerate(pages):
+            for corner, marker in enumerate(page.markers):
+                _check_marker_square(marker, marker_size, f"{where}.pages[{number}].markers[{corner}].corners_mm")
             # Capture names a page by its marker ids: they must be the ones physadv prints for this run and page.
             expected = list(zip(marker_ids(run_id, page.index), CORNERS))
             if [(marker.id, marker.corner) for marker in page.markers] != expected:
@@ -243,7 +246,7 @@ class Manifest:
         return cls(run_id=run_id, created=record.text("created", max_length=64) or "",
                    paper=record.text("paper", max_length=32) or "", page_size_mm=page_size,
                    layout_dpi=record.number("layout_dpi", 1, 10_000),
-                   marker_size_mm=record.number("marker_size_mm", 1, min(page_size) / 2),
+                   marker_size_mm=marker_size,
                    pages=pages, model=record.text("model", optional=True, max_length=256) or "",
                    attack_dir=record.text("attack_dir", optional=True) or "", schema=SCHEMA,
                    aruco_dictionary=record.choice("aruco_dictionary", (ARUCO_DICTIONARY,), optional=True)
@@ -301,6 +304,23 @@ def _read_page(record: Record, page_size: tuple[float, float]) -> Page:
         raise record.fail("reference_dots", "dots repeat")
     return Page(index=record.integer("index", 0, MAX_PAGES - 1), markers=tuple(markers), qr_codes=tuple(qr_codes),
                 cells=cells, identity=tuple(identity), reference_dots=dots)
+
+
+MARKER_SHAPE_TOLERANCE = 0.01
+"""Relative error allowed in a marker's sides and diagonals: physadv prints exact squares, and the
+manifest rounds nothing, so 1 % only absorbs a hand-edited decimal."""
+
+
+def _check_marker_square(marker: Marker, size: float, where: str) -> None:
+    """A marker's corners must be a square of ``marker_size_mm`` (capture fits homographies to them
+    and calibrate takes its scale from them; a degenerate one would divide by zero)."""
+    corners = [complex(*point) for point in marker.corners_mm]
+    sides = [abs(corners[(i + 1) % 4] - corners[i]) for i in range(4)]
+    diagonals = [abs(corners[2] - corners[0]), abs(corners[3] - corners[1])]
+    if (any(abs(side - size) > MARKER_SHAPE_TOLERANCE * size for side in sides)
+            or any(abs(d - size * math.sqrt(2)) > MARKER_SHAPE_TOLERANCE * size * math.sqrt(2) for d in diagonals)):
+        raise ManifestError(f"{where}: {[list(p) for p in marker.corners_mm]} is not a square of the "
+                            f"marker size {size:g} mm")
 
 
 def _marker_box(marker: Marker) -> tuple[float, float, float, float]:

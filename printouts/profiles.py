@@ -44,6 +44,7 @@ from physadv.catalog import CAMERA_PROFILES, DEFAULT_CAMERA_PROFILE
 from physadv.catalog import RESOLUTIONS as CATALOG_RESOLUTIONS
 from physadv.errors import InputError
 from physadv.fileio import parse_toml
+from physadv.validation import CONTROL_CHARACTERS, MAX_TEXT, is_safe_name
 
 SCHEMA = "physadv.profile/1"
 BUILTIN_PROFILES, DEFAULT_PROFILE = CAMERA_PROFILES, DEFAULT_CAMERA_PROFILE
@@ -75,11 +76,13 @@ PARAMETRIC = {
     "light.exposure": ("gain", 0.1, 5.0),
     "light.colour_cast": ("gain per channel", 0.2, 5.0),
     "light.saturation": ("factor", 0.0, 2.0),
-    "sensor.lens_blur_px": ("px, Gaussian σ, per 1920 px of frame width", 0.0, 20.0),
+    "sensor.lens_blur_px": ("px, Gaussian σ, of a frame up to 1920 px wide (scaled with the width above)", 0.0, 20.0),
     "sensor.read_noise": ("0-255 units, σ", 0.0, 50.0),
     "sensor.shot_noise": ("sqrt(0-255 units), σ² = shot² · level", 0.0, 5.0),
-    "sensor.auto_white_balance": ("1 = on, 0 = off", 0.0, 1.0),
+    "sensor.auto_white_balance": ("true = on, false = off", 0.0, 1.0),
 }
+# Switches, not ranges: ``value = true`` or ``false`` only (stored as 1.0 / 0.0), so that 0.5 is never "on".
+BOOLEANS = frozenset({"sensor.auto_white_balance"})
 ALWAYS = {"sensor.jpeg_quality": ("libjpeg quality", 1.0, 100.0)}
 PARAMETERS = {**SCENE, **PARAMETRIC, **ALWAYS}
 
@@ -98,6 +101,26 @@ class Parameter:
         return self.low, self.high
 
 
+# The unit of every [measured] figure, written as comments into each measured profile. blur_sigma_mm
+# and mtf50_cycles_per_mm differ on purpose: σ is the channel's own blur (what the virtual camera
+# plays back, which adds the photo's pixels by resampling), MTF50 is what the photos showed.
+MEASURED_UNITS = {
+    "tone_curve": "rows (printed grey level, photographed R, G, B), 0-255 units",
+    "colour_matrix": "3x3, linear-light sRGB of the print -> of the photo, before the tone curve",
+    "blur_sigma_mm": "page mm, Gaussian σ of print + optics, without the chart's pixel box (pitch/√12) "
+                     "and the photo's pixel aperture (1 px/√12)",
+    "mtf50_cycles_per_mm": "cycles per page mm where the edges' MTF falls to 0.5, as photographed: "
+                           "includes the chart's and the photo's pixel apertures",
+    "noise": "rows (photographed level, σ R, σ G, σ B), 0-255 units per photo pixel, without 8-bit rounding",
+    "exposure_gain": "(low, high) gain of the paper white across the photos, relative to their mean",
+    "white_balance_r": "(low, high) R/G gain of the paper white across the photos, relative to their mean",
+    "white_balance_b": "(low, high) B/G gain of the paper white across the photos, relative to their mean",
+    "pixels_per_mm": "photo pixels per page mm of the calibration photos (mean)",
+    "photos": "photos the figures come from",
+    "delta_e_mean": "CIEDE2000, mean over the colour patches and photos, of the fitted tone curve + matrix",
+}
+
+
 @dataclass(frozen=True)
 class MeasuredChannel:
     """What ``physadv calibrate`` measured, played back by the virtual camera.
@@ -107,8 +130,10 @@ class MeasuredChannel:
             printed levels strictly increasing.
         colour_matrix: ``(3, 3)`` applied to linear-light sRGB of the printed colour before the
             tone curve (rows: output R, G, B).
-        blur_sigma_mm: equivalent Gaussian σ of the whole print→photo blur, page mm.
-        mtf50_cycles_per_mm: spatial frequency where the edge MTF falls to 0.5, cycles per page mm.
+        blur_sigma_mm: equivalent Gaussian σ of the print→photo blur, page mm, without the chart's
+            pixel box and the photo's pixel aperture (the virtual camera's resampling adds the latter).
+        mtf50_cycles_per_mm: spatial frequency where the edge MTF falls to 0.5, cycles per page mm,
+            as photographed: the chart's and the photo's pixel apertures included.
         noise: ``(L, 4)`` rows ``(photographed level, σ R, σ G, σ B)``, 0-255 units, per photo pixel.
         exposure_gain, white_balance_r, white_balance_b: ``(low, high)`` spread of the paper white's
             gain (mean) and R/G, B/G balance across the photos, relative to their mean (gains).
@@ -189,6 +214,15 @@ def _bounded(value: Any, low: float, high: float, origin: str, key: str, unit: s
     return number
 
 
+def _text(value: str, origin: str, key: str) -> str:
+    """A free-text field: it is written back into TOML files and printed, so no control characters."""
+    if len(value) > MAX_TEXT:
+        raise InputError(f"{_where(origin, key)} is longer than {MAX_TEXT} characters")
+    if CONTROL_CHARACTERS.search(value):
+        raise InputError(f"{_where(origin, key)} = {value[:100]!r} holds a control character")
+    return value
+
+
 def _parameter(table: Any, key: str, origin: str) -> Parameter:
     unit, low, high = PARAMETERS[key]
     if not isinstance(table, dict):
@@ -199,6 +233,13 @@ def _parameter(table: Any, key: str, origin: str) -> Parameter:
     for text in ("unit", "source"):
         if not isinstance(table.get(text), str) or not table[text].strip():
             raise InputError(f"{_where(origin, key)}.{text} is missing (every range states its {text})")
+        _text(table[text], origin, f"{key}.{text}")
+    if key in BOOLEANS:
+        if "range" in table or not isinstance(table.get("value"), bool):
+            raise InputError(f"{_where(origin, key)} is a switch: value = true or false, "
+                             f"got {table.get('value', table.get('range'))!r}")
+        flag = float(table["value"])
+        return Parameter(flag, flag, table["unit"], table["source"])
     if ("range" in table) == ("value" in table):
         raise InputError(f"{_where(origin, key)} needs exactly one of range = [low, high] or value = x")
     if "value" in table:
@@ -270,6 +311,16 @@ def profile_from_mapping(data: dict, origin: str) -> CameraProfile:
     for key in ("name", "description", "resolution"):
         if not isinstance(data.get(key), str) or not data[key]:
             raise InputError(f"{_where(origin, key)} is missing (a string)")
+        _text(data[key], origin, key)
+    # The name becomes part of file names (the cache of a profile's virtual calibration) and of
+    # records: a plain name, never a path.
+    if not is_safe_name(data["name"]):
+        raise InputError(f"{_where(origin, 'name')} = {data['name']!r} is not a plain name (letters, digits, "
+                         "'.', '_', '+', '-'; no path separators, no leading dot, at most 128 characters)")
+    if "source" in data and not isinstance(data["source"], str):
+        raise InputError(f"{_where(origin, 'source')} must be a string")
+    if "source" in data:
+        _text(data["source"], origin, "source")
     if data["resolution"] not in RESOLUTIONS:
         raise InputError(f"{_where(origin, 'resolution')} must be one of {', '.join(RESOLUTIONS)}, "
                          f"got {data['resolution']!r}")
@@ -280,13 +331,19 @@ def profile_from_mapping(data: dict, origin: str) -> CameraProfile:
     unknown = sorted(set(data) - sections - {"schema", "name", "description", "resolution", "measured", "source"})
     if unknown:
         raise InputError(f"camera profile {origin}: unknown key(s) {', '.join(unknown)}")
-    for section in sections & set(data):
+    for section in sorted(sections & set(data)):
         if not isinstance(data[section], dict):
             raise InputError(f"{_where(origin, section)} must be a table")
         for key in data[section]:
-            if f"{section}.{key}" not in (wanted if measured is None else PARAMETERS):
-                raise InputError(f"{_where(origin, f'{section}.{key}')} is not a profile key "
-                                 f"(known: {', '.join(k for k in wanted if k.startswith(section))})")
+            if f"{section}.{key}" in wanted:
+                continue
+            if measured is not None and f"{section}.{key}" in PARAMETERS:
+                # The [measured] section replaces the print, light and sensor model: a parametric key
+                # beside it would never be used, so it is refused rather than silently ignored.
+                raise InputError(f"{_where(origin, f'{section}.{key}')} is not a key of a measured profile "
+                                 "(its [measured] section replaces the print, light and sensor ranges)")
+            known = ", ".join(k for k in wanted if k.startswith(section + ".")) or "none"
+            raise InputError(f"{_where(origin, f'{section}.{key}')} is not a profile key (known: {known})")
     for key in wanted:
         section, name = key.split(".")
         table = data.get(section, {}).get(name) if isinstance(data.get(section), dict) else None
@@ -352,13 +409,17 @@ def profile_to_toml(profile: CameraProfile, header: str = "") -> str:
               f"description = {_toml_value(profile.description)}", f"resolution = {_toml_value(profile.resolution)}"]
     for key, parameter in profile.parameters.items():
         lines.append(f"\n[{key}]")
-        if parameter.low == parameter.high:
+        if key in BOOLEANS:
+            lines.append(f"value = {_toml_value(bool(parameter.low))}")
+        elif parameter.low == parameter.high:
             lines.append(f"value = {_toml_value(parameter.low)}")
         else:
             lines.append(f"range = {_toml_value([parameter.low, parameter.high])}")
         lines += [f"unit = {_toml_value(parameter.unit)}", f"source = {_toml_value(parameter.source)}"]
     if profile.measured is not None:
         lines.append("\n[measured]")
+        lines.append(f"# measured by physadv calibrate on {profile.measured.photos} photo(s) of the chart; units:")
+        lines += [f"#   {name}: {unit}" for name, unit in MEASURED_UNITS.items()]
         for name, value in profile.measured.__dict__.items():
             if name in ("tone_curve", "noise", "colour_matrix"):
                 rows = ",\n  ".join(_toml_value(list(row)) for row in value)

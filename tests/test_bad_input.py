@@ -212,6 +212,12 @@ def test_damaged_runs_are_one_line(session_run, tmp_path, capsys, verb, damage):
     (b'model = "digits"\nimages = ["digits"]\nlimit = 2\ntransforms = {}\n'
      b'[[attacks]]\nmethod = "fgsm"\neps = 8\n[[attacks]]\nmethod = "target"\neps = 8\ntarget = "goldfish"\n',
      "goldfish"),
+    # A profile EOT names a file: it is read when the configuration is, not after the first attack ran.
+    ((b'model = "digits"\nimages = ["digits"]\nlimit = 2\ntransforms = {}\n'
+      b'[[attacks]]\nmethod = "fgsm"\neps = 8\n[[attacks]]\nmethod = "bim"\neps = 8\neot = "profile:doesnotexist"\n'),
+     "'doesnotexist'"),
+    (b'model = "digits"\nimages = ["digits"]\nlimit = 2\nadversariality_distribution = "profile:gone.toml"\n',
+     "gone.toml: no such file"),
 ])
 def test_bad_configurations_are_refused_before_anything_is_written(tmp_path, capsys, toml, expected):
     config = tmp_path / "lab.toml"
@@ -223,6 +229,14 @@ def test_bad_configurations_are_refused_before_anything_is_written(tmp_path, cap
     if expected == "goldfish":  # the refused configuration blocks nothing: a good one starts in the same folder
         config.write_bytes(toml.replace(b'"goldfish"', b'"3"'))
         assert main(["run", "new", str(run), "--config", str(config)]) == 0
+
+
+def test_compare_with_a_missing_profile_eot_fails_before_any_work(tmp_path, capsys):
+    run = tmp_path / "cmp"
+    code = main(["compare", *DIGITS, "--images", "digits", "--limit", "2", "--eot", "profile:doesnotexist",
+                 "--out", str(run)])
+    assert "'doesnotexist'" in one_line_error(capsys, code)
+    assert not run.exists()
 
 
 def test_a_weights_file_that_is_no_state_dict(tmp_path, capsys):

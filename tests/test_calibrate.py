@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
+from physadv.capture import calibrate as calibration
 from physadv.capture.calibrate import calibrate, profile_distribution
 from physadv.errors import InputError
 from physadv.images import write_png
@@ -102,7 +104,7 @@ def test_photos_without_this_chart_are_skipped_with_a_reason(chart, tmp_path):
     document.close()
     write_png(tmp_path / "photos" / "blank.png", np.full((400, 300, 3), 200, np.uint8))
     (tmp_path / "photos" / "broken.jpg").write_bytes(b"not a jpeg")
-    with pytest.raises(InputError, match="no photo shows this chart.*no markers.*unreadable.*unknown run"):
+    with pytest.raises(InputError, match="no photo of this chart .* could be used.*no markers.*unreadable.*unknown run"):
         calibrate(sorted((tmp_path / "photos").iterdir()), manifest)
     assert other.run_id != manifest.run_id
     attack_sheet = replace(read_manifest(chart_dir / "manifest.json"), extra={})
@@ -187,3 +189,252 @@ def test_halftone_screen_keeps_the_mean_tone(chart):
         inner = screened[int(y + h / 4):int(y + 3 * h / 4), int(x + w / 4):int(x + 3 * w / 4)].astype(float)
         assert abs(inner.mean() - patch["rgb"][0]) < 20, (patch["rgb"], inner.mean())
         assert inner.std() > 1  # the screen (period 0.51 mm, 2 px at 4 px/mm) is still visible
+
+
+# --- review 9: bad photos, bad charts, bad profiles ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lab_photos(chart, tmp_path_factory):
+    """Two 12-MP photos of the chart by the lab profile's virtual camera: (folder, truths)."""
+    chart_dir, manifest = chart
+    folder = tmp_path_factory.mktemp("lab-photos")
+    return folder, photograph(chart_dir / CHART_FILE, manifest, folder, 2, "12mp", seed=3, profile="lab")
+
+
+def painted(lab_photos, index: int, box_mm, tmp_path, rgb=(40, 200, 40)):
+    """Photo ``index`` with an opaque box over the page-mm ``box_mm`` (x, y, w, h), saved as PNG."""
+    import cv2
+
+    from physadv.images import read_rgb
+
+    folder, truths = lab_photos
+    image = read_rgb(folder / truths[index].file).copy()
+    x, y, w, h = box_mm
+    corners = cv2.perspectiveTransform(np.array([[[x, y], [x + w, y], [x + w, y + h], [x, y + h]]], dtype=np.float64),
+                                       np.array(truths[index].homography))[0]
+    cv2.fillConvexPoly(image, np.round(corners).astype(np.int32), rgb)
+    path = tmp_path / f"painted-{index}.png"
+    write_png(path, image)
+    return path
+
+
+def chart_boxes(manifest, kind):
+    return [p["box_mm"] for p in manifest.extra["chart"]["patches"] if p["kind"] == kind]
+
+
+@pytest.mark.parametrize("region", ["ramp", "one ramp step", "colours", "flat"])
+def test_a_photo_with_part_of_the_chart_covered_is_skipped_and_spoils_nothing(chart, lab_photos, tmp_path, region):
+    _, manifest = chart
+    folder, truths = lab_photos
+    greys, colours, flats = (chart_boxes(manifest, kind) for kind in ("grey", "colour", "flat"))
+    box = {"ramp": [greys[6][0], greys[6][1] - 2, 4 * greys[6][2], greys[6][3] + 4],
+           "one ramp step": [greys[12][0] + 1, greys[12][1] + 1, greys[12][2] - 2, greys[12][3] - 2],
+           "colours": [colours[3][0], colours[3][1], 3 * colours[3][2], colours[3][3]],
+           "flat": [flats[0][0] - 2, flats[0][1] - 2, flats[0][2] + 4, flats[0][3] + 4]}[region]
+    covered = painted(lab_photos, 0, box, tmp_path)
+    good = folder / truths[1].file
+    alone = calibrate([good], manifest)
+    result = calibrate([covered, good], manifest)
+    assert not result.photos[0].accepted and result.photos[0].reason == "implausible chart measurement"
+    assert "covering or shading" in result.photos[0].summary()
+    assert result.photos[1].accepted and result.profile.measured.photos == 1
+    assert result.photos[1].blur_sigma_mm == alone.photos[0].blur_sigma_mm
+    assert result.profile.measured == alone.profile.measured
+
+
+def test_the_tone_rms_of_one_photo_is_not_a_fit_quality(chart, lab_photos):
+    _, manifest = chart
+    folder, truths = lab_photos
+    one = calibrate([folder / truths[0].file], manifest).photos[0]
+    assert math.isnan(one.tone_rms) and "tone RMS n/a (needs 2+ photos)" in one.summary()
+    both = calibrate([folder / t.file for t in truths], manifest).photos
+    assert all(math.isfinite(p.tone_rms) and p.tone_rms > 0 and "tone RMS n/a" not in p.summary() for p in both)
+
+
+def test_a_pooled_fit_worse_than_the_limit_writes_no_profile(chart, lab_photos, tmp_path, capsys, monkeypatch):
+    from physadv.cli.main import main
+
+    chart_dir, _ = chart
+    folder, truths = lab_photos
+    monkeypatch.setattr(calibration, "POOLED_DELTA_E_MAX", 0.01)  # any real fit is worse: the refusal itself is tested
+    code = main(["calibrate", str(folder / truths[0].file), str(folder / truths[1].file), "--manifest",
+                 str(chart_dir / "manifest.json"), "--out", str(tmp_path / "p.toml")])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip() and "calibrating" not in line]
+    assert code == 2 and len(lines) == 1 and "do not make one channel" in lines[0] and "Traceback" not in err
+    assert not (tmp_path / "p.toml").exists()
+
+
+def test_a_chart_too_small_for_its_edges_or_patches_skips_that_photo(chart, lab_photos, tmp_path, monkeypatch):
+    import cv2
+
+    from physadv.images import read_rgb
+
+    _, manifest = chart
+    folder, truths = lab_photos
+    image = read_rgb(folder / truths[0].file)
+    small = tmp_path / "small.png"  # 1/6 of 12 MP: about 1.3 photo px per mm, as a far-off webcam
+    write_png(small, cv2.resize(image, (image.shape[1] // 6, image.shape[0] // 6), interpolation=cv2.INTER_AREA))
+    result = calibrate([small, folder / truths[1].file], manifest)
+    assert [p.accepted for p in result.photos] == [False, True]
+    assert result.photos[0].reason == "no slanted edge measurable" and "photograph the chart larger" in result.photos[0].detail
+    monkeypatch.setattr(calibration, "MIN_PATCH_PIXELS", 10**9)  # every patch too small: each photo skipped, none aborts
+    with pytest.raises(InputError, match="could be used.*chart too small in the photo.*chart too small in the photo"):
+        calibrate([folder / t.file for t in truths], manifest)
+
+
+def test_no_fitted_edge_is_no_blur_figure_and_no_profile(chart, lab_photos, tmp_path, capsys, monkeypatch):
+    from physadv.cli.main import main
+
+    chart_dir, _ = chart
+    folder, truths = lab_photos
+    monkeypatch.setattr(calibration, "_erf_fit", lambda *args: (math.nan, math.nan))
+    code = main(["calibrate", str(folder / truths[0].file), "--manifest", str(chart_dir / "manifest.json"),
+                 "--out", str(tmp_path / "p.toml")])
+    err = capsys.readouterr().err
+    assert code == 2 and "no slanted edge measurable" in err and "Traceback" not in err
+    assert not (tmp_path / "p.toml").exists()
+
+
+def test_photos_of_one_name_in_two_folders_are_two_records(chart, lab_photos, tmp_path):
+    _, manifest = chart
+    folder, truths = lab_photos
+    for sub, truth in zip("ab", truths):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "photo_0000.jpg").write_bytes((folder / truth.file).read_bytes())
+    result = calibrate([tmp_path / "a" / "photo_0000.jpg", tmp_path / "b" / "photo_0000.jpg"], manifest)
+    first, second = result.photos
+    assert first.photo.endswith("a/photo_0000.jpg") and second.photo.endswith("b/photo_0000.jpg")
+    assert first.white_rgb != second.white_rgb and first.marker_rms_px != second.marker_rms_px
+
+
+CHART_DAMAGE = {
+    "no grey patch": (lambda c: c.update(patches=[p for p in c["patches"] if p["kind"] != "grey"]), "grey ramp"),
+    "one grey level": (lambda c: [p.update(rgb=[128] * 3) for p in c["patches"] if p["kind"] == "grey"], "repeat"),
+    "no white": (lambda c: c.update(patches=[p for p in c["patches"] if p["rgb"] != [255] * 3]), "paper white"),
+    "no colour patch": (lambda c: c.update(patches=[p for p in c["patches"] if p["kind"] != "colour"]), "no colour"),
+    "no flat patch": (lambda c: c.update(patches=[p for p in c["patches"] if p["kind"] != "flat"]), "no flat"),
+    "no edge": (lambda c: c.update(edges=[]), "edges"),
+    "unknown chart key": (lambda c: c.update(out="../x"), "'out'"),
+    "unknown patch key": (lambda c: c["patches"][0].update(file="../../etc/passwd"), "patches[0]: unknown"),
+    "edge off the page": (lambda c: c["edges"][0].update(centre_mm=[205.0, 290.0]), "edges[0].centre_mm"),
+    "tinted grey": (lambda c: c["patches"][0].update(rgb=[0, 0, 9]), "patches[0].rgb"),
+    "tiny patch": (lambda c: c["patches"][0].update(box_mm=[20, 60, 1e-9, 1e-9]), "patches[0].box_mm"),
+}
+
+
+@pytest.mark.parametrize("damage", [*CHART_DAMAGE, "zero-size marker"])
+def test_a_damaged_chart_manifest_is_one_line_naming_the_field(chart, tmp_path, capsys, damage):
+    import json
+
+    from physadv.cli.main import main
+
+    chart_dir, _ = chart
+    data = json.loads((chart_dir / "manifest.json").read_text())
+    if damage == "zero-size marker":
+        data["pages"][0]["markers"][0]["corners_mm"] = [[10, 10]] * 4
+        expected = "markers[0].corners_mm"
+    else:
+        mutate, expected = CHART_DAMAGE[damage]
+        mutate(data["extra"]["chart"])
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    write_png(tmp_path / "photo.png", np.full((300, 400, 3), 128, np.uint8))
+    code = main(["calibrate", str(tmp_path / "photo.png"), "--manifest", str(tmp_path / "manifest.json"),
+                 "--out", str(tmp_path / "p.toml")])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip() and "calibrating" not in line]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert expected in lines[0], lines[0]
+    assert not (tmp_path / "p.toml").exists()
+
+
+def test_chart_refuses_a_folder_that_holds_a_manifest(chart, tmp_path, capsys):
+    from physadv.cli.main import main
+
+    chart_dir, _ = chart
+    (tmp_path / "manifest.json").write_bytes((chart_dir / "manifest.json").read_bytes())
+    (tmp_path / "sheets.pdf").write_bytes(b"%PDF- the sheets this manifest describes")
+    before = (tmp_path / "manifest.json").read_bytes()
+    code = main(["chart", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "already holds a manifest.json" in err
+    assert (tmp_path / "manifest.json").read_bytes() == before and not (tmp_path / "chart.pdf").exists()
+
+
+@pytest.mark.parametrize("name", ["../../../../tmp/escaped", "/tmp/abs", "a/b", "a\x01b", ".hidden", ""])
+def test_a_profile_name_is_a_plain_name(name):
+    import tomllib
+
+    from physadv.printouts.profiles import _builtin_text
+
+    data = {**tomllib.loads(_builtin_text("lab")), "name": name}
+    with pytest.raises(InputError, match=r"\bname\b"):
+        profile_from_mapping(data, "t.toml")
+
+
+def test_a_profile_named_like_a_path_attacks_nothing_outside(tmp_path, capsys, monkeypatch):
+    from physadv.cli.main import main
+    from physadv.printouts.profiles import _builtin_text
+
+    monkeypatch.setenv("PHYSADV_HOME", str(tmp_path / "home"))
+    escaped = tmp_path / "escaped"
+    profile = tmp_path / "t.toml"
+    profile.write_text(_builtin_text("lab").replace('name = "lab"', f'name = "../../{escaped.name}"'))
+    monkeypatch.chdir(tmp_path)
+    code = main(["attack", "digits", "--model", "digits", "--limit", "1", "--eot", f"profile:{profile}",
+                 "--out", str(tmp_path / "a")])
+    err = capsys.readouterr().err
+    assert code == 2 and "not a plain name" in err and len(err.strip().splitlines()) == 1
+    assert not list(tmp_path.rglob("escaped*")) and not (tmp_path / "a").exists()
+    code = main(["calibrate", str(profile), "--manifest", "m.json", "--out", str(tmp_path / "p.toml"),
+                 "--name", "../p"])
+    assert code == 2 and "--name '../p' is not a plain profile name" in capsys.readouterr().err
+
+
+def test_the_virtual_calibration_cache_is_named_by_hash_inside_the_cache(tmp_path, monkeypatch):
+    from physadv.capture.calibrate import Calibration, measured_channel
+    from physadv.printouts import camera
+
+    monkeypatch.setenv("PHYSADV_HOME", str(tmp_path / "home" / "cache"))
+    truth = known_channel(*CHANNELS["sharp-quiet"])
+    # The virtual photos and their calibration are replaced: only where the result is cached is tested.
+    monkeypatch.setattr(camera, "photograph", lambda *args, **kwargs: [])
+    monkeypatch.setattr(calibration, "calibrate", lambda *args, **kwargs: Calibration(
+        with_measured(load_profile("lab"), "virtual", "stub", truth), ()))
+    hostile = replace(load_profile("lab"), name="../../escaped")  # a profile built in Python: never checked
+    assert measured_channel(hostile) == truth
+    written = [p.relative_to(tmp_path) for p in tmp_path.rglob("*.toml")]
+    assert len(written) == 1 and written[0].parent.as_posix() == "home/cache/profiles", written
+    assert len(written[0].stem) == 16 and "escaped" not in written[0].name
+
+
+def test_measured_profiles_hold_no_parametric_keys(tmp_path):
+    measured = with_measured(load_profile("lab"), "mine", "known", known_channel(*CHANNELS["soft-noisy"]))
+    text = profile_to_toml(measured)
+    for extra, key in (('[print.blur_mm]\nrange = "garbage"\nunit = "mm"\nsource = "x"\n', "print.blur_mm"),
+                       ('[light.exposure]\nvalue = 99\nunit = "gain"\nsource = "x"\n', "light.exposure"),
+                       ('[sensor.read_noise]\nvalue = 1.0\nunit = "σ"\nsource = "x"\n', "sensor.read_noise")):
+        path = tmp_path / "m.toml"
+        path.write_text(text + "\n" + extra, encoding="utf-8")
+        with pytest.raises(InputError, match=f"{key} is not a key of a measured profile"):
+            load_profile(path)
+
+
+def test_measured_profiles_state_units_and_photos(tmp_path):
+    from dataclasses import fields
+
+    from physadv.printouts.profiles import MEASURED_UNITS
+
+    assert list(MEASURED_UNITS) == [f.name for f in fields(MeasuredChannel)]
+    measured = with_measured(load_profile("lab"), "mine", "known", replace(known_channel(*CHANNELS["soft-noisy"]),
+                                                                            photos=7))
+    text = profile_to_toml(measured)
+    assert "# measured by physadv calibrate on 7 photo(s)" in text
+    assert "#   blur_sigma_mm: page mm" in text and "without the chart's pixel box" in text
+    assert "#   mtf50_cycles_per_mm: cycles per page mm" in text and "includes the chart's" in text
+    path = tmp_path / "m.toml"
+    path.write_text(text, encoding="utf-8")
+    again = load_profile(path).measured  # comments are comments: the figures read back (to the 6 digits written)
+    assert again.photos == 7 and again.blur_sigma_mm == pytest.approx(measured.measured.blur_sigma_mm)
+    assert np.allclose(again.tone_curve, measured.measured.tone_curve, atol=1e-5)

@@ -155,3 +155,50 @@ def test_flat_pages_are_all_recovered_within_a_fraction_of_a_pixel(printed, tmp_
         errors.append(np.linalg.norm(found[0].project(points) - _project(truth.homography, points), axis=1))
     errors = np.concatenate(errors)
     assert np.percentile(errors, 95) <= 0.35 and errors.max() <= 1.0, (np.percentile(errors, 95), errors.max())
+
+
+def test_the_print_blur_drawn_is_the_blur_applied_however_small():
+    from dataclasses import replace
+
+    from physadv.printouts.camera import print_page
+
+    shot = sample_shot(np.random.default_rng(0), 0, RESOLUTIONS["12mp"], "lab")
+    render = np.full((64, 64, 3), 255, np.uint8)
+    render[:, 32:] = 0  # one sharp edge
+    pixels_per_mm = 10.0
+    sharp = print_page(render, pixels_per_mm, replace(shot, print_blur_mm=0.0))
+    slight = print_page(render, pixels_per_mm, replace(shot, print_blur_mm=0.029))  # 0.29 render px
+    assert not np.array_equal(sharp, slight)  # Shot.print_blur_mm is never silently dropped
+    assert np.abs(sharp.astype(int) - slight).max() <= 3
+
+
+def test_switches_are_booleans_and_units_are_the_parameter_table_s(tmp_path):
+    from physadv.printouts.profiles import PARAMETERS, _builtin_text, profile_to_toml
+
+    for name in BUILTIN_PROFILES:
+        profile = load_profile(name)
+        assert {key: p.unit for key, p in profile.parameters.items()} == {key: PARAMETERS[key][0] for key in PARAMETERS}
+        path = tmp_path / f"{name}.toml"
+        path.write_text(profile_to_toml(profile), encoding="utf-8")
+        assert load_profile(path).parameters == profile.parameters  # written back as value = true
+    for value in ("0.5", "1.0", "1", '"on"'):
+        path = tmp_path / "awb.toml"
+        path.write_text(_builtin_text("lab").replace('value = true\nunit = "true = on', f'value = {value}\nunit = "true = on'),
+                        encoding="utf-8")
+        with pytest.raises(InputError, match="sensor.auto_white_balance is a switch: value = true or false"):
+            load_profile(path)
+    off = _builtin_text("lab").replace('value = true\nunit = "true = on', 'value = false\nunit = "true = on')
+    path.write_text(off, encoding="utf-8")
+    assert not sample_shot(np.random.default_rng(0), 0, RESOLUTIONS["720p"], load_profile(path)).auto_white_balance
+
+
+@pytest.mark.parametrize("resolution", list(RESOLUTIONS))
+def test_lens_blur_scales_with_frame_width_above_1920_only(resolution):
+    from physadv.printouts.camera import LENS_BLUR_REFERENCE_WIDTH_PX
+
+    low, high = load_profile("lab").range("sensor.lens_blur_px")
+    width = RESOLUTIONS[resolution][0]
+    scale = max(1.0, width / LENS_BLUR_REFERENCE_WIDTH_PX)
+    drawn = [sample_shot(np.random.default_rng(i), 0, RESOLUTIONS[resolution], "lab").lens_blur_px for i in range(20)]
+    assert all(low * scale - 1e-9 <= d <= high * scale + 1e-9 for d in drawn)
+    assert scale == (4032 / 1920 if resolution == "12mp" else 1.0)

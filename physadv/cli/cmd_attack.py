@@ -103,10 +103,12 @@ def run(args: argparse.Namespace) -> int:
 
     from physadv.attacks import Attack
     from physadv.attackset import RECORD_FILE, attack_to_folder, check_attack_inputs
+    from physadv.capture.calibrate import check_distribution
     from physadv.datasets import index_image_set
     from physadv.lab.session import attack_name
     from physadv.lab.store import RunStore
 
+    check_distribution(args.eot)  # a profile:FILE that is missing or invalid fails before anything is written
     with ExitStack() as stack:
         attack = Attack(args.method, args.eps, args.alpha, args.iterations, amp=args.amp)
         # Rank 0 holds the run (a second attack on OUT is refused at once).

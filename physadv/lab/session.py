@@ -30,7 +30,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from physadv.capture.calibrate import resolve_distribution
+from physadv.capture.calibrate import check_distribution, resolve_distribution
 from physadv.capture.pipeline import capture_folder, photo_files
 from physadv.attacks import METHODS, Attack, attack_label
 from physadv.attackset import (
@@ -141,6 +141,9 @@ class SessionConfig:
         if not isinstance(self.camera_profile, str):
             raise InputError(f"camera_profile must be a profile name or a .toml file, got {self.camera_profile!r}")
         load_profile(self.camera_profile)
+        # A profile EOT (profile:NAME|FILE.toml) is read here, before any attack runs or any file is written.
+        for spec in (self.adversariality_distribution, *(plan.eot for plan in self.attacks)):
+            check_distribution(spec)
         if self.resolution is not None and self.resolution not in RESOLUTIONS:
             raise InputError(f"resolution must be one of {', '.join(RESOLUTIONS)}, got {self.resolution!r}")
         if self.photos_per_page < 0:
