@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -70,8 +71,8 @@ def main() -> None:
         started = time.perf_counter()
         results = {name: photograph_and_capture(args.work / profile, name, sheets[name], profile, classifier)
                    for name in folders}
-        print(f"\nprofile {profile} ({time.perf_counter() - started:.0f} s, one photo per page; "
-              "2-core CPU shared with other jobs)")
+        load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+        print(f"\nprofile {profile} ({time.perf_counter() - started:.0f} s, one photo per page; load average {load})")
         report(results)
 
 
