@@ -75,9 +75,15 @@ def test_two_processes_attack_as_one_does(tmp_path):
     assert len(json.loads((tmp_path / "two" / "attack.json").read_text())["images"]) == 18
 
 
-def test_two_processes_run_the_experiment_as_one_does(tmp_path):
-    assert main([*EXPERIMENT, "--out", str(tmp_path / "one")]) == 0
-    _finish(_torchrun([*EXPERIMENT, "--out", str(tmp_path / "two")]))
+# ImageNet-C's random corruptions draw a seed per image: the shards must draw the seeds one process would.
+CORRUPTIONS = [*EXPERIMENT[:-4], "--transforms", "imagenet-c:gaussian_noise,imagenet-c:fog",
+               "--strengths", "imagenet-c=1,5", "--batch-size", "4"]
+
+
+@pytest.mark.parametrize("args", [EXPERIMENT, CORRUPTIONS], ids=["kurakin", "imagenet-c"])
+def test_two_processes_run_the_experiment_as_one_does(tmp_path, args):
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    _finish(_torchrun([*args, "--out", str(tmp_path / "two")]))
     assert (tmp_path / "two" / "results.json").read_bytes() == (tmp_path / "one" / "results.json").read_bytes()
     assert (tmp_path / "two" / "results.csv").read_bytes() == (tmp_path / "one" / "results.csv").read_bytes()
     assert not (tmp_path / "two" / ".parts").exists()
