@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import cv2
@@ -26,23 +27,10 @@ from physadv.images import read_rgb
 from physadv.printouts.camera import photograph
 from physadv.printouts.chart import CHART_FILE, chart_of, write_chart
 from physadv.printouts.manifest import read_manifest
-from physadv.printouts.profiles import MeasuredChannel, load_profile, with_measured
+from physadv.printouts.profiles import load_profile, with_measured
 
-# The known channels of tests/test_calibrate.py: (gamma, black, white, blur σ mm, noise σ at black
-# and white, colour mixing).
-CHANNELS = {"sharp-quiet": (1.0, 20, 235, 0.11, 1.5, 2.5, 0.05), "soft-noisy": (1.3, 35, 220, 0.2, 2.0, 4.0, 0.12),
-            "dark-contrasty": (0.8, 10, 245, 0.15, 1.5, 3.0, 0.0)}
-
-
-def known_channel(gamma, black, white, blur, noise_black, noise_white, mixing) -> MeasuredChannel:
-    levels = np.linspace(0, 255, 12)
-    tint = np.array([1.0, 0.97, 0.94])
-    curve = tuple((float(v), *(float(c) for c in black + (white - black) * (v / 255) ** gamma * tint)) for v in levels)
-    matrix = (1 - 2 * mixing) * np.eye(3) + mixing * (np.ones((3, 3)) - np.eye(3))
-    return MeasuredChannel(curve, tuple(map(tuple, matrix)), blur, 0.0,
-                           ((0.0, noise_black, noise_black, noise_black), (255.0, noise_white, noise_white, noise_white)),
-                           (0.97, 1.03), (0.98, 1.02), (0.98, 1.02), 8.0, 1, 0.0)
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from test_calibrate import CHANNELS, known_channel  # noqa: E402  (the known channels the tests round-trip)
 
 def figures(measurement, chart) -> tuple[float, float, float]:
     own = cal._fit_channel([measurement], chart)
