@@ -54,7 +54,7 @@ from physadv.printouts.camera import apply_colour_response, srgb_to_linear
 from physadv.printouts.chart import EDGE_BAND_MM, chart_of, edge_square_corners
 from physadv.printouts.manifest import Manifest
 from physadv.printouts.profiles import CameraProfile, MeasuredChannel, load_profile, with_measured
-from physadv.validation import CONTROL_CHARACTERS, is_safe_name
+from physadv.validation import CONTROL_CHARACTERS, PLAIN_NAME_RULE, is_safe_name
 
 PATCH_INSET = 0.2
 EDGE_LENGTH_USED = 0.7  # middle share of each square side: away from the corners
@@ -225,7 +225,9 @@ def _inverse_tone(curve: np.ndarray, values: np.ndarray, channel: int | None = N
 
 def _erf_fit(distance: np.ndarray, levels: np.ndarray, mm_per_px: float) -> tuple[float, float]:
     """σ (mm) of an erf fitted to an edge spread function, and MTF50 (cycles/mm) of its binned LSF."""
-    from scipy.optimize import curve_fit
+    import warnings
+
+    from scipy.optimize import OptimizeWarning, curve_fit
     from scipy.special import erf
 
     def model(d, low, high, centre, sigma):
@@ -233,7 +235,9 @@ def _erf_fit(distance: np.ndarray, levels: np.ndarray, mm_per_px: float) -> tupl
 
     start = (np.percentile(levels, 5), np.percentile(levels, 95), 0.0, 0.1)
     try:
-        (low, high, centre, sigma), _ = curve_fit(model, distance, levels, p0=start, maxfev=4000)
+        with warnings.catch_warnings():  # only the parameters are used, never their covariance
+            warnings.simplefilter("ignore", OptimizeWarning)
+            (low, high, centre, sigma), _ = curve_fit(model, distance, levels, p0=start, maxfev=4000)
     except RuntimeError:
         return math.nan, math.nan
     width = mm_per_px / 4
@@ -367,8 +371,7 @@ def calibrate(photos: list[str | Path], manifest: Manifest, *, base: CameraProfi
             used, or the pooled colour fit is worse than :data:`POOLED_DELTA_E_MAX`.
     """
     if not is_safe_name(name):
-        raise InputError(f"profile name {name!r} is not a plain name (letters, digits, '.', '_', '+', '-'; "
-                         "no path separators, no leading dot, at most 128 characters)")
+        raise InputError(f"profile name {name!r} is not a plain name ({PLAIN_NAME_RULE})")
     chart = chart_of(manifest)
     base = load_profile(base)
     pitch = float(chart["pitch_mm"])
@@ -459,6 +462,10 @@ def _noise_table(points: np.ndarray) -> tuple[tuple[float, float, float, float],
 
 PROFILE_PREFIX = "profile:"
 VIRTUAL_CALIBRATION_PHOTOS = 3
+# Photos of the chart the virtual camera takes at most to get VIRTUAL_CALIBRATION_PHOTOS usable ones: at
+# 720p (webcam) a drawn pose can leave the chart too small for its edges (issue 9 review: one of 9
+# webcam variants had no usable photo among its first 3).
+VIRTUAL_CALIBRATION_MAX_PHOTOS = 4 * VIRTUAL_CALIBRATION_PHOTOS
 DEFAULT_PIXEL_MM = 25.4 / 96  # the default sheets print a 224-px image at 96 dpi (physadv print)
 
 
@@ -489,10 +496,23 @@ def measured_channel(profile: CameraProfile | str, *, progress: bool = False) ->
         return measured
     with tempfile.TemporaryDirectory() as work:
         manifest = write_chart(Path(work) / "chart", run_id=f"cal{digest[:5]}")
-        photograph(Path(work) / "chart" / CHART_FILE, manifest, Path(work) / "photos", VIRTUAL_CALIBRATION_PHOTOS,
-                   seed=int(digest[:8], 16), profile=profile, progress=progress)
-        result = calibrate(sorted((Path(work) / "photos").glob("*.jpg")), manifest, base=profile,
-                           name=f"{prefix}virtual")
+        result, failure = None, ""
+        for count in range(VIRTUAL_CALIBRATION_PHOTOS, VIRTUAL_CALIBRATION_MAX_PHOTOS + 1, VIRTUAL_CALIBRATION_PHOTOS):
+            # photograph keeps the photos already taken with this seed and adds the next ones.
+            photograph(Path(work) / "chart" / CHART_FILE, manifest, Path(work) / "photos", count,
+                       seed=int(digest[:8], 16), profile=profile, progress=progress)
+            try:
+                result = calibrate(sorted((Path(work) / "photos").glob("*.jpg")), manifest, base=profile,
+                                   name=f"{prefix}virtual")
+            except InputError as error:
+                result, failure = None, str(error).replace(work, "…")
+                continue
+            if sum(photo.accepted for photo in result.photos) >= VIRTUAL_CALIBRATION_PHOTOS:
+                break
+        if result is None:
+            raise InputError(f"camera profile {profile.name!r}: its virtual camera took no usable photo of the "
+                             f"chart in {VIRTUAL_CALIBRATION_MAX_PHOTOS} tries, so it has no channel to draw EOT "
+                             f"from ({failure})")
     atomic_write_text(cached, profile_to_toml(result.profile, f"physadv: the {profile.name} profile's virtual camera, "
                                                               "calibrated on the chart"))
     assert result.profile.measured is not None

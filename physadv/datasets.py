@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from physadv.errors import InputError
 from physadv.images import as_rgb_uint8, image_files, read_rgb, square_resize
 from physadv.labels import LabelSpace
+from physadv.validation import CONTROL_CHARACTERS
 
 BUILTIN_SETS = ("samples", "digits")
 
@@ -243,6 +244,10 @@ def index_image_set(spec: str | Path | Sequence[str | Path], labels: LabelSpace,
         except KeyError as error:
             raise InputError(str(error.args[0])) from None
     refs = [ref for item in items for ref in _index_item(item, labels)]
+    odd = next((ref.source for ref in refs if CONTROL_CHARACTERS.search(ref.source)), None)
+    if odd is not None:
+        # Its path goes into attack records and manifests, whose readers refuse control characters.
+        raise InputError(f"{odd!r}: a file name with a control character (a tab, a newline…); rename it")
     if forced is not None:
         refs = [ImageRef(r.id, forced, r.source, r.path) for r in refs]
     if limit is not None:

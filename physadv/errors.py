@@ -35,7 +35,9 @@ def reported_here(error: BaseException | None = None) -> bool:
     error of its own (:data:`OWN_ERROR`). Read from the environment, so that deciding does not import torch.
     """
     try:
-        first = int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0"))) == 0
+        # Not under torchrun (one process): a LOCAL_RANK another launcher left in the environment is not ours.
+        first = (int(os.environ.get("WORLD_SIZE", "1")) <= 1
+                 or int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0"))) == 0)
     except ValueError:  # a malformed variable is itself the error to print
         first = True
     return first or getattr(error, OWN_ERROR, False)

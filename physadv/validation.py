@@ -34,6 +34,11 @@ MAX_TEXT = 4096
 """Longest free-text field accepted (sources, names); longer text is a corrupt or hostile file."""
 
 
+PLAIN_NAME_RULE = ("letters, digits, '.', '_', '+', '-'; no path separators, no leading dot, "
+                   "at most 128 characters")
+"""What :data:`SAFE_NAME` allows, in the words of every error that refuses a name."""
+
+
 def is_safe_name(text: object) -> bool:
     return isinstance(text, str) and SAFE_NAME.fullmatch(text) is not None and ".." not in text
 
@@ -112,8 +117,7 @@ class Record:
         if value is None and optional:
             return None
         if not is_safe_name(value):
-            raise self.fail(key, f"{value!r} is not a plain name (letters, digits, '.', '_', '+', '-'; "
-                                 "no path separators, no leading dot, at most 128 characters)")
+            raise self.fail(key, f"{value!r} is not a plain name ({PLAIN_NAME_RULE})")
         return value
 
     def choice(self, key: str, choices: Sequence[T], optional: bool = False) -> T | None:

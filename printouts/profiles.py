@@ -44,7 +44,7 @@ from physadv.catalog import CAMERA_PROFILES, DEFAULT_CAMERA_PROFILE
 from physadv.catalog import RESOLUTIONS as CATALOG_RESOLUTIONS
 from physadv.errors import InputError
 from physadv.fileio import parse_toml
-from physadv.validation import CONTROL_CHARACTERS, MAX_TEXT, is_safe_name
+from physadv.validation import CONTROL_CHARACTERS, MAX_TEXT, PLAIN_NAME_RULE, is_safe_name
 
 SCHEMA = "physadv.profile/1"
 BUILTIN_PROFILES, DEFAULT_PROFILE = CAMERA_PROFILES, DEFAULT_CAMERA_PROFILE
@@ -315,8 +315,7 @@ def profile_from_mapping(data: dict, origin: str) -> CameraProfile:
     # The name becomes part of file names (the cache of a profile's virtual calibration) and of
     # records: a plain name, never a path.
     if not is_safe_name(data["name"]):
-        raise InputError(f"{_where(origin, 'name')} = {data['name']!r} is not a plain name (letters, digits, "
-                         "'.', '_', '+', '-'; no path separators, no leading dot, at most 128 characters)")
+        raise InputError(f"{_where(origin, 'name')} = {data['name']!r} is not a plain name ({PLAIN_NAME_RULE})")
     if "source" in data and not isinstance(data["source"], str):
         raise InputError(f"{_where(origin, 'source')} must be a string")
     if "source" in data:

@@ -502,3 +502,17 @@ def test_a_csv_list_saved_with_a_byte_order_mark_is_read(tmp_path, capsys, digit
     assert main(["classify", str(tmp_path / "list.csv"), *DIGITS, "--json"]) == 0
     [record] = json.loads(capsys.readouterr().out)["images"]
     assert (record["id"], record["label"]) == ("imgs_a", 3)
+
+
+def test_an_image_named_with_a_control_character_is_refused_before_any_work(tmp_path, capsys, digits_classifier):
+    write_png(tmp_path / "imgs" / "3\tb.png", np.zeros((8, 8, 3), np.uint8))
+    code = main(["attack", str(tmp_path / "imgs"), *DIGITS, "--label", "3", "--out", str(tmp_path / "out")])
+    assert "control character" in one_line_error(capsys, code)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_rank_variable_without_torchrun_does_not_silence_errors(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LOCAL_RANK", "1")  # left by another launcher; WORLD_SIZE unset: one process
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    code = main(["attack", str(tmp_path / "missing"), *DIGITS, "--out", str(tmp_path / "out")])
+    assert code == 2 and "no such file" in one_line_error(capsys, code)

@@ -105,7 +105,7 @@ def test_no_display_is_one_line_before_the_model_loads(tmp_path, monkeypatch, ca
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     monkeypatch.setattr("sys.platform", "linux")
-    monkeypatch.setattr("physadv.cli.common.classifier_from_args",
+    monkeypatch.setattr("physadv.cli.cmd_live.classifier_from_args",
                         lambda args: (_ for _ in ()).throw(AssertionError("the model was loaded")))
     assert main(["live", "--camera", str(_clip(tmp_path / "clip.mp4")), "--model", "digits"]) == 2
     error = capsys.readouterr().err.strip()

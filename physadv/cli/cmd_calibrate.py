@@ -34,16 +34,17 @@ def run(args: argparse.Namespace) -> int:
     from physadv.images import image_files
     from physadv.printouts.manifest import read_manifest
     from physadv.printouts.profiles import profile_to_toml
-    from physadv.validation import is_safe_name
+    from physadv.validation import PLAIN_NAME_RULE, is_safe_name
 
     if args.out.suffix.lower() != ".toml":
         raise InputError(f"--out {args.out}: a camera profile is a .toml file")
     name = args.name if args.name is not None else args.out.stem
     if not is_safe_name(name):
-        # The name becomes part of file names (physadv attack --eot profile:FILE caches under it).
+        # Checked before any photo is read (calibrate() checks it too): the name becomes part of file
+        # names, and the default one comes from --out, which the user may not think of as a name.
         raise InputError(f"{'--name' if args.name is not None else '--out ' + str(args.out) + ': the file name'} "
-                         f"{name!r} is not a plain profile name (letters, digits, '.', '_', '+', '-'; no path "
-                         "separators, no leading dot)" + ("" if args.name is not None else "; pass --name NAME"))
+                         f"{name!r} is not a plain profile name ({PLAIN_NAME_RULE})"
+                         + ("" if args.name is not None else "; pass --name NAME"))
     manifest = read_manifest(args.manifest)
     photos = image_files(args.photos)
     result = calibrate(photos, manifest, base=args.base, name=name, progress=True)

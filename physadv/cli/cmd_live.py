@@ -41,7 +41,13 @@ def run(args: argparse.Namespace) -> int:
     sources = cell_sources(manifest, Path(args.manifest).parent) if manifest is not None else None
     # The window first: where none can open, say so before the model loads.
     window = None if args.headless else open_window()
-    reports = run_live(args.camera, classifier_from_args(args), manifest, headless=args.headless, out=args.out,
+    try:
+        classifier = classifier_from_args(args)
+    except BaseException:
+        if window is not None:
+            window.close()
+        raise
+    reports = run_live(args.camera, classifier, manifest, headless=args.headless, out=args.out,
                        max_frames=args.max_frames, sources=sources, window=window)
     seen = sum(1 for report in reports if report.pages)
     print(f"{len(reports)} frames, a sheet in view in {seen}" + (f"; written to {args.out}" if args.headless else ""))
