@@ -258,7 +258,8 @@ def _part_problem(arrays: dict[str, np.ndarray], size: int, names: set[str] | No
                     and 1 <= array.shape[1] <= 5 and (array.size == 0 or 0 <= array.min() <= array.max() < MAX_CLASSES)
                     and probabilities is not None and probabilities.shape == array.shape)
         elif name.endswith("_probabilities"):
-            fits = (array.dtype.kind == "f" and bool(np.isfinite(array).all())
+            fits = (name.removesuffix("_probabilities") + "_classes" in arrays  # whose shape is checked there
+                    and array.dtype.kind == "f" and bool(np.isfinite(array).all())
                     and (array.size == 0 or 0 <= array.min() <= array.max() <= 1))
         elif name == "undone":
             fits = array.dtype == np.bool_ and array.shape == (size,)
