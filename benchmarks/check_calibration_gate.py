@@ -33,16 +33,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_calibrate import CHANNELS, known_channel  # noqa: E402  (the known channels the tests round-trip)
 
 def figures(measurement, chart) -> tuple[float, float, float]:
-    own = cal._fit_channel([measurement], chart)
-    ramp = own.curve[:, 1:]
-    return (float(np.max(ramp[:-1] - ramp[1:], initial=0.0)),
-            float(cal._colour_delta_e(own, own.normalised[0], chart).mean()),
-            float(cal._colour_delta_e(own, own.normalised[0], chart, "flat").max()))
+    """Ramp fall, own colour ΔE00 and worst flat ΔE00: the figures the gate itself computes."""
+    return cal._gate_figures(measurement, chart)[1:]
 
 
 def pooled_delta_e(measurements, chart) -> float:
-    fit = cal._fit_channel(measurements, chart)
-    return float(np.mean([cal._colour_delta_e(fit, n, chart).mean() for n in fit.normalised]))
+    """The pooled ΔE00 the gate compares with POOLED_DELTA_E_MAX, as calibrate's own fit gives it."""
+    profile, _ = cal._fit(measurements, chart, load_profile("lab"), "gate-check")
+    return profile.measured.delta_e_mean
 
 
 def occlusions(chart) -> dict[str, list[float]]:

@@ -314,23 +314,30 @@ def _colour_delta_e(fit: _ChannelFit, normalised: np.ndarray, chart: dict, kind:
     return np.asarray(_delta_e(fit.predicted(printed), normalised[rows]), dtype=np.float64)
 
 
+def _gate_figures(m: _Measurement, chart: dict) -> tuple[_ChannelFit, float, float, float]:
+    """The chart model fitted to this photo alone, and what the quality gate judges of it: the largest
+    fall of its grey ramp between neighbouring steps (levels), the mean ΔE00 of its colour patches and
+    the largest ΔE00 of its flat patches (``benchmarks/check_calibration_gate.py`` measures these)."""
+    own = _fit_channel([m], chart)
+    ramp = own.curve[:, 1:]
+    return (own, float(np.max(ramp[:-1] - ramp[1:], initial=0.0)),
+            float(_colour_delta_e(own, own.normalised[0], chart).mean()),
+            float(_colour_delta_e(own, own.normalised[0], chart, "flat").max()))
+
+
 def _assess(m: _Measurement, chart: dict, pitch_mm: float) -> PhotoCalibration | None:
     """Judge one photo on its own: its chart model must explain its colours, its ramp must rise, and
     at least one slanted edge must fit. Sets ``m``'s blur and MTF50; returns why it is skipped, or None."""
-    own = _fit_channel([m], chart)
-    ramp = own.curve[:, 1:]
-    fall = float(np.max(ramp[:-1] - ramp[1:], initial=0.0))
+    own, fall, self_delta_e, flat_delta_e = _gate_figures(m, chart)
     hint = "is something covering or shading part of the chart?"
     if not fall <= RAMP_FALL_MAX:
         return PhotoCalibration(m.name, False, "implausible chart measurement",
                                 f"its grey ramp falls by {fall:.0f} levels from one step to the next (at most "
                                 f"{RAMP_FALL_MAX:g}: a tone curve rises); {hint}")
-    self_delta_e = float(_colour_delta_e(own, own.normalised[0], chart).mean())
     if not self_delta_e <= SELF_DELTA_E_MAX:
         return PhotoCalibration(m.name, False, "implausible chart measurement",
                                 f"the chart model fitted to this photo misses its colour patches by ΔE00 "
                                 f"{self_delta_e:.1f} (at most {SELF_DELTA_E_MAX:g}; good photos ≤ {SELF_DELTA_E_GOOD:g}); {hint}")
-    flat_delta_e = float(_colour_delta_e(own, own.normalised[0], chart, "flat").max())
     if not flat_delta_e <= FLAT_DELTA_E_MAX:
         return PhotoCalibration(m.name, False, "implausible chart measurement",
                                 f"a flat grey patch differs from what its grey ramp predicts by ΔE00 {flat_delta_e:.1f} "
