@@ -29,6 +29,7 @@ from physadv.images import pixel_sha256, to_tensor, to_uint8, write_png
 from physadv.jsonstream import atomic_write_json_with_list, scan_json_with_list
 from physadv.metrics import Predictions
 from physadv.validation import MAX_CLASSES, Record
+from physadv.substitute.loading import substitute_provenance
 from physadv.transfer import check_sources, source_name, transfer_attack
 
 SCHEMA = "physadv.attack/1"
@@ -76,6 +77,8 @@ class AttackSettings:
     target: int | None = None
     label: str | None = None
     source_model: str | None = None  # transfer attacks: the model(s) it was crafted on, e.g. "a+b"
+    oracle: str | None = None  # crafted on a substitute (physadv.substitute): the model it stands in for
+    oracle_queries: int | None = None  # and the images that model labelled to train it
 
 
 @dataclass(frozen=True)
@@ -169,7 +172,9 @@ def read_attack_header(root: str | Path) -> tuple[AttackSettings, str]:
         image_size=settings.integer("image_size", 1, 4096), seed=settings.integer("seed", -2**63, 2**64 - 1),
         eot=eot.data if eot is not None else {}, target=settings.integer("target", 0, MAX_CLASSES - 1, optional=True),
         label=settings.text("label", optional=True, max_length=256),
-        source_model=settings.text("source_model", optional=True, max_length=1024))
+        source_model=settings.text("source_model", optional=True, max_length=1024),
+        oracle=settings.text("oracle", optional=True, max_length=1024),
+        oracle_queries=settings.integer("oracle_queries", 0, 2**53, optional=True))
     return attack_settings, record.text("weights")
 
 
@@ -433,7 +438,8 @@ def attack_to_folder(classifier: Classifier, attack: Attack, images: Sequence[Im
     settings = AttackSettings(model=classifier.name, method=attack.label, eps=float(attack.eps),
                               alpha=attack.step_size, iterations=attack.steps, image_size=classifier.image_size,
                               seed=seed, eot=eot or {}, target=target, label=label,
-                              source_model=source_name(sources) if sources else None)
+                              source_model=source_name(sources) if sources else None,
+                              **substitute_provenance(sources))
     # Rank 0 alone reads and writes the record; what it refuses (another attack in ``out``, a malformed
     # part) is refused by every rank.
     pending = shard.agree(lambda: _pending_batches(out, settings, classifier.weights, images, batch_size))

@@ -40,6 +40,7 @@ from physadv.metrics import (
     corruption_errors,
     destruction_reports,
 )
+from physadv.substitute.loading import substitute_provenance
 from physadv.transfer import check_sources, source_name, transfer_attack
 from physadv.validation import MAX_CLASSES
 
@@ -450,7 +451,8 @@ def experiment_to_folder(classifier: Classifier, images: Sequence[ImageRef], con
     if config.sources:
         check_sources(classifier, config.sources)
         crafting = config.sources[0]
-    models = {"model": classifier.name, "source_model": source_name(config.sources or [classifier])}
+    models = {"model": classifier.name, "source_model": source_name(config.sources or [classifier]),
+              **substitute_provenance(config.sources)}
     crafted = [transfer_attack(a, config.sources) if config.sources else a for a in config.attacks]
     attacks = [UNTOUCHED, *crafted] if config.clean_rows else crafted
 

@@ -74,7 +74,8 @@ def add_attack_options(parser: argparse.ArgumentParser) -> None:
                         help="images × samples per forward pass (default: by device; see benchmarks/bench_eot.py)")
     parser.add_argument("--source-model", metavar="A[,B,...]", default=None,
                         help="transfer attack (black box): craft on this model, or on the ensemble of these "
-                             "(averaged losses), and evaluate on --model; same model forms as --model")
+                             "(averaged losses), and evaluate on --model; same model forms as --model, or "
+                             "substitute:DIR, a substitute of --model trained from its labels (physadv substitute)")
     parser.add_argument("--source-weights", metavar="W[,W2,...]", default=None,
                         help="weights files of the --source-model models, in the same order")
 

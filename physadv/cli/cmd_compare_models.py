@@ -9,6 +9,7 @@ from physadv.catalog import MASKING_MARGIN
 from physadv.cli.cmd_experiment import parse_strengths
 from physadv.cli.common import add_device_option, comma_floats, comma_list, positive_int, resolve_device
 from physadv.errors import InputError
+from physadv.substitute import is_substitute_spec
 
 ORDER = 28
 HELP = "compare a base model with defended models: clean, white-box, transfer and photo accuracy, destruction"
@@ -27,6 +28,9 @@ def register(parser: argparse.ArgumentParser) -> None:
         "(transfer). A model is flagged for gradient masking when its white-box accuracy exceeds its\n"
         f"transfer accuracy by more than {MASKING_MARGIN:.0%} and two standard errors: a transferred attack\n"
         "is weaker than the white-box one unless the model's own gradients mislead (Athalye et al. 2018).\n"
+        "--source-model substitute:DIR[,...] gives a model a substitute (`physadv substitute --oracle MODEL`):\n"
+        "its transfer column is then the attack crafted on the substitute, a black-box attack that saw only\n"
+        "the model's labels (Papernot et al. 2017), the strongest check for masked gradients.\n"
         "Writes OUT/comparison.json, OUT/comparison.csv and OUT/report/comparison.html/.pdf; re-running resumes.")
     parser.add_argument("models", nargs="+", metavar="MODEL[@WEIGHTS]", help="base model first, then defended models")
     parser.add_argument("--images", nargs="+", default=["samples"], help="files, folders, samples or digits")
@@ -42,6 +46,8 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="held-out photo transformations per image for the adversariality column")
     parser.add_argument("--batch-size", type=positive_int, default=16)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--source-model", metavar="substitute:DIR[,...]", default=None,
+                        help="substitutes of the compared models, each one's transfer attack crafted on its own")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     add_device_option(parser)
     parser.set_defaults(func=run)
@@ -52,6 +58,10 @@ def run(args: argparse.Namespace) -> int:
     from physadv.lab.session import AttackPlan, SessionConfig
 
     methods = comma_list(args.methods)
+    substitutes = comma_list(args.source_model or "")
+    if not all(is_substitute_spec(spec) for spec in substitutes):
+        raise InputError(f"--source-model {args.source_model}: compare-models takes substitutes "
+                         "(substitute:DIR); the other models' transfer attacks are crafted on the base model")
     if not methods or any(m not in ("fgsm", "bim") for m in methods):
         raise InputError(f"--methods {args.methods!r}: compare-models takes fgsm and/or bim")
     transforms = parse_strengths(comma_list(args.transforms), []) if args.transforms else {}
@@ -60,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
         attacks=tuple(AttackPlan(m, eps) for m in methods for eps in args.eps), transforms=transforms,
         photos_per_page=args.photos_per_page, resolution=args.resolution,
         adversariality_samples=args.adversariality_samples)
-    rows = compare_models(parse_models(args.models), args.out, config, resolve_device(args.device))
+    rows = compare_models(parse_models(args.models), args.out, config, resolve_device(args.device),
+                          substitutes=substitutes)
     print(format_table(rows))
     print(f"\nwritten {args.out / 'comparison.csv'} and {args.out / 'report' / 'comparison.html'}")
     return 0

@@ -164,18 +164,19 @@ def classifier_from_args(args: argparse.Namespace) -> Classifier:
 
 
 def sources_from_args(args: argparse.Namespace, target: Classifier) -> list[Classifier]:
-    """The models of ``--source-model A[,B,...]`` (with ``--source-weights W[,W2,...]``), on ``target``'s device."""
+    """The models of ``--source-model A[,B,...]`` (with ``--source-weights W[,W2,...]``), on ``target``'s
+    device; a ``substitute:DIR`` is checked to be a substitute of ``target``."""
     if not args.source_model:
         if args.source_weights:
             raise InputError("--source-weights needs --source-model")
         return []
-    from physadv.classifiers import load_classifier
+    from physadv.substitute.loading import load_source
 
     names = comma_list(args.source_model)
     weights = comma_list(args.source_weights) if args.source_weights else [None] * len(names)
     if len(weights) != len(names):
         raise InputError(f"--source-weights names {len(weights)} file(s) for {len(names)} source model(s)")
-    return [load_classifier(name, weights=path, device=target.device, offline=True if args.offline else None)
+    return [load_source(name, path, target, offline=True if args.offline else None)
             for name, path in zip(names, weights)]
 
 

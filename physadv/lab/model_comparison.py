@@ -10,7 +10,9 @@ Folder::
 
 Per model and attack: clean accuracy, white-box adversarial accuracy (digital), accuracy on the
 photographed adversarial images and the photo destruction rate (average case), and, for every model
-but the base, the accuracy under the same attack crafted on the base model (transfer, digital).
+but the base, the accuracy under the same attack crafted on the base model (transfer, digital), or, for a
+model given a substitute (``--source-model substitute:DIR``), on that substitute: a black-box attack that
+saw only the model's labels (Papernot et al. 2017; ``transfer_source`` and ``oracle_queries`` say which).
 
 **Gradient-masking check.** A transfer attack only approximates the defended model's loss, so on a
 model whose gradients are informative it is weaker than the white-box attack: white-box accuracy ≤
@@ -49,9 +51,10 @@ from physadv.metrics import format_fraction
 from physadv.report.content import Report, Section, Table, Text
 from physadv.report.html import render_html
 from physadv.report.pdf import render_pdf
+from physadv.substitute.loading import SubstituteClassifier, check_oracle
 
 COLUMNS = ["model", "weights", "attack", "eps", "n", "clean", "white_box", "transfer", "photo_clean", "photo_adv",
-           "destruction", "destruction_n", "masking_flag"]
+           "destruction", "destruction_n", "masking_flag", "transfer_source", "oracle_queries"]
 
 
 @dataclass(frozen=True)
@@ -102,12 +105,39 @@ def _photo_row(store: RunStore, plan: AttackPlan) -> dict:
     return rows[0] if rows else {}
 
 
+def _own_substitutes(models: Sequence[ModelRef], substitutes: Sequence[str], base: Classifier,
+                     device: torch.device) -> dict[int, SubstituteClassifier]:
+    """The substitutes of ``substitutes`` (``substitute:DIR`` specs) by the number of the model each stands in
+    for; a substitute of none of ``models`` is refused, before any work."""
+    from physadv.substitute.loading import load_substitute
+    from physadv.substitute.oracle import OracleIdentity
+
+    loaded = [load_substitute(spec, device) for spec in substitutes]
+    if not loaded:
+        return {}
+    identities = [OracleIdentity.of(base if number == 0 else load_classifier(ref.model, weights=ref.weights))
+                  for number, ref in enumerate(models)]
+    own: dict[int, SubstituteClassifier] = {}
+    for substitute in loaded:
+        number = next((n for n, i in enumerate(identities) if substitute.provenance.oracle.same_model(i)), None)
+        if number is None:
+            raise InputError(f"{substitute.provenance.folder} is a substitute of "
+                             f"{substitute.provenance.oracle.describe()}, none of the compared models: a substitute "
+                             "stands in for its own oracle only")
+        if number in own:
+            raise InputError(f"two substitutes of {models[number].label}: give one per model")
+        own[number] = substitute
+    return own
+
+
 def compare_models(models: Sequence[ModelRef], out: str | Path, base_config: SessionConfig, device: torch.device,
-                   progress: bool = True) -> list[dict]:
+                   progress: bool = True, substitutes: Sequence[str] = ()) -> list[dict]:
     """Run the comparison into ``out`` (resumable: every model's session resumes) and return its rows.
 
     ``models[0]`` is the base (undefended) model; ``base_config`` gives the images, attacks (untargeted
-    only), transformations and channel, the same for every model.
+    only), transformations and channel, the same for every model. ``substitutes`` (``substitute:DIR`` specs,
+    :mod:`physadv.substitute`) each stand in for one of the models: that model's transfer column is the
+    attack crafted on its substitute (a black-box attack on it) rather than on the base model.
     """
     if len(models) < 2:
         raise InputError("compare-models needs a base model and at least one other model")
@@ -115,6 +145,7 @@ def compare_models(models: Sequence[ModelRef], out: str | Path, base_config: Ses
         raise InputError("compare-models compares untargeted plain attacks (fgsm, bim)")
     out = Path(out)
     base = load_classifier(models[0].model, weights=models[0].weights, device=device)
+    own_substitutes = _own_substitutes(models, substitutes, base, device)
     rows: list[dict] = []
     for number, ref in enumerate(models):
         config = replace(base_config, model=ref.model, weights=ref.weights)
@@ -123,6 +154,9 @@ def compare_models(models: Sequence[ModelRef], out: str | Path, base_config: Ses
         classifier = base if number == 0 else load_classifier(ref.model, weights=ref.weights, device=device)
         if classifier.labels.names != base.labels.names:
             raise InputError(f"{ref.label} has other classes than the base model {models[0].label}")
+        source = own_substitutes.get(number) or (None if number == 0 else base)
+        if isinstance(source, SubstituteClassifier):
+            check_oracle(source, classifier)
         images = prepare(load_image_set(list(config.images), classifier.labels, config.label, config.limit),
                          classifier.image_size)
         x, y = to_tensor([i.image for i in images]), torch.tensor([i.label for i in images])
@@ -132,14 +166,18 @@ def compare_models(models: Sequence[ModelRef], out: str | Path, base_config: Ses
                 adversarial, _, _ = run_attack_batched(attack, classifier, x, y, None, config.batch_size)
                 white = float((classifier.probabilities(adversarial).argmax(-1).cpu() == y).float().mean())
                 clean = float((classifier.probabilities(x).argmax(-1).cpu() == y).float().mean())
-                transfer = None if number == 0 else transfer_accuracy(classifier, base, attack, x, y, config.batch_size)
+                transfer = None if source is None else transfer_accuracy(classifier, source, attack, x, y,
+                                                                         config.batch_size)
                 photo = _photo_row(store, plan)
                 rows.append({
                     "model": ref.label, "weights": classifier.weights, "attack": plan.method, "eps": float(plan.eps),
                     "n": len(images), "clean": clean, "white_box": white, "transfer": transfer,
                     "photo_clean": photo_clean_accuracy(store)["top1"], "photo_adv": photo.get("top1_transformed"),
                     "destruction": photo.get("destruction_top1"), "destruction_n": photo.get("destruction_top1_n"),
-                    "masking_flag": bool(transfer is not None and masking_flag(white, transfer, len(images)))})
+                    "masking_flag": bool(transfer is not None and masking_flag(white, transfer, len(images))),
+                    "transfer_source": None if source is None else (models[0].label if source is base else source.name),
+                    "oracle_queries": source.provenance.oracle_queries if isinstance(source, SubstituteClassifier)
+                    else None})
     write_comparison(out, rows, base_config)
     return rows
 
@@ -155,7 +193,9 @@ def format_table(rows: Sequence[dict]) -> str:
                      f"{format_fraction(r['destruction'], r['destruction_n'] or 0):>18}  "
                      f"{'GRADIENT MASKING?' if r['masking_flag'] else ''}")
     return "\n".join(lines) + (
-        f"\n(top-1 accuracies; transfer: the attack crafted on {rows[0]['model']}; photo: the virtual print→photo "
+        f"\n(top-1 accuracies; transfer: the attack crafted on {rows[0]['model']}"
+        f"{' or on the model’s substitute' if any(r.get('oracle_queries') is not None for r in rows) else ''}; "
+        "photo: the virtual print→photo "
         f"channel; flag: white-box accuracy above transfer accuracy by > {MASKING_MARGIN:.0%} and 2 standard errors)"
         if rows else "")
 
