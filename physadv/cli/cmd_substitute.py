@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from physadv.classifiers import load_classifier
     from physadv.datasets import default_workers, index_image_set
     from physadv.lab.store import RunLock
-    from physadv.substitute import SubstituteConfig, is_substitute_spec, planned_queries
+    from physadv.substitute import SubstituteConfig, is_substitute_spec
     from physadv.substitute.oracle import LabelOracle
     from physadv.substitute.training import train_substitute
 
@@ -110,9 +110,8 @@ def run(args: argparse.Namespace) -> int:
         images = index_image_set(images_from(args), classifier.labels, limit=args.limit)
         oracle = LabelOracle(classifier, args.oracle)
         del classifier  # from here on the oracle answers labels only
-        print(f"substitute of {oracle.identity.name}: {len(images)} initial images, rounds 0..{config.rounds}, "
-              f"{planned_queries(len(images), config)} oracle queries in all", file=sys.stderr)
-        summary = train_substitute(oracle, images, args.out, config, args.architecture, device, workers=workers)
+        summary = train_substitute(oracle, images, args.out, config, args.architecture, device, workers=workers,
+                                   announce=lambda plan: print(plan, file=sys.stderr))
     record = summary.record
     if summary.already_finished:
         print(f"{args.out}: already finished ({record.architecture.name}, {len(record.rounds)} rounds, "

@@ -209,8 +209,11 @@ def write_comparison(out: Path, rows: Sequence[dict], config: SessionConfig) -> 
     writer.writerows(rows)
     atomic_write_text(out / "comparison.csv", buffer.getvalue())
     flagged = sorted({r["model"] for r in rows if r["masking_flag"]})
+    own_substitute = ("; or on the model's own substitute, as transfer_source says in comparison.csv"
+                      if any(r.get("oracle_queries") is not None for r in rows) else "")
     table = Table(caption="Per model and attack: top-1 accuracy clean, under the white-box attack, under the same "
-                          f"attack crafted on the base model {rows[0]['model']} (transfer), on photos of the adversarial "
+                          f"attack crafted on the base model {rows[0]['model']} (transfer{own_substitute}), on photos "
+                          "of the adversarial "
                           "images, and the photo destruction rate (average case).",
                   header=("model", "attack", "ε", "clean", "white-box", "transfer", "photo clean", "photo adv",
                           "destruction"),

@@ -7,7 +7,8 @@ it trains a substitute :math:`F` in rounds :math:`\\rho = 0 … \\rho_{max}`:
 
 .. math::
     D_\\rho = \\{(x, \\tilde O(x)) : x \\in S_\\rho\\},\\quad F \\leftarrow \\mathrm{train}(F, D_\\rho),\\quad
-    S_{\\rho+1} = S_\\rho \\cup \\{\\mathrm{q}(x + \\lambda_\\rho\\,\\mathrm{sgn}(J_F(x)[\\tilde O(x)])) : x \\in S_\\rho\\}
+    S_{\\rho+1} = S_\\rho \\cup
+        \\{\\mathrm{q}(x + \\lambda_\\rho\\,\\mathrm{sgn}(J_F(x)[\\tilde O(x)])) : x \\in S_\\rho\\}
 
 (Jacobian-based dataset augmentation): each new point steps from an old one along the sign of the
 substitute's gradient of the oracle's label, where the substitute's output changes fastest, i.e. towards
@@ -113,7 +114,8 @@ class SubstituteConfig:
         if self.reservoir_after is not None and self.reservoir_size is not None:
             checks += [(0 <= self.reservoir_after <= self.rounds,
                         f"σ (--reservoir-after) must be in 0..ρ = {self.rounds}, got {self.reservoir_after}"),
-                       (self.reservoir_size >= 1, f"κ (--reservoir-size) must be at least 1, got {self.reservoir_size}")]
+                       (self.reservoir_size >= 1,
+                        f"κ (--reservoir-size) must be at least 1, got {self.reservoir_size}")]
         for ok, message in checks:
             if not ok:
                 raise InputError(message)
@@ -137,7 +139,8 @@ class SubstituteConfig:
 
 
 def planned_queries(initial: int, config: SubstituteConfig) -> int:
-    """Oracle queries of a whole run from ``initial`` images: n·2^ρ, or n·2^σ + κ(ρ − σ) with reservoir sampling."""
+    """Oracle queries of a whole run from ``initial`` images: n·2^ρ, or n·2^σ + κ(ρ − σ) with reservoir
+    sampling."""
     size = initial
     for round_ in range(config.rounds):
         size += config.augmented_at(round_, size)

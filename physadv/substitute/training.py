@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from physadv.datasets import ImageRef, batch_count, image_batches
 from physadv.errors import InputError
 from physadv.fileio import atomic_write_bytes, atomic_write_json
 from physadv.images import pixel_sha256
-from physadv.substitute import DEFAULT_BATCH_SIZE, SubstituteConfig
+from physadv.substitute import DEFAULT_BATCH_SIZE, SubstituteConfig, planned_queries
 from physadv.substitute.architectures import ArchitectureRef, build_substitute, seeded
 from physadv.substitute.oracle import ORACLE_BATCH, LabelOracle, as_float
 from physadv.substitute.record import (
@@ -139,8 +139,8 @@ def _check_same_run(out: Path, found: SubstituteRecord, wanted: SubstituteRecord
 
 def train_substitute(oracle: LabelOracle, images: Sequence[ImageRef], out: str | Path,
                      config: SubstituteConfig = SubstituteConfig(), architecture: str = "auto",
-                     device: torch.device | str = "cpu", progress: bool = True,
-                     workers: int = 0) -> SubstituteSummary:
+                     device: torch.device | str = "cpu", progress: bool = True, workers: int = 0,
+                     announce: Callable[[str], None] | None = None) -> SubstituteSummary:
     """Train a substitute of ``oracle`` into the folder ``out``, resuming what an interrupted run left there.
 
     Args:
@@ -150,6 +150,7 @@ def train_substitute(oracle: LabelOracle, images: Sequence[ImageRef], out: str |
             user's ``FILE.py:FACTORY`` (a factory as for ``--model``; trained here from scratch).
         device: where the substitute trains.
         workers: processes that read and resize the initial images (0: in this process).
+        announce: told the plan (queries in all and still to ask) once the folder is found fit to work in.
 
     Raises:
         InputError: no images; ``out`` holding a substitute of another oracle or made with other settings,
@@ -170,6 +171,11 @@ def train_substitute(oracle: LabelOracle, images: Sequence[ImageRef], out: str |
         record = wanted
         atomic_write_json(out / RECORD_FILE, record.to_json())  # the settings are on disk before any point
     found = len(record.rounds) + sum(r.weights_sha256 is not None for r in record.rounds)
+    if announce is not None:
+        total = planned_queries(len(images), config)
+        announce(f"substitute of {oracle.identity.name}: {len(images)} initial images, rounds 0..{config.rounds}, "
+                 f"{total} oracle queries in all" + (f", {total - record.oracle_queries} still to ask"
+                                                     if record.rounds else ""))
 
     substitute = build_substitute(reference, oracle.labels, size, config.seed, device)
     point_sets, label_sets = [], []
