@@ -94,8 +94,9 @@ def test_a_substitute_trained_on_labels_alone_transfers_far_beyond_random_noise(
     labels = torch.tensor([image["label"] for image in data["images"]])
     noisy = random_sign_noise(clean, EPS, seed=0)
     fooled_by_noise = float((digits_classifier.probabilities(noisy).argmax(-1) != labels).float().mean())
-    # Measured: 0.67 of the 100 digits fooled by the transferred FGSM, none by the noise.
-    assert transferred >= 0.4 and transferred >= fooled_by_noise + 0.3, (transferred, fooled_by_noise)
+    # Measured: the transferred FGSM fools 0.51 of the 100 digits, the noise none; FGSM from an untrained
+    # substitute (seeds 0-2) fools 0.02-0.04.
+    assert transferred >= 0.3 and transferred >= fooled_by_noise + 0.25, (transferred, fooled_by_noise)
 
 
 class CountingModel(nn.Module):
