@@ -48,7 +48,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "oracle label), clipped and rounded to 8 bits, which the oracle labels (Jacobian-based dataset\n"
         "augmentation). lambda_rho = lambda * (-1)^floor(rho/tau). Queries: n * 2^rounds; with reservoir\n"
         "sampling, the augmentations from round sigma on step from kappa random points only:\n"
-        "n * 2^sigma + kappa * (rounds - sigma). Defaults are the paper's (cleverhans' mnist_blackbox).\n"
+        "n * 2^sigma + kappa * (rounds - sigma). Defaults: cleverhans' mnist_blackbox (docs/substitute.md).\n"
         f"architectures (auto: cnn32 for images up to {SMALL_IMAGES} px, else cnn112):\n{architectures}\n"
         "  FILE.py:FACTORY  your own, as for --model (trained from scratch; name it again when you use the\n"
         f"                  substitute: {SUBSTITUTE_PREFIX}DIR@FILE.py:FACTORY)\n"
@@ -66,7 +66,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--architecture", default="auto", metavar="NAME",
                         help=f"the substitute: auto, {', '.join(ARCHITECTURES)} or FILE.py:FACTORY (below)")
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, metavar="RHO",
-                        help="rho_max: substitute training rounds after the first (the paper's substitute epochs)")
+                        help="rho_max: augmentations, i.e. training rounds after the first (queries: n * 2^rounds)")
     parser.add_argument("--lambda", dest="step", type=float, default=DEFAULT_STEP, metavar="LAMBDA",
                         help="augmentation step lambda, 0-255 pixel units (25.5 = the paper's 0.1)")
     parser.add_argument("--tau", type=int, default=DEFAULT_PERIOD,

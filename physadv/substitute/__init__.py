@@ -39,8 +39,8 @@ SUBSTITUTE_PREFIX = "substitute:"
 """``--source-model substitute:DIR`` crafts on the substitute in ``DIR``."""
 
 DEFAULT_ROUNDS = 6
-"""ρ_max, Papernot et al.'s "ρ = 6 substitute epochs": with n = 100 initial images, 100 · 2⁶ = 6,400
-queries, their MetaMind budget."""
+"""ρ_max, the augmentations: from n = 100 images, 100 · 2⁶ = 6,400 queries, the budget in Papernot et al.'s
+abstract (cleverhans' ``DATA_AUG = 6`` counts training rounds, i.e. 5 augmentations)."""
 DEFAULT_STEP = 25.5
 """λ in 0–255 units: 0.1 on [0, 1] inputs, the paper's MNIST value (cleverhans' ``LMBDA``)."""
 DEFAULT_PERIOD = 3
