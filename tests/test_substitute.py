@@ -215,6 +215,23 @@ def test_a_substitute_folder_of_another_oracle_is_refused(trained, tiny_oracle_f
     assert files_under(trained) == before
 
 
+@pytest.mark.parametrize("options, what", [
+    (["--lambda", "0"], "λ (--lambda)"),
+    (["--rounds", "99"], "ρ (--rounds)"),
+    (["--reservoir-after", "1"], "needs both σ (--reservoir-after) and κ (--reservoir-size)"),
+    (["--reservoir-after", "5", "--reservoir-size", "3", "--rounds", "2"], "σ (--reservoir-after)"),
+    (["--architecture", "resnet9000"], "--architecture"),
+    (["--architecture", "missing.py:make"], "does not exist"),
+    (["--oracle", "substitute:elsewhere"], "not a substitute"),
+])
+def test_bad_substitute_options_are_refused_in_one_line(tmp_path, capsys, options, what):
+    out = tmp_path / "sub"
+    oracle = [] if "--oracle" in options else ["--oracle", "digits"]
+    code = main(["substitute", "digits", "--limit", "4", *oracle, *options, "--out", str(out)])
+    assert what in one_line_error(capsys, code)
+    assert not out.exists()
+
+
 def attack_with(source: str, out: Path, *extra: str) -> int:
     return main(["attack", "digits", "--model", "digits", "--source-model", source, "--method", "fgsm", "--eps",
                  str(EPS), "--limit", "4", "--out", str(out), *extra])
