@@ -24,20 +24,10 @@ from physadv.substitute import SubstituteConfig, planned_queries
 from physadv.substitute.oracle import ORACLE_BATCH, LabelOracle
 from physadv.substitute.record import RECORD_FILE, WEIGHTS_FILE, read_record
 from physadv.substitute.training import train_substitute
+from test_bad_input import files_under, one_line_error
 
 EPS = 64  # Papernot et al. evaluate at ε = 0.3 (76 in 0-255 units); 64 keeps the test's margin clear of it
 INITIAL = 50  # images in S0: the last 50 of the built-in digits set, so the first 100 stay unseen
-
-
-def files_under(root: Path) -> dict[str, tuple[int, int]]:
-    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
-
-
-def one_line_error(capsys, code: int) -> str:
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code in (1, 2) and len(lines) == 1 and "error:" in lines[0] and "Traceback" not in err, err
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
