@@ -28,9 +28,9 @@ from physadv.fileio import atomic_write_json, parse_json
 from physadv.images import pixel_sha256, to_tensor, to_uint8, write_png
 from physadv.jsonstream import atomic_write_json_with_list, scan_json_with_list
 from physadv.metrics import Predictions
-from physadv.validation import MAX_CLASSES, Record
 from physadv.substitute.loading import substitute_provenance
 from physadv.transfer import check_sources, source_name, transfer_attack
+from physadv.validation import MAX_CLASSES, Record
 
 SCHEMA = "physadv.attack/1"
 CLEAN_DIR, ADV_DIR, RECORD_FILE, PARTS_DIR = "clean", "adv", "attack.json", ".parts"
