@@ -16,7 +16,7 @@ MARKER = "<!-- physadv-cli-help -->"
 def _sections() -> str:
     from physadv.cli.main import build_parser
 
-    with mock.patch.dict(os.environ, {"COLUMNS": "100"}):  # argparse wraps at the terminal's width
+    with mock.patch.dict(os.environ, {"COLUMNS": "80"}):  # argparse wraps at the terminal's width
         parser = build_parser()
         return _render(parser)
 
