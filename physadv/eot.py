@@ -134,8 +134,9 @@ class RandomChannelResponse(K.IntensityAugmentationBase2D):
     Args:
         tone_curve: ``(K, 4)`` rows (printed level, photographed R, G, B) in 0-255 units.
         colour_matrix: ``(3, 3)`` on linear-light sRGB (rows: output channels).
-        exposure, white_balance_r, white_balance_b: ``(low, high)`` uniform ranges of the gains
-            (white balance relative to green).
+        exposure: ``(low, high)``, the uniform range of the exposure gain.
+        white_balance_r: ``(low, high)``, the uniform range of the red gain relative to green.
+        white_balance_b: ``(low, high)``, the uniform range of the blue gain relative to green.
         noise: ``(L, 4)`` rows (level, σ R, σ G, σ B) in 0-255 units, per image pixel.
     """
 
@@ -457,7 +458,8 @@ def adversariality(classifier: Classifier, images: torch.Tensor, goal: torch.Ten
 
     Args:
         images: :math:`(B, 3, H, W)` in [0, 1] (e.g. ``AttackResult.adversarial``).
-        goal, targeted: ``AttackResult.goal`` and ``AttackResult.targeted``.
+        goal: ``AttackResult.goal``, the class per image that success is measured against.
+        targeted: ``AttackResult.targeted``: success is ``argmax = goal`` (else ``argmax ≠ goal``).
         distribution: as for :func:`eot_gradient`; the held-out set is :func:`held_out` ``(…, seed)``.
 
     Returns:

@@ -242,7 +242,7 @@ def corruption_errors(errors: dict[str, dict[int, float]],
     """ImageNet-C's corruption errors (Hendrycks & Dietterich 2019, eq. 1) and their mean, mCE.
 
     ``errors[c][s]`` is the model's top-1 error under corruption ``c`` at severity ``s``, ``baseline``
-    the same for the baseline model. CE_c = Σ_s errors[c][s] / Σ_s baseline[c][s]; mCE = mean_c CE_c.
+    the same for the baseline model. ``CE_c = Σ_s errors[c][s] / Σ_s baseline[c][s]``; ``mCE = mean_c CE_c``.
     A CE is ``None`` when the baseline makes no error under ``c``; mCE is then ``None`` too.
 
     Raises:

@@ -326,7 +326,8 @@ def layout_sheets(images: Sequence[SheetImage], run_id: str, layout: SheetLayout
         images: what to print, in order.
         run_id: names the run in marker ids and QR codes.
         layout: paper, grid and sizes.
-        model, attack_dir: recorded in the manifest.
+        model: recorded in the manifest.
+        attack_dir: recorded in the manifest.
         keep_pairs: images come as (clean, adversarial) pairs that must share a row.
         progress: show a progress bar while reading images.
 

@@ -20,7 +20,7 @@ from physadv.printouts.pdf import open_pdf, render_page
 from physadv.printouts.profiles import (MeasuredChannel, load_profile, profile_from_mapping, profile_to_toml,
                                         with_measured)
 
-# Tolerances of a calibration (stated in the README): tone curve RMS in 0-255 levels, relative error
+# Tolerances of a calibration (stated in docs/how-to/calibrate.md): tone curve RMS in 0-255 levels, relative error
 # of blur σ and of noise σ, mean CIEDE2000 of the colour response on the ColorChecker patches.
 TONE_RMS, BLUR_REL, NOISE_REL, DELTA_E = 3.0, 0.2, 0.2, 2.0
 

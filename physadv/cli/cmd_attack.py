@@ -42,7 +42,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "writes OUT/clean/*.png and OUT/adv/*.png (8-bit, at the size they will be printed) and\n"
         "OUT/attack.json. eps and alpha are in 0-255 pixel units, as in Kurakin et al. (2017);\n"
         "iterations default to ceil(min(eps + 4, 1.25 eps)). An interrupted run resumes when re-run.\n"
-        "across GPUs: torchrun --nproc-per-node 8 -m physadv attack val.csv ... (README: Scaling out)")
+        "across GPUs: torchrun --nproc-per-node 8 -m physadv attack val.csv ... (docs/how-to/scale-out.md)")
     add_images_argument(parser)
     add_model_options(parser)
     add_attack_options(parser)

@@ -25,7 +25,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                      "  physadv classify photos/ --model digits --json\n"
                      "  physadv classify cat.jpg --label 'tabby'\n"
                      "  physadv classify imagenet/val/ --limit 5000 --workers 8\n"
-                     "  torchrun --nproc-per-node 8 -m physadv classify val.csv --json   # README: Scaling out\n"
+                     "  torchrun --nproc-per-node 8 -m physadv classify val.csv --json   # docs/how-to/scale-out.md\n"
                      "labels come from a WordNet id (n01440764) or class name in the file or folder name,\n"
                      "or from the label column of a CSV list `path,label`.")
     add_images_argument(parser)

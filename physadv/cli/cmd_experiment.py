@@ -53,7 +53,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "The baseline is another experiment's results.json on the same images, e.g. of the model the\n"
         "paper normalises by (AlexNet) or any reference model; --methods none skips the attacks.\n"
         "An interrupted run resumes: finished attacks and batches are kept.\n"
-        "across GPUs: torchrun --nproc-per-node 8 -m physadv experiment --images val.csv ... (README: Scaling out)")
+        "across GPUs: torchrun --nproc-per-node 8 -m physadv experiment --images val.csv ... (docs/how-to/scale-out.md)")
     add_model_options(parser)
     add_images_argument(parser, default=["samples"])
     parser.add_argument("--label", help="class of every image (name, WordNet id or index)")

@@ -14,6 +14,9 @@ body { font-family: "DejaVu Sans", "Helvetica Neue", Arial, sans-serif; color: #
 h1 { margin-bottom: 0.1em; }
 .subtitle { color: #666; margin-top: 0; }
 h2 { border-bottom: 2px solid #ccc; padding-bottom: 0.2em; margin-top: 2em; }
+/* Long unbroken names (file names, paths, image ids) wrap instead of widening the page. */
+h1, h3, p, li, caption, td, figcaption { overflow-wrap: anywhere; }
+.table { overflow-x: auto; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.85em; }
 caption { caption-side: top; text-align: left; font-weight: bold; padding-bottom: 0.4em; }
 th, td { border: 1px solid #ccc; padding: 0.2em 0.6em; }
@@ -25,7 +28,8 @@ figure { margin: 0.5em 0 1.5em; }
 figure img { max-width: 100%; height: auto; }
 figcaption { color: #555; font-size: 0.9em; }
 .gallery { display: flex; flex-wrap: wrap; gap: 1em; }
-.card { border: 1px solid #ccc; border-radius: 4px; padding: 0.6em; break-inside: avoid; }
+.card { border: 1px solid #ccc; border-radius: 4px; padding: 0.6em; break-inside: avoid; min-width: 0;
+        max-width: 100%; box-sizing: border-box; }
 .card h3 { font-size: 0.95em; margin: 0 0 0.2em; }
 .verdict { font-size: 0.85em; margin: 0 0 0.4em; }
 .fooled { color: #b00020; } .destroyed { color: #1b7f3b; } .nophoto { color: #777; }
@@ -59,8 +63,8 @@ def _table(table: Table) -> str:
 
     header = "".join(f'<th scope="col">{escape(name)}</th>' for name in table.header)
     body = "\n".join("<tr>" + "".join(cell(i, text) for i, text in enumerate(row)) + "</tr>" for row in table.body)
-    return (f"<table>\n<caption>{escape(table.caption)}</caption>\n<thead><tr>{header}</tr></thead>\n"
-            f"<tbody>\n{body}\n</tbody>\n</table>")
+    return (f'<div class="table"><table>\n<caption>{escape(table.caption)}</caption>\n<thead><tr>{header}</tr></thead>\n'
+            f"<tbody>\n{body}\n</tbody>\n</table></div>")
 
 
 def _gallery(gallery: Gallery) -> str:
