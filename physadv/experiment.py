@@ -28,7 +28,8 @@ from physadv.catalog import CLEAN_METHOD
 from physadv.channel import ChannelTransform, is_corruption, transform_kind
 from physadv.classifiers import Classifier
 from physadv.corruptions import SEVERITIES
-from physadv.datasets import ImageRef, batch_count, batch_slice, image_batches, sources_digest
+from physadv.batches import PendingBatch, run_batches
+from physadv.datasets import ImageRef, batch_count, batch_slice, sources_digest
 from physadv.distributed import SINGLE, Shard
 from physadv.errors import InputError
 from physadv.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, parse_json
@@ -457,33 +458,26 @@ def experiment_to_folder(classifier: Classifier, images: Sequence[ImageRef], con
     def save(rows: list[Row]) -> None:
         write_results(out, config_key, rows, corruption_summary(rows, baseline))
 
-    def pending_work() -> list[tuple[int, list[int]]]:
+    def pending() -> list[PendingBatch]:
         """Per batch not finished yet, the attacks it still needs (by index into ``attacks``)."""
         rows = previous_rows(out, config_key)
         save(rows)  # the configuration is on disk before any part is
         done = {(r["method"], float(r["eps"])) for r in rows}
         pending = [n for n, a in enumerate(attacks) if _attack_key(a) not in done]
-        return [(number, todo) for number in range(batch_count(count, size))
+        return [PendingBatch(number, len(batch_slice(number, count, size)) * len(todo), todo)
+                for number in range(batch_count(count, size))
                 if (todo := [n for n in pending if not _part_path(out, attacks[n], size, number).is_file()])]
 
-    # Rank 0 alone reads and writes the results; what it refuses (another configuration in ``out``) is
-    # refused by every rank.
-    work = shard.agree(pending_work)
-    mine = dict(shard.mine(work))
     labels = np.array([image.label for image in images])
-    amounts = [len(batch_slice(number, count, size)) * len(todo) for number, todo in work]
-    with shard.progress(total=sum(amounts), progress=progress, desc="attacking", unit="img") as bar, shard.own_share():
-        for amount, (number, pixels) in zip(shard.round_totals(amounts),
-                                            image_batches(images, classifier.image_size, size, list(mine), workers)):
-            part = batch_slice(number, count, size)
-            batch_attacks = [attacks[n] for n in mine[number]]
-            _attack_batch(classifier, config, batch_attacks, to_tensor(pixels.numpy(), classifier.device),
-                          torch.from_numpy(labels[part.start:part.stop]).to(classifier.device), part.start,
-                          [_part_path(out, attack, size, number) for attack in batch_attacks], crafting)
-            bar.update(amount)
-    shard.barrier()
 
-    def merge() -> None:
+    def work(batch: PendingBatch, pixels: torch.Tensor) -> None:
+        part = batch_slice(batch.number, count, size)
+        batch_attacks = [attacks[n] for n in batch.todo]
+        _attack_batch(classifier, config, batch_attacks, to_tensor(pixels.numpy(), classifier.device),
+                      torch.from_numpy(labels[part.start:part.stop]).to(classifier.device), part.start,
+                      [_part_path(out, attack, size, batch.number) for attack in batch_attacks], crafting)
+
+    def merge(_: list[None]) -> list[Row]:
         rows = previous_rows(out, config_key)
         done = {(r["method"], float(r["eps"])) for r in rows}
         numbers = range(batch_count(count, size))
@@ -494,6 +488,9 @@ def experiment_to_folder(classifier: Classifier, images: Sequence[ImageRef], con
                                  [batch_slice(n, count, size) for n in numbers], labels, models)
             save(rows)
         shutil.rmtree(out / PARTS_DIR, ignore_errors=True)
+        return previous_rows(out, config_key)
 
-    shard.agree(merge)  # the others wait for the merge, and fail with it
-    return previous_rows(out, config_key)
+    # Rank 0 alone reads and writes the results; what it refuses (another configuration in ``out``) is
+    # refused by every rank, and the others wait for the merge, and fail with it.
+    return run_batches(pending, work, merge, images=images, image_size=classifier.image_size, batch_size=size,
+                       shard=shard, workers=workers, progress=progress, desc="attacking", unit="img")
