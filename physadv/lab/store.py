@@ -8,7 +8,8 @@ leaves the previous state. JSON/CSV exports are derived from it.
 
 The schema version lives in SQLite's ``PRAGMA user_version``; a store of another version (older
 or newer) is refused with one line, never read or altered (as MLflow refuses an unknown schema). All
-SQL is parameterised and stays in this module: the other modules read and write through typed methods. SQLite failures (a corrupt file, a full disk) become one
+SQL is parameterised and stays in this module: the other modules read and write through typed
+methods. SQLite failures (a corrupt file, a full disk) become one
 :class:`~physadv.errors.PhysadvError` line; a failed write rolls back, so the store keeps its last state.
 
 A :class:`RunLock` (an exclusive ``flock`` on ``RUN/.lock``) keeps a second command off a run that
@@ -29,9 +30,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from physadv.attackset import ADV_DIR, CLEAN_DIR, stream_attack_set
-from physadv.classifiers.zoo import file_sha256
 from physadv.errors import InputError, PhysadvError
-from physadv.fileio import parse_json
+from physadv.fileio import file_sha256, parse_json
 from physadv.images import pixel_sha256, read_rgb
 from physadv.printouts.manifest import Manifest
 from physadv.results import ResultKind, ResultRow
@@ -286,10 +286,11 @@ class RunStore:
 
         with self.transaction() as db:
             # An upsert, not a replacement: the attack's adversariality, measured later, stays.
-            db.execute("INSERT INTO attacks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL) ON CONFLICT (name) DO UPDATE SET "
-                       "method = excluded.method, eps = excluded.eps, alpha = excluded.alpha, "
-                       "iterations = excluded.iterations, eot = excluded.eot, model = excluded.model, "
-                       "weights = excluded.weights, weights_sha256 = excluded.weights_sha256, folder = excluded.folder",
+            db.execute("INSERT INTO attacks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL) "
+                       "ON CONFLICT (name) DO UPDATE SET method = excluded.method, eps = excluded.eps, "
+                       "alpha = excluded.alpha, iterations = excluded.iterations, eot = excluded.eot, "
+                       "model = excluded.model, weights = excluded.weights, weights_sha256 = excluded.weights_sha256, "
+                       "folder = excluded.folder",
                        (name, settings.method, settings.eps, settings.alpha, settings.iterations,
                         json.dumps(eot or settings.eot), settings.model, weights, weights_sha256, self._path(folder)))
             db.executemany("INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows())
@@ -448,8 +449,8 @@ class RunStore:
 
     def first_crops(self) -> list[tuple[str, str]]:
         """(attack, its first photographed crop relative to the run folder) of every captured attack."""
-        return [(r["attack"], r["crop"])
-                for r in self._query("SELECT attack, MIN(crop) AS crop FROM predictions GROUP BY attack ORDER BY attack")]
+        rows = self._query("SELECT attack, MIN(crop) AS crop FROM predictions GROUP BY attack ORDER BY attack")
+        return [(r["attack"], r["crop"]) for r in rows]
 
     def printed_cells(self, attack: str, sheet_run_id: str) -> set[tuple[int, int, str, str, str]]:
         """(page, cell, image id, kind, pixel hash) of every cell of ``attack``'s print job ``sheet_run_id``."""
