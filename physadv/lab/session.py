@@ -165,10 +165,11 @@ class SessionConfig:
         return json.loads(json.dumps(asdict(self)))
 
 
-def config_from_mapping(data: object, base: SessionConfig = SessionConfig(),
+def config_from_mapping(data: object, base: SessionConfig | None = None,
                         where: str = "configuration") -> SessionConfig:
     """A :class:`SessionConfig` from parsed TOML/JSON, every key checked (a configuration is untrusted
-    input); unknown keys are errors, never silently ignored. ``where`` names the file in errors."""
+    input); unknown keys are errors, never silently ignored. Keys not given keep ``base``'s values (default:
+    :class:`SessionConfig`'s defaults); ``where`` names the file in errors."""
     record = Record(data, where)
     record.only([f.name for f in fields(SessionConfig)], "configuration key")
     readers = {
@@ -196,7 +197,7 @@ def config_from_mapping(data: object, base: SessionConfig = SessionConfig(),
         "resolution": lambda key: record.choice(key, tuple(RESOLUTIONS), optional=True),
         "camera_profile": lambda key: record.text(key, max_length=4096),
     }
-    return replace(base, **{key: readers[key](key) for key in record.data})
+    return replace(SessionConfig() if base is None else base, **{key: readers[key](key) for key in record.data})
 
 
 def _read_plan(record: Record) -> AttackPlan:
@@ -222,7 +223,7 @@ def _read_transforms(record: Record) -> dict[str, tuple[float, ...]]:
                         for v in record.items(name, 1, 100)) for name in record.data}
 
 
-def load_config(path: str | Path, base: SessionConfig = SessionConfig()) -> SessionConfig:
+def load_config(path: str | Path, base: SessionConfig | None = None) -> SessionConfig:
     try:
         with open(path, "rb") as stream:
             data = parse_toml(stream.read().decode("utf-8"))
@@ -244,7 +245,7 @@ def stored_config(run_dir: Path) -> SessionConfig:
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: not a readable run configuration ({error}); it is damaged — restore it, "
                          "or start a new run") from None
-    return config_from_mapping(data, SessionConfig(), str(path))
+    return config_from_mapping(data, where=str(path))
 
 
 class Stage:
