@@ -118,9 +118,10 @@ class ResultRow:
             strength = record.number("strength", -math.inf, math.inf)
         return cls(method=text("method"), eot=text("eot", True), eps=record.number("eps", 0, 255),
                    iterations=record.integer("iterations", 0, MAX_ITERATIONS_RECORDED, optional=True),
-                   transform=text("transform"), strength=strength, case=Case(record.choice("case", tuple(c.value for c in Case))),
-                   n_images=count("n_images"),
-                   **{f"top{k}_{of}": fraction(f"top{k}_{of}") for k in (1, 5) for of in ("clean", "adv", "transformed")},
+                   transform=text("transform"), strength=strength,
+                   case=Case(record.choice("case", tuple(case.value for case in Case))), n_images=count("n_images"),
+                   **{f"top{k}_{of}": fraction(f"top{k}_{of}") for k in (1, 5)
+                      for of in ("clean", "adv", "transformed")},
                    destruction_top1=fraction("destruction_top1"), destruction_top5=fraction("destruction_top5"),
                    destruction_top1_n=count("destruction_top1_n"), destruction_top5_n=count("destruction_top5_n"),
                    quantisation_undid=count("quantisation_undid", True), model=text("model", True),

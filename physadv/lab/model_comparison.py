@@ -146,7 +146,7 @@ def compare_models(models: Sequence[ModelRef], out: str | Path, base_config: Ses
     return rows
 
 
-def format_table(rows: Sequence[dict]) -> str:
+def format_comparison(rows: Sequence[dict]) -> str:
     header = (f"{'model':<34}{'attack':<7}{'eps':>4}  {'clean':>6}{'white-box':>10}{'transfer':>9}"
               f"{'photo clean':>12}{'photo adv':>10}{'destruction':>18}  flag")
     lines = [header]
