@@ -26,6 +26,11 @@ def test_store_refuses_other_schema_versions(tmp_path):
         store.connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(InputError, match="newer physadv"):
         RunStore(newer, create=False)
+    previous = tmp_path / "previous"  # schema 2: results keyed by "capture:NAME", adversariality in meta
+    with RunStore(previous) as store:
+        store.connection.execute("PRAGMA user_version = 2")
+    with pytest.raises(InputError, match="version 2, written by an older physadv; this one reads version 3 only"):
+        RunStore(previous, create=False)
     older = tmp_path / "older"  # schema 1 kept its version in the meta table only
     older.mkdir()
     with sqlite3.connect(older / STORE_FILE) as db:
