@@ -11,6 +11,8 @@ import textwrap
 import tomllib
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Run in a fresh interpreter: every "open" (and every call that changes a file) is recorded when physadv's
@@ -88,6 +90,7 @@ def audit_imports(names: list[str], roots: list[Path], tmp_path: Path) -> list[s
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_importing_every_module_reads_no_configuration_or_data_and_writes_nothing(tmp_path):
     modules = installed_modules()
     names = [name for name, _ in modules]

@@ -89,6 +89,7 @@ def test_two_processes_run_the_experiment_as_one_does(tmp_path, args):
     assert not (tmp_path / "two" / ".parts").exists()
 
 
+@pytest.mark.slow
 def test_two_processes_classify_as_one_does(tmp_path):
     args = ["classify", "digits", *DIGITS, "--limit", "21", "--batch-size", "4", "--json"]
     one = subprocess.run([sys.executable, "-m", "physadv", *args], capture_output=True, text=True, check=True,
