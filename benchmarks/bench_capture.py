@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 from collections import Counter
 from dataclasses import replace
@@ -38,15 +39,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from physadv.capture.crops import cell_corners_mm, cell_to_page, crop_cells, density
-from physadv.capture.detect import MAX_DETECT_BLUR_PX, find_pages, grey, photo_blur_px, project
-from physadv.capture.verify import check_page
-from physadv.images import read_rgb, write_png
-from physadv.printouts.camera import RESOLUTIONS, encode_jpeg, photograph, read_truth, simulate_photo
-from physadv.printouts.manifest import Manifest
-from physadv.printouts.pdf import open_pdf, page_size_mm
-from physadv.printouts.sheets import SheetImage, SheetLayout, write_sheets
-from physadv.printouts.stress import CONDITIONS, StressEffects, colliding_run_id, photo_points, stressed_shot
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from printouts_stress import CONDITIONS, StressEffects, colliding_run_id, photo_points, stressed_shot  # noqa: E402
+
+from physadv.capture.crops import cell_corners_mm, cell_to_page, crop_cells, density  # noqa: E402
+from physadv.capture.detect import MAX_DETECT_BLUR_PX, find_pages, grey, photo_blur_px, project  # noqa: E402
+from physadv.capture.verify import check_page  # noqa: E402
+from physadv.images import read_rgb, write_png  # noqa: E402
+from physadv.printouts.camera import RESOLUTIONS, encode_jpeg, photograph, read_truth, simulate_photo  # noqa: E402
+from physadv.printouts.manifest import Manifest  # noqa: E402
+from physadv.printouts.pdf import open_pdf, page_size_mm  # noqa: E402
+from physadv.printouts.sheets import SheetImage, SheetLayout, write_sheets  # noqa: E402
 
 RUN_ID = "bench001"
 WRONG_PX = 1.5

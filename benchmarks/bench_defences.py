@@ -16,7 +16,7 @@ import torch
 
 from physadv.classifiers import load_classifier
 from physadv.defences import DefenceConfig, save_checkpoint, train_defence, training_images
-from physadv.lab.model_comparison import ModelRef, compare_models, format_table
+from physadv.lab.model_comparison import ModelRef, compare_models, format_comparison
 from physadv.lab.session import AttackPlan, SessionConfig
 
 DEFENCES = {
@@ -49,7 +49,7 @@ def main() -> None:
     session = SessionConfig(images=("digits",), limit=args.limit, attacks=tuple(AttackPlan("bim", e) for e in args.eps),
                             transforms={}, photos_per_page=1, resolution="720p", adversariality_samples=20)
     rows = compare_models(refs, args.out / "comparison", session, torch.device("cpu"), progress=False)
-    print(format_table(rows))
+    print(format_comparison(rows))
 
 
 if __name__ == "__main__":

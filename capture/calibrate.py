@@ -483,7 +483,7 @@ def measured_channel(profile: CameraProfile | str, *, progress: bool = False) ->
     import hashlib
     import tempfile
 
-    from physadv.classifiers.digits import cache_dir
+    from physadv.fileio import cache_dir
     from physadv.fileio import atomic_write_text
     from physadv.printouts.camera import photograph
     from physadv.printouts.chart import CHART_FILE, write_chart

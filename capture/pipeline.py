@@ -40,11 +40,11 @@ from physadv.capture.verify import check_page
 from physadv.attackset import read_attack_set
 from physadv.classifiers import Classifier
 from physadv.errors import InputError
-from physadv.experiment import Row
 from physadv.fileio import atomic_write_json, atomic_write_text, parse_json
 from physadv.images import image_files, pixel_sha256, read_rgb, to_tensor, write_png
 from physadv.metrics import Predictions, accuracy, channel_severity, destruction_reports
 from physadv.printouts.manifest import MAX_CELLS_PER_PAGE, MAX_PAGES, Cell, Manifest, Page, read_manifest
+from physadv.results import PHOTO, ResultRow
 from physadv.validation import MAX_CLASSES, Record
 
 STATE_DIR, CROPS_DIR = ".state", "crops"
@@ -78,7 +78,7 @@ class CaptureResult:
     photos: int
     observations: tuple[CellObservation, ...]
     rejections: tuple[tuple[str, Rejection], ...]
-    rows: tuple[Row, ...]
+    rows: tuple[ResultRow, ...]
     photo_clean: dict[str, float | int | None]
 
 
@@ -360,7 +360,7 @@ def _capture_one(path: Path, relative: str, manifest: Manifest, classifier: Clas
 
 
 def metric_rows(observations: tuple[CellObservation, ...], digital: dict[str, tuple[Predictions, Predictions]]
-                ) -> tuple[list[Row], dict[str, float | int | None]]:
+                ) -> tuple[list[ResultRow], dict[str, float | int | None]]:
     """Destruction reports per (method, ε) over the photographed adversarial cells, and the photo
     accuracy of the clean crops. Cells without a label or digital predictions are left out."""
     usable = [o for o in observations if o.label is not None and o.image_id in digital]
@@ -375,13 +375,13 @@ def metric_rows(observations: tuple[CellObservation, ...], digital: dict[str, tu
                            digital_top5=accuracy(digital_clean, labels, 5).value)
     else:
         photo_clean.update(top1=None, top5=None, digital_top1=None, digital_top5=None)
-    rows: list[Row] = []
+    rows: list[ResultRow] = []
     for method, eps in sorted({(o.method, o.eps) for o in usable if o.kind == "adversarial"}):
         group = [o for o in usable if o.kind == "adversarial" and (o.method, o.eps) == (method, eps)]
         clean = _concat([digital[o.image_id][0] for o in group])
         adversarial = _concat([digital[o.image_id][1] for o in group])
         for report in destruction_reports(clean, adversarial, _stack(group), np.array([o.label for o in group])):
-            rows.append({"method": method, "eps": eps, "transform": "photo", "strength": None, **report.row()})
+            rows.append(report.result_row(method=method, eps=eps, transform=PHOTO, strength=None))
     return rows, photo_clean
 
 
@@ -407,7 +407,7 @@ def _csv(rows: list[dict], columns: tuple[str, ...]) -> str:
 
 
 def _write_outputs(out: Path, observations: tuple[CellObservation, ...], rejections: tuple[tuple[str, Rejection], ...],
-                   rows: list[Row], photo_clean: dict, manifest: Manifest, classifier: Classifier, photos: int) -> None:
+                   rows: list[ResultRow], photo_clean: dict, manifest: Manifest, classifier: Classifier, photos: int) -> None:
     names = classifier.labels.names
     table = []
     for o in observations:
@@ -429,10 +429,10 @@ def _write_outputs(out: Path, observations: tuple[CellObservation, ...], rejecti
         ("photo", "reason", "page", "cell", "detail")))
     accepted = {o.photo for o in observations}
     atomic_write_json(out / "results.json", {
-        "run_id": manifest.run_id, "model": classifier.name, "transform": "photo",
+        "run_id": manifest.run_id, "model": classifier.name, "transform": PHOTO,
         "observation": "each (photo, cell) pair counts once",
         "photos": photos, "photos_with_pages": len(accepted), "cells_observed": len(observations),
         "rejections": len(rejections), "photo_clean": photo_clean,
         "channel_severity": channel_severity(photo_clean["digital_top1"], photo_clean["digital_top5"],
                                              photo_clean["top1"], photo_clean["top5"], photo_clean["n"]),
-        "rows": rows})
+        "rows": [row.to_json() for row in rows]})

@@ -20,8 +20,9 @@ from typing import Any, Iterable, Iterator, Sequence, TextIO
 import torch
 
 from physadv.attacks import MAX_ITERATIONS, METHODS, Attack
+from physadv.batches import PendingBatch, run_batches
 from physadv.classifiers import Classifier
-from physadv.datasets import ImageRef, batch_count, batch_slice, image_batches
+from physadv.datasets import ImageRef, batch_count, batch_slice
 from physadv.distributed import SINGLE, Shard
 from physadv.errors import InputError
 from physadv.fileio import atomic_write_json, parse_json
@@ -440,26 +441,25 @@ def attack_to_folder(classifier: Classifier, attack: Attack, images: Sequence[Im
                               seed=seed, eot=eot or {}, target=target, label=label,
                               source_model=source_name(sources) if sources else None,
                               **substitute_provenance(sources))
-    # Rank 0 alone reads and writes the record; what it refuses (another attack in ``out``, a malformed
-    # part) is refused by every rank.
-    pending = shard.agree(lambda: _pending_batches(out, settings, classifier.weights, images, batch_size))
-    sizes = {n: len(batch_slice(n, len(images), batch_size)) for n in pending}
-    with shard.progress(total=len(images), initial=len(images) - sum(sizes.values()), progress=progress,
-                        desc=f"{attack.label} eps={attack.eps:g}", unit="img") as bar, shard.own_share():
-        for round_size, (number, pixels) in zip(shard.round_totals([sizes[n] for n in pending]),
-                                                image_batches(images, classifier.image_size, batch_size,
-                                                              shard.mine(pending), workers)):
-            batch = [images[i] for i in batch_slice(number, len(images), batch_size)]
-            records = _attack_batch(classifier, attack, batch, pixels, target, out, crafting)
-            atomic_write_json(_part_path(out, batch_size, number), [asdict(r) for r in records])
-            bar.update(round_size)
-    shard.barrier()
 
-    def merge() -> AttackSummary:
+    def pending() -> list[PendingBatch]:
+        return [PendingBatch(n, len(batch_slice(n, len(images), batch_size)))
+                for n in _pending_batches(out, settings, classifier.weights, images, batch_size)]
+
+    def work(batch: PendingBatch, pixels: torch.Tensor) -> None:
+        refs = [images[i] for i in batch_slice(batch.number, len(images), batch_size)]
+        records = _attack_batch(classifier, attack, refs, pixels, target, out, crafting)
+        atomic_write_json(_part_path(out, batch_size, batch.number), [asdict(r) for r in records])
+
+    def merge(_: list[None]) -> AttackSummary:
         _merge(out, settings, classifier.weights, images, batch_size)
         return read_attack_summary(out)
 
-    return shard.agree(merge)
+    # Rank 0 alone reads and writes the record; what it refuses (another attack in ``out``, a malformed
+    # part) is refused by every rank.
+    return run_batches(pending, work, merge, images=images, image_size=classifier.image_size, batch_size=batch_size,
+                       shard=shard, workers=workers, progress=progress, total=len(images),
+                       desc=f"{attack.label} eps={attack.eps:g}", unit="img")
 
 
 def _pending_batches(out: Path, settings: AttackSettings, weights: str, images: Sequence[ImageRef],

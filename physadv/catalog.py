@@ -59,6 +59,16 @@ Kurakin et al. (2017), whose channel the destruction rates are compared with."""
 IMAGENET_C = "imagenet-c"
 """The 15 corruptions of Hendrycks & Dietterich (2019) at severities 1-5, as ``imagenet-c:<name>`` transformations."""
 
+SEVERITIES = (1, 2, 3, 4, 5)
+"""ImageNet-C's severities: the strengths of a corruption."""
+
+CORRUPTION_UNIT = "severity 1-5"
+
+
+def is_corruption(transform: str) -> bool:
+    """Whether ``transform`` names one of the ImageNet-C corruptions (``imagenet-c:<name>``)."""
+    return transform.startswith(IMAGENET_C + ":")
+
 CLEAN_METHOD = "none"
 """The method of experiment rows that transform the clean images (no attack): ImageNet-C's corruption accuracy."""
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from physadv.catalog import IMAGENET_C, TRANSFORM_DEFAULTS
+from physadv.catalog import CORRUPTION_UNIT, IMAGENET_C, TRANSFORM_DEFAULTS, is_corruption
 from physadv.corruptions import CORRUPTIONS, SEVERITIES, check_severity, corrupt_images
 from physadv.errors import InputError
 from physadv.images import check_images, quantise, to_tensor, to_uint8
@@ -100,7 +100,7 @@ TRANSFORMS: dict[str, TransformKind] = {
     **{name: TransformKind(name, _APPLY[name], d.unit, d.neutral, d.default_strengths, random=name == "noise")
        for name, d in TRANSFORM_DEFAULTS.items()},
     **{IMAGENET_C + ":" + name: TransformKind(IMAGENET_C + ":" + name, partial(corrupt_images, name=name),
-                                              "severity 1-5", None, tuple(float(s) for s in SEVERITIES), random=True)
+                                              CORRUPTION_UNIT, None, tuple(float(s) for s in SEVERITIES), random=True)
        for name in CORRUPTIONS},
 }
 """Kurakin et al.'s five transformations, then the 15 ImageNet-C corruptions as ``imagenet-c:<name>``."""
@@ -111,10 +111,6 @@ def expand_transforms(names: list[str]) -> list[str]:
     expanded = [t for name in names for t in ([k for k in TRANSFORMS if is_corruption(k)] if name == IMAGENET_C
                                               else [name])]
     return list(dict.fromkeys(expanded))
-
-
-def is_corruption(name: str) -> bool:
-    return name.startswith(IMAGENET_C + ":")
 
 
 def check_strength(name: str, strength: float) -> None:

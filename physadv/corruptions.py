@@ -43,10 +43,10 @@ from skimage.color import hsv2rgb, rgb2hsv
 from skimage.filters import gaussian
 from skimage.util import random_noise
 
+from physadv.catalog import SEVERITIES
 from physadv.errors import InputError
 from physadv.images import to_tensor, to_uint8
 
-SEVERITIES = (1, 2, 3, 4, 5)
 MIN_SIDE = 32
 FROST_FILES = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg")
 

@@ -3,8 +3,9 @@
 ``torchrun --nproc-per-node N -m physadv VERB ...`` sets ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``;
 :func:`process_group` joins the group with :mod:`torch.distributed` (NCCL on ``cuda:LOCAL_RANK``,
 gloo on the CPU). Batches are dealt round-robin to the ranks (:meth:`Shard.mine`), each rank writes
-its own partial outputs, and rank 0 merges them after a :meth:`Shard.barrier`. Without ``torchrun``
-everything runs as rank 0 of 1, through the same code.
+its own partial outputs, and rank 0 merges them once every rank has finished
+(:func:`physadv.batches.run_batches`). Without ``torchrun`` everything runs as rank 0 of 1, through
+the same code.
 
 A mistake is reported once, in one line (:func:`physadv.errors.reported_here`). What rank 0 checks
 alone (the output folder, the run's lock, the merge) goes through :meth:`Shard.agree`, which raises its
@@ -92,11 +93,6 @@ class Shard:
     def progress(self, progress: bool = True, **options: Any) -> tqdm:
         """A tqdm bar for the whole group's work, shown by rank 0 only."""
         return tqdm(disable=not (progress and self.is_main), **options)
-
-    def barrier(self) -> None:
-        if self.world_size > 1:
-            with _collective():
-                dist.barrier()
 
     def broadcast(self, value: T) -> T:
         """Rank 0's ``value`` (picklable), on every rank."""

@@ -18,7 +18,7 @@ import shutil
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -28,7 +28,8 @@ from physadv.catalog import CLEAN_METHOD
 from physadv.channel import ChannelTransform, is_corruption, transform_kind
 from physadv.classifiers import Classifier
 from physadv.corruptions import SEVERITIES
-from physadv.datasets import ImageRef, batch_count, batch_slice, image_batches, sources_digest
+from physadv.batches import PendingBatch, run_batches
+from physadv.datasets import ImageRef, batch_count, batch_slice, sources_digest
 from physadv.distributed import SINGLE, Shard
 from physadv.errors import InputError
 from physadv.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, parse_json
@@ -41,10 +42,9 @@ from physadv.metrics import (
     destruction_reports,
 )
 from physadv.substitute.loading import substitute_provenance
+from physadv.results import Case, ResultRow, read_rows
 from physadv.transfer import check_sources, source_name, transfer_attack
 from physadv.validation import MAX_CLASSES
-
-Row = dict[str, float | int | str | None]
 
 RESULTS_JSON, RESULTS_CSV, PARTS_DIR = "results.json", "results.csv", ".parts"
 RESULT_COLUMNS = ["method", "eot", "eps", "iterations", "transform", "strength", "case", "n_images", "top1_clean", "top1_adv",
@@ -138,8 +138,9 @@ def _reports(clean: Predictions, adversarial: Predictions, transformed: dict[tup
             for key, predictions in transformed.items()}
 
 
-def _rows(reports: dict[tuple[str, float], list[DestructionReport]], key: Row, extras: Row) -> list[Row]:
-    return [{**key, "transform": name, "strength": strength, **report.row(), **extras}
+def _rows(reports: dict[tuple[str, float], list[DestructionReport]], attack: Attack, **about: Any) -> list[ResultRow]:
+    return [report.result_row(method=attack.label, eot=attack.eot or "", eps=float(attack.eps),
+                              iterations=attack.steps, transform=name, strength=strength, **about)
             for (name, strength), cases in reports.items() for report in cases]
 
 
@@ -150,12 +151,12 @@ def _add_reports(totals: dict[tuple[str, float], list[DestructionReport]],
 
 
 def transformation_rows(classifier: Classifier, batches: Iterable[tuple[torch.Tensor, torch.Tensor, np.ndarray]],
-                        transforms: dict[str, Sequence[float]], key: Row, extras: Row, *, seed: int = 0,
-                        confidence: float = PREFILTER_CONFIDENCE) -> list[Row]:
-    """Rows of one attack under every transformation and strength, from ``batches`` of clean images
+                        transforms: dict[str, Sequence[float]], attack: Attack, *, seed: int = 0,
+                        confidence: float = PREFILTER_CONFIDENCE, **about: Any) -> list[ResultRow]:
+    """Rows of ``attack`` under every transformation and strength, from ``batches`` of clean images
     ``(B, 3, H, W)``, their adversarial versions ``(B, 3, H, W)`` and labels ``(B,)``, as
     :func:`experiment_to_folder` computes them (the same noise for the same batches), one batch in
-    memory at a time; ``key`` (method, eps, iterations) starts every row and ``extras`` ends it."""
+    memory at a time; ``about`` sets the rows' other optional fields (e.g. ``adversariality``)."""
     totals: dict[tuple[str, float], list[DestructionReport]] = {}
     first_image = 0
     for clean, adversarial, labels in batches:
@@ -164,7 +165,7 @@ def transformation_rows(classifier: Classifier, batches: Iterable[tuple[torch.Te
             _predict(classifier, clean.to(classifier.device)), _predict(classifier, x),
             transformed_predictions(classifier, x, transforms, seed, first_image), labels, confidence))
         first_image += len(labels)
-    return _rows(totals, key, extras)
+    return _rows(totals, attack, **about)
 
 
 def run_attack_batched(attack: Attack, classifier: Classifier, images: torch.Tensor, labels: torch.Tensor,
@@ -274,7 +275,7 @@ def _part_problem(arrays: dict[str, np.ndarray], size: int, names: set[str] | No
 
 
 def _attack_rows(config: ExperimentConfig, attack: Attack, paths: Sequence[Path], parts: Sequence[range],
-                 labels: np.ndarray, models: Row) -> list[Row]:
+                 labels: np.ndarray, models: dict[str, str]) -> list[ResultRow]:
     """The rows of one attack from its parts (one per batch, images ``parts``), read one at a time: the
     counts of :func:`destruction_reports` add up over batches, and of each image only its extras stay."""
     strengths = [(name, float(strength)) for name, values in config.transforms.items() for strength in values]
@@ -296,39 +297,38 @@ def _attack_rows(config: ExperimentConfig, attack: Attack, paths: Sequence[Path]
         for name, values in arrays.items():
             if name.startswith("extra_"):
                 extras.setdefault(name.removeprefix("extra_"), []).append(values)
-    return _rows(totals, {"method": attack.label, "eot": attack.eot or "", "eps": float(attack.eps),
-                          "iterations": attack.steps},
-                 {"quantisation_undid": undone, **models,
-                  **{name: float(np.concatenate(values).mean()) for name, values in extras.items()}})
+    return _rows(totals, attack, quantisation_undid=undone, **models,
+                 **{name: float(np.concatenate(values).mean()) for name, values in extras.items()})
 
 
-def write_results(out: Path, config_key: dict, rows: list[Row], corruptions: dict | None = None) -> None:
+def write_results(out: Path, config_key: dict, rows: Sequence[ResultRow], corruptions: dict | None = None) -> None:
     """Write ``out/results.json`` (``config_key``, the rows and, when given, the ImageNet-C summary of
     :func:`corruption_summary`) and ``out/results.csv``, each atomically."""
-    atomic_write_json(out / RESULTS_JSON, {"config": config_key, "rows": rows,
+    records = [row.to_json() for row in rows]
+    atomic_write_json(out / RESULTS_JSON, {"config": config_key, "rows": records,
                                            **({"corruptions": corruptions} if corruptions else {})})
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS + sorted({k for r in rows for k in r} - set(RESULT_COLUMNS)))
+    writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS + sorted({k for r in records for k in r}
+                                                                       - set(RESULT_COLUMNS)))
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(records)
     atomic_write_text(out / RESULTS_CSV, buffer.getvalue())
 
 
-def corruption_top1_errors(rows: Sequence[Row]) -> dict[str, dict[int, float]]:
+def corruption_top1_errors(rows: Sequence[ResultRow]) -> dict[str, dict[int, float]]:
     """Top-1 error per ImageNet-C corruption and severity, from the clean images' rows (average case)."""
     errors: dict[str, dict[int, float]] = {}
     for row in rows:
-        transform, strength, top1 = row.get("transform"), row.get("strength"), row.get("top1_transformed")
-        if (row.get("method") != CLEAN_METHOD or row.get("case") != "average" or not isinstance(transform, str)
-                or not is_corruption(transform) or top1 is None):
+        if (row.method != CLEAN_METHOD or row.case != Case.AVERAGE or not is_corruption(row.transform)
+                or row.top1_transformed is None):
             continue
-        if strength not in SEVERITIES or not isinstance(top1, (int, float)) or not 0 <= top1 <= 1:
-            raise InputError(f"row {transform} severity {strength!r}: not a severity 1-5 with an accuracy in [0, 1]")
-        errors.setdefault(transform.split(":", 1)[1], {})[int(strength)] = 1 - float(top1)
+        if row.strength not in SEVERITIES:
+            raise InputError(f"row {row.transform} severity {row.strength!r}: not a severity 1-5")
+        errors.setdefault(row.transform.split(":", 1)[1], {})[int(row.strength)] = 1 - row.top1_transformed
     return errors
 
 
-def corruption_summary(rows: Sequence[Row], baseline: Baseline | None = None) -> dict | None:
+def corruption_summary(rows: Sequence[ResultRow], baseline: Baseline | None = None) -> dict | None:
     """ImageNet-C summary of the clean images' rows: accuracy per corruption (mean over its severities)
     and over all of them; with a baseline, each corruption's CE and the mCE (Hendrycks & Dietterich 2019).
     ``None`` when the rows hold no corruption."""
@@ -353,22 +353,21 @@ class Baseline:
 
     model: str
     source: str
-    rows: list[Row]
+    rows: list[ResultRow]
 
 
-def read_results(path: Path) -> dict:
-    """A ``results.json`` of ``physadv experiment``: its config and rows, checked."""
+def read_results(path: Path) -> tuple[dict, list[ResultRow]] | None:
+    """The config and rows of a ``results.json`` of ``physadv experiment``, checked; ``None`` if there is none."""
     if not path.is_file():
-        return {}
+        return None
     try:
         data = parse_json(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: not a readable results file ({error})") from None
-    rows = data.get("rows") if isinstance(data, dict) else None
-    if not isinstance(rows, list) or not all(isinstance(r, dict) and isinstance(r.get("method"), str)
-                                             and isinstance(r.get("eps"), (int, float)) for r in rows):
-        raise InputError(f"{path}: not a physadv results file (no list of rows with method and eps)")
-    return data
+    if not isinstance(data, dict) or "rows" not in data:
+        raise InputError(f"{path}: not a physadv results file (no list of rows)")
+    config = data.get("config")
+    return config if isinstance(config, dict) else {}, read_rows(data["rows"], f"{path}: rows")
 
 
 def _with_images_digest(config: dict) -> dict:
@@ -387,46 +386,45 @@ def read_baseline(path: str | Path, images: str | None = None,
     :func:`~physadv.datasets.sources_digest` is ``images``, with an error for every corruption and
     severity among ``transforms`` (checked here, before any work, rather than when the mCE is taken)."""
     path = Path(path)
-    data = read_results(path)
-    if not data:
+    results = read_results(path)
+    if results is None:
         raise InputError(f"{path}: no such results file (make one with physadv experiment --methods none "
                          "--transforms imagenet-c --model BASELINE)")
-    config = data.get("config") if isinstance(data.get("config"), dict) else {}
+    config, rows = results
     model = config.get("model")
-    if not isinstance(model, str) or not corruption_top1_errors(data["rows"]):
+    measured = corruption_top1_errors(rows)
+    if not isinstance(model, str) or not measured:
         raise InputError(f"{path}: holds no model name or no ImageNet-C rows of clean images (method "
                          f"{CLEAN_METHOD!r}); make it with physadv experiment --transforms imagenet-c")
     if images is not None and _with_images_digest(config).get("images") != images:
         raise InputError(f"{path}: the baseline was measured on other images; mCE compares models on the same images")
-    measured = corruption_top1_errors(data["rows"])
     for name, strengths in (transforms or {}).items():
         if is_corruption(name):
             missing = sorted({int(s) for s in strengths} - set(measured.get(name.split(":", 1)[1], {})))
             if missing:
                 raise InputError(f"{path}: the baseline has no {name} error at severity "
                                  f"{', '.join(map(str, missing))}; run it with the same --transforms and --strengths")
-    return Baseline(model, str(path), data["rows"])
+    return Baseline(model, str(path), rows)
 
 
-def previous_rows(out: Path, config_key: dict) -> list[Row]:
+def previous_rows(out: Path, config_key: dict) -> list[ResultRow]:
     """Rows an interrupted run of the same configuration saved; another configuration's are refused."""
     path = out / RESULTS_JSON
     try:
-        data = read_results(path)
+        results = read_results(path)
     except InputError as error:
         raise InputError(f"{error}; choose another --out") from None
-    if not data:
+    if results is None:
         return []
-    rows = data["rows"]
-    config = data.get("config")
-    if not isinstance(config, dict) or _with_images_digest(config) != json.loads(json.dumps(config_key)):
+    config, rows = results
+    if _with_images_digest(config) != json.loads(json.dumps(config_key)):
         raise InputError(f"{out} holds results of another configuration; choose another --out or delete that folder")
     return rows
 
 
 def experiment_to_folder(classifier: Classifier, images: Sequence[ImageRef], config: ExperimentConfig,
                          out: str | Path, config_key: dict, progress: bool = True, workers: int = 0,
-                         shard: Shard = SINGLE, baseline: Baseline | None = None) -> list[Row]:
+                         shard: Shard = SINGLE, baseline: Baseline | None = None) -> list[ResultRow]:
     """Run the experiment on labelled ``images`` (read and centre-cropped to the classifier's size)
     and write ``out/results.json`` (with the ImageNet-C summary of :func:`corruption_summary`, relative
     to ``baseline`` if given) and ``results.csv``.
@@ -456,38 +454,31 @@ def experiment_to_folder(classifier: Classifier, images: Sequence[ImageRef], con
     crafted = [transfer_attack(a, config.sources) if config.sources else a for a in config.attacks]
     attacks = [UNTOUCHED, *crafted] if config.clean_rows else crafted
 
-    def save(rows: list[Row]) -> None:
+    def save(rows: list[ResultRow]) -> None:
         write_results(out, config_key, rows, corruption_summary(rows, baseline))
 
-    def pending_work() -> list[tuple[int, list[int]]]:
+    def pending() -> list[PendingBatch]:
         """Per batch not finished yet, the attacks it still needs (by index into ``attacks``)."""
         rows = previous_rows(out, config_key)
         save(rows)  # the configuration is on disk before any part is
-        done = {(r["method"], float(r["eps"])) for r in rows}
+        done = {row.attack for row in rows}
         pending = [n for n, a in enumerate(attacks) if _attack_key(a) not in done]
-        return [(number, todo) for number in range(batch_count(count, size))
+        return [PendingBatch(number, len(batch_slice(number, count, size)) * len(todo), todo)
+                for number in range(batch_count(count, size))
                 if (todo := [n for n in pending if not _part_path(out, attacks[n], size, number).is_file()])]
 
-    # Rank 0 alone reads and writes the results; what it refuses (another configuration in ``out``) is
-    # refused by every rank.
-    work = shard.agree(pending_work)
-    mine = dict(shard.mine(work))
     labels = np.array([image.label for image in images])
-    amounts = [len(batch_slice(number, count, size)) * len(todo) for number, todo in work]
-    with shard.progress(total=sum(amounts), progress=progress, desc="attacking", unit="img") as bar, shard.own_share():
-        for amount, (number, pixels) in zip(shard.round_totals(amounts),
-                                            image_batches(images, classifier.image_size, size, list(mine), workers)):
-            part = batch_slice(number, count, size)
-            batch_attacks = [attacks[n] for n in mine[number]]
-            _attack_batch(classifier, config, batch_attacks, to_tensor(pixels.numpy(), classifier.device),
-                          torch.from_numpy(labels[part.start:part.stop]).to(classifier.device), part.start,
-                          [_part_path(out, attack, size, number) for attack in batch_attacks], crafting)
-            bar.update(amount)
-    shard.barrier()
 
-    def merge() -> None:
+    def work(batch: PendingBatch, pixels: torch.Tensor) -> None:
+        part = batch_slice(batch.number, count, size)
+        batch_attacks = [attacks[n] for n in batch.todo]
+        _attack_batch(classifier, config, batch_attacks, to_tensor(pixels.numpy(), classifier.device),
+                      torch.from_numpy(labels[part.start:part.stop]).to(classifier.device), part.start,
+                      [_part_path(out, attack, size, batch.number) for attack in batch_attacks], crafting)
+
+    def merge(_: list[None]) -> list[ResultRow]:
         rows = previous_rows(out, config_key)
-        done = {(r["method"], float(r["eps"])) for r in rows}
+        done = {row.attack for row in rows}
         numbers = range(batch_count(count, size))
         for attack in attacks:
             if _attack_key(attack) in done:
@@ -496,6 +487,9 @@ def experiment_to_folder(classifier: Classifier, images: Sequence[ImageRef], con
                                  [batch_slice(n, count, size) for n in numbers], labels, models)
             save(rows)
         shutil.rmtree(out / PARTS_DIR, ignore_errors=True)
+        return previous_rows(out, config_key)
 
-    shard.agree(merge)  # the others wait for the merge, and fail with it
-    return previous_rows(out, config_key)
+    # Rank 0 alone reads and writes the results; what it refuses (another configuration in ``out``) is
+    # refused by every rank, and the others wait for the merge, and fail with it.
+    return run_batches(pending, work, merge, images=images, image_size=classifier.image_size, batch_size=size,
+                       shard=shard, workers=workers, progress=progress, desc="attacking", unit="img")

@@ -1,8 +1,9 @@
-"""Atomic file writes (a reader, or a re-run after a crash, never sees a half-written file), and
-parsing of untrusted JSON and TOML text."""
+"""Atomic file writes (a reader, or a re-run after a crash, never sees a half-written file), parsing
+of untrusted JSON and TOML text, file hashes and physadv's cache folder."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -68,3 +69,20 @@ def parse_toml(text: str) -> dict[str, Any]:
         return tomllib.loads(text)
     except RecursionError:
         raise tomllib.TOMLDecodeError("nested too deeply to read") from None
+
+
+def cache_dir() -> Path:
+    """Where physadv keeps what it builds (trained weights, fitted profiles): ``$PHYSADV_HOME``, else
+    ``$XDG_CACHE_HOME/physadv``."""
+    if os.environ.get("PHYSADV_HOME"):
+        return Path(os.environ["PHYSADV_HOME"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "physadv"
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, read 1 MiB at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

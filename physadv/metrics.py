@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-import torch
 
-from physadv.attacks import label_goal
 from physadv.errors import InputError
+from physadv.goals import label_goal
+from physadv.results import Case, ResultRow
+
+if TYPE_CHECKING:  # only Predictions.from_probabilities takes a tensor: tables and reports need no torch
+    import torch
 
 PREFILTER_CONFIDENCE = 0.8
 
@@ -87,22 +90,22 @@ def format_fraction(value: float | None, n: int | None = None) -> str:
     return f"{value:.2f}" if n is None else f"{value:.2f} ({round(value * n)}/{n})"
 
 
-def format_table(rows: Sequence[dict]) -> str:
+def format_table(rows: Sequence[ResultRow]) -> str:
     """Result rows as a text table, one line per row: accuracies over the row's images, then the
     destruction rates (Kurakin et al.'s eq. (1)) with their counts and, where measured, adversariality."""
-    adversariality = any(r.get("adversariality") is not None for r in rows)
+    adversariality = any(r.adversariality is not None for r in rows)
     lines = [f"{'method':<10}{'eps':>5}  {'transform':<11}{'strength':>8}  {'case':<12}{'n':>4}  {'acc clean':>9}"
              f"{'acc adv':>8}{'acc T(adv)':>11}  {'destruction top-1':>18}  {'top-5':>14}"
              + (f"  {'adversariality':>14}" if adversariality else "")]
     for r in rows:
-        strength = "" if r.get("strength") is None else f"{r['strength']:g}"
-        lines.append(f"{r['method']:<10}{r['eps']:>5g}  {r['transform']:<11}{strength:>8}  {r['case']:<12}"
-                     f"{r['n_images']:>4}  {format_fraction(r['top1_clean']):>9}{format_fraction(r['top1_adv']):>8}"
-                     f"{format_fraction(r['top1_transformed']):>11}"
-                     f"  {format_fraction(r['destruction_top1'], r['destruction_top1_n']):>18}"
-                     f"  {format_fraction(r['destruction_top5'], r['destruction_top5_n']):>14}"
-                     + (f"  {format_fraction(r.get('adversariality')):>14}" if adversariality else ""))
-    goals = {r["method"]: label_goal(r["method"], r.get("eot")) for r in rows if r.get("adversariality") is not None}
+        strength = "" if r.strength is None else f"{r.strength:g}"
+        lines.append(f"{r.method:<10}{r.eps:>5g}  {r.transform:<11}{strength:>8}  {r.case:<12}"
+                     f"{r.n_images:>4}  {format_fraction(r.top1_clean):>9}{format_fraction(r.top1_adv):>8}"
+                     f"{format_fraction(r.top1_transformed):>11}"
+                     f"  {format_fraction(r.destruction_top1, r.destruction_top1_n):>18}"
+                     f"  {format_fraction(r.destruction_top5, r.destruction_top5_n):>14}"
+                     + (f"  {format_fraction(r.adversariality):>14}" if adversariality else ""))
+    goals = {r.method: label_goal(r.method, r.eot) for r in rows if r.adversariality is not None}
     targeted = sorted(method for method, goal in goals.items() if goal is not None and goal.targeted)
     if targeted:
         lines.append("adversariality counts successes: " + "; ".join(
@@ -134,9 +137,9 @@ def prefilter(clean: Predictions, adversarial: Predictions, labels: np.ndarray,
 
 @dataclass(frozen=True)
 class DestructionReport:
-    """Accuracies and destruction rates of one transformation on one case (``average``/``prefiltered``)."""
+    """Accuracies and destruction rates of one transformation on one case."""
 
-    case: str
+    case: Case
     n_images: int
     top1_clean: Rate
     top1_adv: Rate
@@ -155,20 +158,21 @@ class DestructionReport:
         return DestructionReport(self.case, self.n_images + other.n_images,
                                  *(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)[2:]))
 
-    def row(self) -> dict[str, float | int | str | None]:
-        """Flat record with fractions in [0, 1] (``None`` when undefined) and the eq. (1) denominators."""
+    def result_row(self, *, method: str, eps: float, transform: str, strength: float | None,
+                   **about: Any) -> ResultRow:
+        """This report as the row of attack ``(method, eps)`` under ``transform`` at ``strength``; ``about``
+        sets the row's optional fields (:class:`~physadv.results.ResultRow`)."""
         def fraction(rate: Rate) -> float | None:
             return None if rate.n == 0 else rate.value
 
-        return {
-            "case": self.case, "n_images": self.n_images,
-            "top1_clean": fraction(self.top1_clean), "top1_adv": fraction(self.top1_adv),
-            "top1_transformed": fraction(self.top1_transformed),
-            "top5_clean": fraction(self.top5_clean), "top5_adv": fraction(self.top5_adv),
-            "top5_transformed": fraction(self.top5_transformed),
-            "destruction_top1": fraction(self.destruction_top1), "destruction_top5": fraction(self.destruction_top5),
-            "destruction_top1_n": self.destruction_top1.n, "destruction_top5_n": self.destruction_top5.n,
-        }
+        return ResultRow(
+            method=method, eps=eps, transform=transform, strength=strength, case=self.case, n_images=self.n_images,
+            top1_clean=fraction(self.top1_clean), top1_adv=fraction(self.top1_adv),
+            top1_transformed=fraction(self.top1_transformed),
+            top5_clean=fraction(self.top5_clean), top5_adv=fraction(self.top5_adv),
+            top5_transformed=fraction(self.top5_transformed),
+            destruction_top1=fraction(self.destruction_top1), destruction_top5=fraction(self.destruction_top5),
+            destruction_top1_n=self.destruction_top1.n, destruction_top5_n=self.destruction_top5.n, **about)
 
 
 def destruction_reports(clean: Predictions, adversarial: Predictions, transformed: Predictions,
@@ -177,8 +181,8 @@ def destruction_reports(clean: Predictions, adversarial: Predictions, transforme
     their adversarial versions and the transformed adversarial images."""
     labels = np.asarray(labels)
     reports = []
-    for case, mask in (("average", np.ones(len(labels), dtype=bool)),
-                       ("prefiltered", prefilter(clean, adversarial, labels, confidence))):
+    for case, mask in ((Case.AVERAGE, np.ones(len(labels), dtype=bool)),
+                       (Case.PREFILTERED, prefilter(clean, adversarial, labels, confidence))):
         c, a, t, y = clean.subset(mask), adversarial.subset(mask), transformed.subset(mask), labels[mask]
         reports.append(DestructionReport(
             case=case, n_images=int(mask.sum()),

@@ -312,7 +312,7 @@ def _illumination(shot: Shot, frame: tuple[int, int]) -> np.ndarray:
 
 class PhotoEffects:
     """Hooks for conditions beyond the ordinary photo, called by :func:`simulate_photo`
-    (:mod:`physadv.printouts.stress` implements curl, glare, motion blur, halftone, ...); this base
+    (``tests/printouts_stress.py`` implements curl, glare, motion blur, halftone, ...); this base
     class changes nothing."""
 
     min_render_dpi: float = 0.0

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from physadv.catalog import CAMERA_PROFILES, DEFAULT_CAMERA_PROFILE
-from physadv.catalog import RESOLUTIONS as CATALOG_RESOLUTIONS
+from physadv.catalog import RESOLUTIONS
 from physadv.errors import InputError
 from physadv.fileio import parse_toml
 from physadv.validation import CONTROL_CHARACTERS, MAX_TEXT, PLAIN_NAME_RULE, is_safe_name
@@ -49,7 +49,6 @@ from physadv.validation import CONTROL_CHARACTERS, MAX_TEXT, PLAIN_NAME_RULE, is
 SCHEMA = "physadv.profile/1"
 BUILTIN_PROFILES, DEFAULT_PROFILE = CAMERA_PROFILES, DEFAULT_CAMERA_PROFILE
 MAX_PROFILE_BYTES = 1 << 20
-RESOLUTIONS = tuple(CATALOG_RESOLUTIONS)
 
 # key → (unit, lowest allowed, highest allowed): the bounds of what is physically meaningful, not of
 # what is likely; the likely ranges live in the profiles, with their sources.

@@ -364,7 +364,7 @@ def test_disk_full_is_said_plainly_and_the_store_kept(session_run, tmp_path, cap
     def full(self, *args, **kwargs):
         raise sqlite3.OperationalError("database or disk is full")
 
-    monkeypatch.setattr("physadv.lab.store.RunStore.set_meta", full)
+    monkeypatch.setattr("physadv.lab.store.RunStore.record_config", full)
     code = main(["run", "continue", str(run)])
     assert "full" in one_line_error(capsys, code)
     assert store_counts(run) == before

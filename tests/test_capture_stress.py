@@ -131,7 +131,7 @@ def shoot(pdf, page, condition: str, seed: int, **stress_changes):
     ground truth (page mm → photo px)."""
     from physadv.printouts.camera import RESOLUTIONS, simulate_photo
     from physadv.printouts.pdf import open_pdf, page_size_mm
-    from physadv.printouts.stress import StressEffects, photo_points, stressed_shot
+    from printouts_stress import StressEffects, photo_points, stressed_shot
 
     document = open_pdf(pdf)
     frame = RESOLUTIONS["1080p"]

@@ -92,8 +92,10 @@ def test_experiment_imagenet_c_rows_and_mce_against_itself(tmp_path, digits_clas
     assert not (tmp_path / "uncovered" / ".parts").exists()  # refused before any batch was attacked
     from physadv.report import ReportData, write_report
     from physadv.metrics import format_fraction as rate_text
+    from physadv.results import read_rows
 
-    html = write_report(ReportData("c", "digits", "now", results["rows"], [], {}), tmp_path / "report").html.read_text()
+    rows = read_rows(results["rows"], "results.json")
+    html = write_report(ReportData("c", "digits", "now", rows, [], {}), tmp_path / "report").html.read_text()
     section = html[html.index("Common corruptions (ImageNet-C)"):html.index("Adversariality: EOT")]
     fog5 = next(r for r in results["rows"] if (r["method"], r["transform"], r["strength"], r["case"])
                 == ("none", "imagenet-c:fog", 5.0, "average"))

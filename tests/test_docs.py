@@ -43,7 +43,6 @@ NOT_IN_REFERENCE = {
     "physadv.cli.common": "the verbs' shared argument parsing",
     "physadv.data": "data files only",
     "physadv.capture": "an empty package; its modules are documented",
-    "physadv.printouts.stress": "stress conditions for tests and benchmarks",
 }
 
 

@@ -40,7 +40,7 @@ def test_demo_runs_every_stage_into_one_store(demo_run, capsys):
     assert len(dump["images"]) == EXPECTED_ATTACKS * 12
     assert dump["pages"] and dump["cells"] and dump["photos"]
     assert len(dump["predictions"]) == len(dump["cells"])  # one photo per page, every cell found
-    methods = {row[1] for row in dump["results"]}
+    methods = {row[2] for row in dump["results"]}  # kind, attack, method, …
     assert {"fgsm", "bim", "ll", "bim+eot"} <= methods
     assert main(["status", str(demo_run)]) == 0
     assert "nothing — the run is complete" in capsys.readouterr().out
@@ -101,7 +101,7 @@ def test_killed_demo_resumes_to_the_same_store(tmp_path, demo_run):
     # so photos differ in detail: compare which rows exist, i.e. nothing lost and nothing twice.
     assert resumed["attacks"] == uninterrupted["attacks"] and resumed["images"] == uninterrupted["images"]
     assert resumed["cells"] == uninterrupted["cells"]
-    keys = {"pages": 2, "photos": 3, "predictions": 6, "results": 6}
+    keys = {"pages": 2, "photos": 3, "predictions": 6, "results": 7}
     for table, width in keys.items():
         assert [r[:width] for r in resumed[table]] == [r[:width] for r in uninterrupted[table]], table
 
@@ -190,7 +190,7 @@ def synthetic_run(run: Path, images: int) -> Path:
     top5 = json.dumps([{"index": k, "name": str(k), "probability": 0.2} for k in range(5)])
     with RunStore(run) as store, store.transaction() as db:
         for attack in ("fgsm-eps8", "bim-eps8"):
-            db.execute("INSERT INTO attacks VALUES (?, ?, 8, 1, 10, '', 'digits', '', '', 'attack')",
+            db.execute("INSERT INTO attacks VALUES (?, ?, 8, 1, 10, '', 'digits', '', '', 'attack', NULL)",
                        (attack, attack[:4]))
             db.executemany("INSERT INTO images VALUES (?, ?, 'x.png', '', 1, 'one', '', ?, ?, ?, 1, 0)",
                            [(attack, f"img{i:05d}", f"{i * 7919 % 10007:08d}", top5, top5) for i in range(images)])

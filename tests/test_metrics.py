@@ -1,9 +1,14 @@
+import json
 import math
+import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
+from physadv.errors import InputError
 from physadv.metrics import Predictions, Rate, accuracy, destruction_rate, destruction_reports, prefilter
+from physadv.results import ResultRow
 
 
 def predictions(top1: list[int], confidence: list[float], classes: int = 10) -> Predictions:
@@ -62,10 +67,32 @@ def test_rows_carry_fractions_and_denominators():
     clean = predictions([0, 1], [0.9, 0.9])
     adversarial = predictions([5, 1], [0.9, 0.9])
     transformed = predictions([0, 1], [0.9, 0.9])
-    row = destruction_reports(clean, adversarial, transformed, labels)[0].row()
-    assert row["top1_clean"] == 1.0 and row["top1_adv"] == 0.5 and row["top1_transformed"] == 1.0
-    assert row["destruction_top1"] == 1.0 and row["destruction_top1_n"] == 1
-    assert row["n_images"] == 2
+    row = destruction_reports(clean, adversarial, transformed, labels)[0].result_row(
+        method="fgsm", eps=8.0, transform="jpeg", strength=50.0, adversariality=0.5)
+    assert row.top1_clean == 1.0 and row.top1_adv == 0.5 and row.top1_transformed == 1.0
+    assert row.destruction_top1 == 1.0 and row.destruction_top1_n == 1
+    assert row.n_images == 2 and row.case == "average"
+    # Its JSON names the measured fields and only the optional ones it has, and reads back equal.
+    data = row.to_json()
+    assert "adversariality" in data and "model" not in data and "iterations" not in data
+    assert ResultRow.from_json(json.loads(json.dumps(data)), "results.json") == row
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"case": "worst"}, "case: 'worst' is not one of 'average', 'prefiltered'"),
+    ({"top1_adv": 1.5}, "top1_adv: 1.5 is outside [0, 1]"),
+    ({"n_images": -1}, "n_images: -1 is outside"),
+    ({"destruction_top1_n": 1.5}, "destruction_top1_n: expected a whole number"),
+    ({"method": None}, "method: expected text"),
+    ({"colour": "red"}, "unknown row key(s) 'colour'"),
+])
+def test_a_row_read_from_a_file_is_checked(change, message):
+    row = destruction_reports(predictions([0], [0.9]), predictions([1], [0.9]), predictions([0], [0.9]),
+                              np.array([0]))[0].result_row(method="fgsm", eps=8.0, transform="photo", strength=None)
+    assert ResultRow.from_json(row.to_json(), "r.json") == row
+    with pytest.raises(InputError, match=re.escape(f"r.json.{message}" if "unknown" not in message
+                                                   else f"r.json: {message}")):
+        ResultRow.from_json(row.to_json() | change, "r.json")
 
 
 def test_channel_severity_says_when_the_channel_destroys_clean_images():
@@ -87,10 +114,10 @@ def test_summary_says_what_adversariality_counts_for_targeted_goals():
 
     labels = np.array([0, 1])
     clean, adversarial = predictions([0, 1], [0.9, 0.9]), predictions([5, 7], [0.9, 0.9])
-    row = destruction_reports(clean, adversarial, clean, labels)[0].row() | {"transform": "photo", "strength": None}
-    plain = format_table([row | {"method": "fgsm", "eot": "", "eps": 8.0, "adversariality": 0.5}])
+    report = destruction_reports(clean, adversarial, clean, labels)[0]
+    fgsm = report.result_row(method="fgsm", eot="", eps=8.0, transform="photo", strength=None, adversariality=0.5)
+    plain = format_table([fgsm])
     assert "counts successes" not in plain
-    targeted = format_table([row | {"method": "fgsm", "eot": "", "eps": 8.0, "adversariality": 0.5},
-                             row | {"method": "ll+eot", "eot": "photo", "eps": 8.0, "adversariality": 0.0}])
+    targeted = format_table([fgsm, replace(fgsm, method="ll+eot", eot="photo", adversariality=0.0)])
     note = targeted.splitlines()[-1]
     assert "ll+eot: top-1 = least-likely class" in note and "fgsm" not in note

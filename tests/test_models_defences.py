@@ -126,10 +126,10 @@ def test_transfer_rows_differ_from_white_box_and_ensembles_are_accepted(digits_c
         digits_classifier, images,
         ExperimentConfig(attacks=[Attack("bim", 24)], transforms={"jpeg": [75]}, sources=[tiny_cnn]),
         tmp_path / "transfer", {"run": "transfer"}, progress=False)
-    assert {r["source_model"] for r in white} == {"digits"} and {r["source_model"] for r in transfer} == {"tiny"}
-    assert {r["model"] for r in transfer} == {"digits"}
+    assert {r.source_model for r in white} == {"digits"} and {r.source_model for r in transfer} == {"tiny"}
+    assert {r.model for r in transfer} == {"digits"}
     # A random-weights source barely transfers; white-box BIM at ε = 24 fools most digits.
-    assert transfer[0]["top1_adv"] > white[0]["top1_adv"] + 0.3
+    assert transfer[0].top1_adv > white[0].top1_adv + 0.3
     out = tmp_path / "ensemble"
     assert main(["attack", "digits", "--model", "digits", "--source-model", "digits,digits", "--limit", "4",
                  "--eps", "24", "--out", str(out)]) == 0

@@ -19,6 +19,7 @@ from physadv.images import write_png
 from physadv.report import GalleryItem, ReportData, write_report
 from physadv.metrics import format_fraction as rate_text
 from physadv.report.content import thumbnail
+from physadv.results import ResultRow
 
 N = 20
 
@@ -42,6 +43,11 @@ def make_row(method: str, eps: float, transform: str, strength: float | None, ca
     for name, (top1, top5) in (("clean", clean), ("adv", adv), ("transformed", transformed)):
         row[f"top1_{name}"], row[f"top5_{name}"] = fraction(top1, n), fraction(top5, n)
     return row | extra
+
+
+def typed(row: dict) -> ResultRow:
+    """The :class:`ResultRow` of a :func:`make_row` row (its counts aside)."""
+    return ResultRow(**{key: value for key, value in row.items() if key != "_counts"})
 
 
 def photo_rows() -> list[dict]:
@@ -160,7 +166,7 @@ def only(rows: list[dict[str, str]], **key: str) -> dict[str, str]:
 def full(tmp_path_factory):
     folder = tmp_path_factory.mktemp("report")
     rows = photo_rows() + artificial_rows()
-    data = ReportData("physadv run abc123", "digits", "2025-01-02 03:04", [dict(r) for r in rows],
+    data = ReportData("physadv run abc123", "digits", "2025-01-02 03:04", [typed(r) for r in rows],
                       gallery(folder / "pictures"), {"images": 6, "photos": 8, "rejected": 1},
                       ["machine: test"], photo_clean={"n": 24, "top1": 8 / 24, "top5": 21 / 24})
     files = write_report(data, folder / "nested" / "out")
@@ -280,7 +286,8 @@ def test_undefined_and_nan_rates_show_na_with_their_n(tmp_path):
     rows = [make_row("bim", 8.0, "photo", None, "average", 10, (9, 10), (0, 0), (0, 0), ((0, 0), (0, 0))),
             make_row("bim", 8.0, "photo", None, "prefiltered", 0, (0, 0), (0, 0), (0, 0), ((0, 0), (0, 0)))]
     rows[0] |= {"top1_transformed": nan, "destruction_top5": nan, "destruction_top5_n": 3}
-    files = write_report(ReportData("undefined rates", "digits", "today", rows, [], {"photos": 1}), tmp_path)
+    files = write_report(ReportData("undefined rates", "digits", "today", [typed(r) for r in rows], [],
+                                    {"photos": 1}), tmp_path)
     page = parse(files.html)
     html_text = "".join(page.text)
     _, pdf = pdf_text(files.pdf)

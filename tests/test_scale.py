@@ -89,6 +89,18 @@ def test_two_processes_run_the_experiment_as_one_does(tmp_path, args):
     assert not (tmp_path / "two" / ".parts").exists()
 
 
+@pytest.mark.slow
+def test_two_processes_classify_as_one_does(tmp_path):
+    args = ["classify", "digits", *DIGITS, "--limit", "21", "--batch-size", "4", "--json"]
+    one = subprocess.run([sys.executable, "-m", "physadv", *args], capture_output=True, text=True, check=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"}).stdout
+    two = _torchrun(args)
+    output, _ = two.communicate(timeout=300)
+    assert two.returncode == 0, output
+    assert json.loads(output[output.index("{"):]) == json.loads(one)  # torchrun may add lines before it
+    assert len(json.loads(one)["images"]) == 21
+
+
 def _rank_process(parent: int, rank: int) -> int | None:
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -310,3 +322,34 @@ def test_an_experiment_folder_listing_every_image_resumes(tmp_path):
     data["config"]["images"] = data["config"]["images"][:7]
     (out / "results.json").write_text(json.dumps(data))
     assert main(args) == 2  # another image set: refused
+
+
+# --- the one batch loop ------------------------------------------------------------------------------------
+
+def test_run_batches_works_what_is_pending_and_merges_in_batch_order(capsys):
+    from physadv.batches import PendingBatch, run_batches
+    from physadv.datasets import digit_images
+    from physadv.errors import OWN_ERROR
+    from physadv.labels import label_space
+
+    images = digit_images(label_space([str(d) for d in range(10)]))[:10]  # batches of 4: 4, 4, 2 images
+    seen = []
+
+    def work(batch: PendingBatch, pixels) -> tuple[int, tuple, str]:
+        seen.append(batch.number)
+        return batch.number, tuple(pixels.shape), batch.todo
+
+    merged = run_batches(lambda: [PendingBatch(2, 2, "c"), PendingBatch(0, 4, "a")], work, list, images=images,
+                         image_size=8, batch_size=4, total=10, desc="testing")
+    assert seen == [2, 0]  # the order pending gave
+    assert merged == [(0, (4, 8, 8, 3), "a"), (2, (2, 8, 8, 3), "c")]  # merged in batch order
+    progress = capsys.readouterr().err
+    assert "testing:  40%" in progress and "10/10" in progress  # 4 of 10 images done before: not pending
+
+    def failing(batch: PendingBatch, pixels) -> None:
+        raise ValueError("batch 1 failed")
+
+    with pytest.raises(ValueError, match="batch 1 failed") as raised:
+        run_batches(lambda: [PendingBatch(1, 4)], failing, list, images=images, image_size=8, batch_size=4,
+                    progress=False)
+    assert getattr(raised.value, OWN_ERROR)  # this rank's own error: it reports it (physadv.errors.reported_here)

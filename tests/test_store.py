@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import sqlite3
+from dataclasses import replace
 
 import pytest
 
@@ -13,17 +14,23 @@ from physadv.cli.main import main
 from physadv.errors import InputError, PhysadvError
 from physadv.lab.session import CONFIG_FILE, SessionConfig
 from physadv.lab.store import SCHEMA_VERSION, STORE_FILE, RunStore
+from physadv.results import Case, ResultKind, ResultRow
 from printouts_fixtures import make_attack_dir
 
 
 def test_store_refuses_other_schema_versions(tmp_path):
     with RunStore(tmp_path / "new") as store:
-        assert store.query("PRAGMA user_version")[0][0] == SCHEMA_VERSION
+        assert store.connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     newer = tmp_path / "newer"
     with RunStore(newer) as store:
         store.connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(InputError, match="newer physadv"):
         RunStore(newer, create=False)
+    previous = tmp_path / "previous"  # schema 2: results keyed by "capture:NAME", adversariality in meta
+    with RunStore(previous) as store:
+        store.connection.execute("PRAGMA user_version = 2")
+    with pytest.raises(InputError, match="version 2, written by an older physadv; this one reads version 3 only"):
+        RunStore(previous, create=False)
     older = tmp_path / "older"  # schema 1 kept its version in the meta table only
     older.mkdir()
     with sqlite3.connect(older / STORE_FILE) as db:
@@ -35,17 +42,55 @@ def test_store_refuses_other_schema_versions(tmp_path):
         assert db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 2
 
 
-def test_count_takes_values_as_parameters(tmp_path):
+def test_typed_reads_take_names_as_parameters(tmp_path):
     with RunStore(tmp_path) as store:
         with store.transaction() as db:
             db.execute("INSERT INTO pages VALUES ('bim-eps16', 0, 'r', 'sheets.pdf')")
-        assert store.count("pages", attack="bim-eps16") == 1
-        assert store.count("pages", attack="x' OR '1'='1") == 0
-        assert store.count("pages") == 1
-        with pytest.raises(ValueError, match="no table"):
-            store.count("pages WHERE 1; DROP TABLE pages --")
-        with pytest.raises(ValueError, match="no column"):
-            store.count("pages", **{"1=1 OR attack": "x"})
+        assert store.sheets_pdf("bim-eps16") == "sheets.pdf"
+        assert store.sheets_pdf("x' OR '1'='1") is None
+        assert store.counts().pages == 1
+        assert not store.has_results(ResultKind.CAPTURE, "x' OR '1'='1")
+        assert not hasattr(store, "query")  # no SQL from outside the store
+
+
+PHOTO_ROW = ResultRow(method="bim", eps=16.0, transform="photo", strength=None, case=Case.AVERAGE, n_images=1,
+                      top1_clean=1.0, top1_adv=0.0, top1_transformed=1.0, top5_clean=1.0, top5_adv=1.0,
+                      top5_transformed=1.0, destruction_top1=1.0, destruction_top5=None, destruction_top1_n=1,
+                      destruction_top5_n=0)
+
+
+def test_rows_attacks_and_adversariality_are_typed_and_keyed_by_kind_and_attack(tmp_path):
+    attack_dir = make_attack_dir(tmp_path / "adv", ["chelsea"], size=32)
+    row = PHOTO_ROW
+    with RunStore(tmp_path / "run") as store:
+        store.record_attack("bim-eps16", attack_dir, "")
+        assert store.attack_names() == ["bim-eps16"] and store.adversariality("bim-eps16") is None
+        store.record_adversariality("bim-eps16", 0.25)
+        store.record_attack("bim-eps16", attack_dir, "")  # recorded again: the measurement stays
+        assert store.adversariality("bim-eps16") == 0.25
+        with pytest.raises(ValueError, match="no attack"):
+            store.record_adversariality("fgsm-eps8", 0.5)
+        store.record_results(ResultKind.CAPTURE, "bim-eps16", [row])
+        store.record_results(ResultKind.EXPERIMENT, "bim-eps16", [replace(row, transform="jpeg", strength=50.0)])
+        assert store.rows(ResultKind.CAPTURE) == [row] == store.rows(ResultKind.CAPTURE, "bim-eps16")
+        assert store.rows(attack="fgsm-eps8") == [] and len(store.rows()) == 2
+        assert store.has_results(ResultKind.EXPERIMENT, "bim-eps16")
+        store.record_results(ResultKind.CAPTURE, "bim-eps16", [])  # replaced, the other kind kept
+        assert store.rows() == [replace(row, transform="jpeg", strength=50.0)]
+        store.record_config({"seed": 3})
+        store.record_model("digits", "")
+        info = store.run_info()
+        assert info.config == {"seed": 3} and info.model == "digits" and info.created
+
+
+def test_a_tampered_result_row_is_one_line(tmp_path, capsys):
+    run = tmp_path / "run"
+    with RunStore(run) as store, store.transaction() as db:
+        db.execute("INSERT INTO results VALUES ('capture', 'bim', 'bim', 16, 'photo', '', 'average', ?)",
+                   (json.dumps(PHOTO_ROW.to_json() | {"top1_adv": 7}),))
+    assert main(["evaluate", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "result row of capture bim.top1_adv: 7 is outside [0, 1]" in err
 
 
 def test_top5_has_one_shape_in_images_and_predictions(tmp_path):
@@ -62,9 +107,9 @@ def test_top5_has_one_shape_in_images_and_predictions(tmp_path):
             writer.writerows(rows)
     with RunStore(tmp_path / "run") as store:
         store.record_attack("bim-eps16", attack_dir, "")
-        store.record_capture("bim-eps16", capture)
-        image = store.query("SELECT clean_top5 FROM images")[0][0]
-        prediction = store.query("SELECT top5 FROM predictions")[0][0]
+        store.replace_predictions("bim-eps16", capture)
+        image = store.connection.execute("SELECT clean_top5 FROM images").fetchone()[0]
+        prediction = store.connection.execute("SELECT top5 FROM predictions").fetchone()[0]
     keys = set(Guess.__dataclass_fields__)
     assert {tuple(sorted(g)) for g in json.loads(image)} == {tuple(sorted(keys))}
     assert json.loads(prediction)[0] == {"index": 1, "name": "c1", "probability": 0.1}
@@ -74,10 +119,10 @@ def test_top5_has_one_shape_in_images_and_predictions(tmp_path):
 def test_damaged_store_is_one_line_for_every_reading_verb(tmp_path, capsys, damage):
     run = tmp_path / "run"
     with RunStore(run) as store:
-        store.set_meta(config=SessionConfig().to_json())
+        store.record_config(SessionConfig().to_json())
         with store.transaction() as db:
-            db.executemany("INSERT INTO results VALUES (?, 'bim', 16, 'photo', '', 'average', ?)",
-                           [(f"capture:{n}", json.dumps({"pad": "x" * 3000})) for n in range(20)])
+            db.executemany("INSERT INTO results VALUES ('capture', ?, 'bim', 16, 'photo', '', 'average', ?)",
+                           [(str(n), json.dumps({"pad": "x" * 3000})) for n in range(20)])
     (run / CONFIG_FILE).write_text(json.dumps(SessionConfig().to_json()))
     path = run / STORE_FILE
     data = path.read_bytes()
@@ -108,9 +153,9 @@ class _FullDisk:
 
 def test_full_disk_says_so_and_keeps_the_store(tmp_path):
     with RunStore(tmp_path) as store:
-        store.set_meta(seed=1)
+        store.record_config({"seed": 1})
         real, store.connection = store.connection, _FullDisk(store.connection)
         with pytest.raises(PhysadvError, match="disk I/O error.*disk full.*keeps its previous state"):
-            store.set_meta(seed=2)
+            store.record_config({"seed": 2})
         store.connection = real
-        assert not real.in_transaction and store.meta()["seed"] == 1
+        assert not real.in_transaction and store.run_info().config == {"seed": 1}

@@ -8,7 +8,6 @@ trained on; it is the built-in image set ``digits``.
 from __future__ import annotations
 
 import io
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from PIL import Image
 from torch import nn
 
 from physadv.classifiers.wrapper import Classifier, Normalise
-from physadv.fileio import atomic_write_bytes
+from physadv.fileio import atomic_write_bytes, cache_dir
 from physadv.labels import label_space
 
 DIGIT_SIZE = 64
@@ -27,13 +26,6 @@ MODEL_INPUT = 32
 WEIGHTS_NAME = "digits-cnn-v1.pt"
 TEST_FRACTION = 0.25
 SPLIT_SEED = 0
-
-
-def cache_dir() -> Path:
-    """Where physadv keeps what it builds: ``$PHYSADV_HOME``, else ``$XDG_CACHE_HOME/physadv``."""
-    if os.environ.get("PHYSADV_HOME"):
-        return Path(os.environ["PHYSADV_HOME"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "physadv"
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from physadv.catalog import OFFLINE_ENV, RANDOM_WEIGHTS
+from physadv.classifiers.checkpoints import existing_weights, load_state_dict, load_strict, torch_cache_checkpoints
 from physadv.classifiers.wrapper import CentreCrop, Classifier, Normalise
 from physadv.errors import InputError, WeightsNotFoundError
 from physadv.labels import LabelSpace, imagenet_labels, label_space
@@ -140,9 +141,7 @@ def read_label_file(path: str | Path, count: int | None = None) -> LabelSpace:
 
 
 def _load_file(path: Path) -> dict[str, torch.Tensor]:
-    from physadv.classifiers.zoo import _existing, _load_state_dict
-
-    path = _existing(path)
+    path = existing_weights(path)
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -151,13 +150,11 @@ def _load_file(path: Path) -> dict[str, torch.Tensor]:
             return load_file(str(path), device="cpu")
         except (SafetensorError, OSError) as error:
             raise InputError(f"{path}: not a readable safetensors file ({error})") from None
-    return _load_state_dict(path)
+    return load_state_dict(path)
 
 
 def _apply_weights(model: nn.Module, path: Path, name: str) -> None:
-    from physadv.classifiers.zoo import _load_strict
-
-    _load_strict(model, _load_file(path), path, name)
+    load_strict(model, _load_file(path), path, name)
 
 
 def _fetch(url: str, target: Path, what: str, offline: bool) -> Path:
@@ -227,8 +224,6 @@ def _timm(name: str, weights: str | Path | None, offline: bool) -> Classifier:
         if cfg.get("hf_hub_id"):
             choice = _hub_file(cfg["hf_hub_id"], f"timm:{name}", offline)
         elif cfg.get("url"):
-            from physadv.classifiers.zoo import torch_cache_checkpoints
-
             choice = _fetch(cfg["url"], torch_cache_checkpoints() / Path(cfg["url"]).name, f"timm:{name}", offline)
         else:
             raise WeightsNotFoundError(f"timm:{name} has no published weights; pass --weights PATH "
@@ -263,8 +258,6 @@ def _torchvision(name: str, weights: str | Path | None, offline: bool) -> Classi
     model = tvm.get_model(name, weights=None, num_classes=len(categories), **extra)
     choice = _weights_choice(weights)
     if choice is None:
-        from physadv.classifiers.zoo import torch_cache_checkpoints
-
         choice = _fetch(default.url, torch_cache_checkpoints() / Path(default.url).name, f"torchvision:{name}", offline)
     if choice != RANDOM_WEIGHTS:
         _apply_weights(model, choice, f"torchvision:{name}")

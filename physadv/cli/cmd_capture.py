@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     result = capture_folder(args.photos, args.manifest, classifier, args.out, workers=args.workers)
 
     def record(store: RunStore, attack: str) -> None:
-        if not store.record_captured(attack, Path(args.out), list(result.rows)):
+        if not store.record_capture_unless_empty(attack, Path(args.out), result.rows):
             print(f"note: no cell of these photos was captured; the run's earlier results for {attack} are kept",
                   file=sys.stderr)
 
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {classifier.name} is not the run's model ({run_model}): results are in {args.out} only, "
               "not in the run's store", file=sys.stderr)
     if args.json:
-        print_json({"rows": list(result.rows), "photo_clean": result.photo_clean})
+        print_json({"rows": [row.to_json() for row in result.rows], "photo_clean": result.photo_clean})
         return 0
     photos_with_pages = len({o.photo for o in result.observations})
     print(f"{result.photos} photos: {photos_with_pages} with sheets, {len(result.observations)} cells re-classified "
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
                                                 clean["top5"], clean["n"])):
         print(line)
     for row in result.rows:
-        destruction = "n/a" if row["destruction_top1"] is None else f"{row['destruction_top1']:.3f}"
-        print(f"{row['method']} eps={row['eps']:g} {row['case']:<11} n={row['n_images']:<4} "
-              f"destruction top-1 {destruction} (n={row['destruction_top1_n']})")
+        destruction = "n/a" if row.destruction_top1 is None else f"{row.destruction_top1:.3f}"
+        print(f"{row.method} eps={row.eps:g} {row.case:<11} n={row.n_images:<4} "
+              f"destruction top-1 {destruction} (n={row.destruction_top1_n})")
     return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Iterator
 
 from physadv.cli.common import (
     add_data_options,
@@ -40,52 +39,27 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from physadv.datasets import batch_count, batch_slice, image_batches, index_image_set
-    from physadv.images import to_tensor
+    from physadv.classify import classify_images
+    from physadv.datasets import index_image_set
     from physadv.jsonstream import write_json_with_list
-    from physadv.metrics import Predictions, accuracy
 
     with classifier_and_shard(args) as (classifier, shard):
         images = index_image_set(images_from(args), classifier.labels, args.label, args.limit)
-        numbers = list(range(batch_count(len(images), args.batch_size)))
-        sizes = [len(batch_slice(n, len(images), args.batch_size)) for n in numbers]
-        mine: list[tuple[int, Predictions]] = []
-        with shard.progress(total=len(images), desc="classifying", unit="img") as bar, shard.own_share():
-            for amount, (number, pixels) in zip(shard.round_totals(sizes), image_batches(
-                    images, classifier.image_size, args.batch_size, shard.mine(numbers), args.workers)):
-                probabilities = classifier.probabilities(to_tensor(pixels.numpy(), classifier.device), len(pixels))
-                mine.append((number, Predictions.from_probabilities(probabilities)))
-                bar.update(amount)
-        batches = sorted((batch for part in shard.gather(mine) for batch in part), key=lambda batch: batch[0])
-        if not shard.is_main:
+        result = classify_images(classifier, images, batch_size=args.batch_size, shard=shard, workers=args.workers)
+        if result is None:  # another rank than 0: rank 0 prints
             return 0
-    # Per image, only its top-5 (60 bytes) and label are kept; the records are made as they are printed.
-    predictions = Predictions.concatenate([p for _, p in batches])
-    labels = np.array([-1 if image.label is None else image.label for image in images])
-    labelled = labels >= 0
-    subset = predictions.subset(labelled)
-    top1, top5 = accuracy(subset, labels[labelled], 1), accuracy(subset, labels[labelled], 5)
-
-    def records() -> Iterator[dict]:
-        for image, classes, probs in zip(images, predictions.classes, predictions.probabilities):
-            yield {"id": image.id, "source": image.source, "label": image.label,
-                   "label_name": classifier.labels.name(image.label) if image.label is not None else None,
-                   "top5": [{"index": int(c), "name": classifier.labels.name(int(c)), "probability": float(p)}
-                            for c, p in zip(classes, probs)]}
-
+    top1, top5 = result.top1, result.top5
     if args.json:
-        write_json_with_list(sys.stdout, {"model": classifier.name, "top1": None if not top1.n else top1.value,
+        write_json_with_list(sys.stdout, {"model": result.model, "top1": None if not top1.n else top1.value,
                                           "top5": None if not top5.n else top5.value, "n": top1.n, "images": []},
-                             "images", records())
+                             "images", result.records())
         return 0
-    for record in records():
+    for record in result.records():
         guesses = ", ".join(f"{g['name']} {g['probability']:.2f}" for g in record["top5"])
         truth = f"  [true: {record['label_name']}]" if record["label"] is not None else ""
         print(f"{record['id']}: {guesses}{truth}")
     if top1.n:
-        print(f"top-1 accuracy {top1}   top-5 accuracy {top5}   ({classifier.name})")
+        print(f"top-1 accuracy {top1}   top-5 accuracy {top5}   ({result.model})")
     else:
         print("no labels known: name the class in the file/folder name or pass --label to get accuracy")
     return 0

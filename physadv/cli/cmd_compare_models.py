@@ -54,7 +54,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from physadv.lab.model_comparison import compare_models, format_table, parse_models
+    from physadv.lab.model_comparison import compare_models, format_comparison, parse_models
     from physadv.lab.session import AttackPlan, SessionConfig
 
     methods = comma_list(args.methods)
@@ -72,6 +72,6 @@ def run(args: argparse.Namespace) -> int:
         adversariality_samples=args.adversariality_samples)
     rows = compare_models(parse_models(args.models), args.out, config, resolve_device(args.device),
                           substitutes=substitutes)
-    print(format_table(rows))
+    print(format_comparison(rows))
     print(f"\nwritten {args.out / 'comparison.csv'} and {args.out / 'report' / 'comparison.html'}")
     return 0

@@ -21,17 +21,18 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from physadv.lab.reporting import photo_clean_accuracy, severity
+    from physadv.lab.reporting import severity
     from physadv.lab.session import headline
     from physadv.lab.store import RunStore
     from physadv.metrics import severity_lines
+    from physadv.results import ResultKind
 
     with RunStore(args.run_dir, create=False) as store:
-        rows = store.rows() if args.all else store.rows("capture:")
-        clean = photo_clean_accuracy(store)
+        rows = store.rows() if args.all else store.rows(ResultKind.CAPTURE)
+        clean = store.photo_clean_accuracy()
         channel = severity(store)
     if args.json:
-        print_json({"photo_clean": clean, "channel_severity": channel, "rows": rows})
+        print_json({"photo_clean": clean, "channel_severity": channel, "rows": [row.to_json() for row in rows]})
         return 0
     print(headline(rows))
     if clean["n"]:

@@ -169,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
         if not shard.is_main:
             return 0
     if args.json:
-        json.dump(rows, sys.stdout, indent=1)
+        json.dump([row.to_json() for row in rows], sys.stdout, indent=1)
         print()
     else:
         print(format_table(rows))
@@ -177,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
         summary = corruption_summary(rows, baseline)
         if summary:
             print("\n" + format_corruptions(summary))
-        crafted = f" (attacks crafted on {rows[0]['source_model']})" if sources and rows else ""
+        crafted = f" (attacks crafted on {rows[0].source_model})" if sources and rows else ""
         print(f"\n{len(images)} images, model {classifier.name}{crafted}; written {args.out / 'results.json'} "
               f"and {args.out / 'results.csv'}")
     return 0

@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     with RunStore(args.run_dir, create=False) as store:
         # A session run plans its attacks in config.json; a run made by `physadv attack` has just its own.
         planned = ([plan.name for plan in stored_config(args.run_dir).attacks]
-                   if (args.run_dir / CONFIG_FILE).is_file() else [row["name"] for row in store.attacks()])
+                   if (args.run_dir / CONFIG_FILE).is_file() else store.attack_names())
         counts = status_counts(store)
         steps = next_steps(args.run_dir, store, planned)
     if args.json:

@@ -44,7 +44,6 @@ from physadv.errors import InputError
 from physadv.experiment import run_attack_batched
 from physadv.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from physadv.images import to_tensor
-from physadv.lab.reporting import photo_clean_accuracy
 from physadv.lab.session import AttackPlan, Session, SessionConfig
 from physadv.lab.store import RunStore
 from physadv.metrics import format_fraction
@@ -52,6 +51,7 @@ from physadv.report.content import Report, Section, Table, Text
 from physadv.report.html import render_html
 from physadv.report.pdf import render_pdf
 from physadv.substitute.loading import SubstituteClassifier, check_oracle
+from physadv.results import Case, ResultKind, ResultRow
 
 COLUMNS = ["model", "weights", "attack", "eps", "n", "clean", "white_box", "transfer", "photo_clean", "photo_adv",
            "destruction", "destruction_n", "masking_flag", "transfer_source", "oracle_queries"]
@@ -100,9 +100,9 @@ def transfer_accuracy(target: Classifier, source: Classifier, attack: Attack, im
     return float((target.probabilities(adversarial, batch_size).argmax(-1).cpu() == labels).float().mean())
 
 
-def _photo_row(store: RunStore, plan: AttackPlan) -> dict:
-    rows = [r for r in store.rows(f"capture:{plan.name}") if r["case"] == "average"]
-    return rows[0] if rows else {}
+def _photo_row(store: RunStore, plan: AttackPlan) -> ResultRow | None:
+    rows = [r for r in store.rows(ResultKind.CAPTURE, plan.name) if r.case == Case.AVERAGE]
+    return rows[0] if rows else None
 
 
 def _own_substitutes(models: Sequence[ModelRef], substitutes: Sequence[str], base: Classifier,
@@ -172,8 +172,10 @@ def compare_models(models: Sequence[ModelRef], out: str | Path, base_config: Ses
                 rows.append({
                     "model": ref.label, "weights": classifier.weights, "attack": plan.method, "eps": float(plan.eps),
                     "n": len(images), "clean": clean, "white_box": white, "transfer": transfer,
-                    "photo_clean": photo_clean_accuracy(store)["top1"], "photo_adv": photo.get("top1_transformed"),
-                    "destruction": photo.get("destruction_top1"), "destruction_n": photo.get("destruction_top1_n"),
+                    "photo_clean": store.photo_clean_accuracy()["top1"],
+                    "photo_adv": photo.top1_transformed if photo else None,
+                    "destruction": photo.destruction_top1 if photo else None,
+                    "destruction_n": photo.destruction_top1_n if photo else None,
                     "masking_flag": bool(transfer is not None and masking_flag(white, transfer, len(images))),
                     "transfer_source": None if source is None else (models[0].label if source is base else source.name),
                     "oracle_queries": source.provenance.oracle_queries if isinstance(source, SubstituteClassifier)
@@ -182,7 +184,7 @@ def compare_models(models: Sequence[ModelRef], out: str | Path, base_config: Ses
     return rows
 
 
-def format_table(rows: Sequence[dict]) -> str:
+def format_comparison(rows: Sequence[dict]) -> str:
     header = (f"{'model':<34}{'attack':<7}{'eps':>4}  {'clean':>6}{'white-box':>10}{'transfer':>9}"
               f"{'photo clean':>12}{'photo adv':>10}{'destruction':>18}  flag")
     lines = [header]

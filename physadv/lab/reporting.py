@@ -10,6 +10,7 @@ from physadv.lab.session import headline, status_counts
 from physadv.lab.store import RunLock, RunStore
 from physadv.metrics import channel_severity, severity_lines
 from physadv.report import GalleryItem, ReportData, ReportFiles, write_report
+from physadv.results import ResultKind
 
 
 def _top1(top5_json: str) -> str:
@@ -17,109 +18,66 @@ def _top1(top5_json: str) -> str:
     return f"{first['name']} {first['probability']:.2f}"
 
 
-# One aggregate over every photographed clean cell: no per-image row reaches Python. Top-5 lists are
-# stored as JSON lists of {index, name, probability} (store schema 2).
-_PHOTO_CLEAN_SQL = """
-SELECT COUNT(*) AS n, SUM(p.correct_top1) AS top1, SUM(p.correct_top5) AS top5,
-       SUM(json_extract(i.clean_top5, '$[0].index') = i.label) AS digital_top1,
-       SUM(EXISTS (SELECT 1 FROM json_each(i.clean_top5) AS guess
-                   WHERE json_extract(guess.value, '$.index') = i.label)) AS digital_top5
-FROM predictions p JOIN images i ON i.attack = p.attack AND i.image_id = p.image_id
-WHERE p.kind = 'clean' AND p.correct_top1 IS NOT NULL
-"""
-
-
-def photo_clean_accuracy(store: RunStore) -> dict[str, float | int | None]:
-    """Accuracy on photos of the clean images, every (photo, cell) one observation, and on the
-    digital clean images of the same observations (``digital_top1``, ``digital_top5``)."""
-    [row] = store.query(_PHOTO_CLEAN_SQL)
-    n = row["n"]
-    return {"n": n, **{key: row[key] / n if n else None for key in ("top1", "top5", "digital_top1", "digital_top5")}}
-
-
 def severity(store: RunStore) -> dict:
     """:func:`physadv.metrics.channel_severity` of the run's clean photos."""
-    clean = photo_clean_accuracy(store)
+    clean = store.photo_clean_accuracy()
     return channel_severity(clean["digital_top1"], clean["digital_top5"], clean["top1"], clean["top5"], clean["n"])
 
 
 GALLERY_PER_OUTCOME = 3
 """Cards per (attack, outcome) in the report: its size does not grow with the number of images."""
 
-# One card per attacked image with its first photographed adversarial crop; the outcome is that crop's
-# top-1 verdict. Within each (attack, outcome), cards are ranked by the hash of their adversarial
-# pixels: a deterministic sample spread over the whole set, not its first file names.
-_GALLERY_SQL = """
-WITH first_photo AS (
-    SELECT attack, image_id, crop, top5, correct_top1,
-           ROW_NUMBER() OVER (PARTITION BY attack, image_id ORDER BY photo, page, cell) AS k
-    FROM predictions WHERE kind = 'adversarial'),
-cards AS (
-    SELECT i.*, a.folder, a.method AS attack_method, a.eps AS attack_eps, a.rowid AS attack_order,
-           f.crop, f.top5 AS photo_top5, f.correct_top1 AS photo_correct,
-           CASE WHEN f.crop IS NULL THEN 'not photographed' WHEN f.correct_top1 IS NULL THEN 'no label'
-                WHEN f.correct_top1 = 0 THEN 'fooled in the photo' ELSE 'destroyed by the photo' END AS outcome
-    FROM images i JOIN attacks a ON a.name = i.attack
-    LEFT JOIN first_photo f ON f.attack = i.attack AND f.image_id = i.image_id AND f.k = 1),
-ranked AS (
-    SELECT *, ROW_NUMBER() OVER (PARTITION BY attack, outcome ORDER BY adv_sha256, image_id) AS n,
-           COUNT(*) OVER (PARTITION BY attack, outcome) AS outcome_total
-    FROM cards)
-SELECT * FROM ranked WHERE n <= ? ORDER BY attack_order, outcome, n
-"""
-
 
 def gallery(store: RunStore, run_dir: Path, per_outcome: int = GALLERY_PER_OUTCOME
             ) -> tuple[list[GalleryItem], list[str]]:
     """A sample of cards — clean, adversarial and its first photographed crop — of at most
-    ``per_outcome`` images per attack and outcome, and one line per group saying how many it shows."""
+    ``per_outcome`` images per attack and outcome (:meth:`RunStore.gallery_cards`), and one line per
+    group saying how many it shows."""
     items, counts = [], {}
-    for row in store.query(_GALLERY_SQL, per_outcome):
-        folder = run_dir / row["folder"]
-        counts[(row["attack"], row["outcome"])] = (row["n"], row["outcome_total"])
+    for card in store.gallery_cards(per_outcome):
+        folder = run_dir / card.folder
+        counts[(card.attack, card.outcome)] = (card.shown, card.outcome_total)
         items.append(GalleryItem(
-            image_id=row["image_id"], label_name=row["label_name"], method=row["attack_method"],
-            eps=row["attack_eps"], clean_png=folder / "clean" / row["file"], adversarial_png=folder / "adv" / row["file"],
-            crop_png=run_dir / row["crop"] if row["crop"] else None, clean_top1=_top1(row["clean_top5"]),
-            adversarial_top1=_top1(row["adv_top5"]),
-            photo_top1=_top1(row["photo_top5"]) if row["photo_top5"] else None,
-            fooled_in_photo=None if row["photo_correct"] is None else not row["photo_correct"]))
+            image_id=card.image_id, label_name=card.label_name, method=card.method, eps=card.eps,
+            clean_png=folder / "clean" / card.file, adversarial_png=folder / "adv" / card.file,
+            crop_png=run_dir / card.crop if card.crop else None, clean_top1=_top1(card.clean_top5),
+            adversarial_top1=_top1(card.adv_top5), photo_top1=_top1(card.photo_top5) if card.photo_top5 else None,
+            fooled_in_photo=None if card.photo_correct is None else not card.photo_correct))
     return items, [f"{attack}, {outcome}: {shown} of {total}" for (attack, outcome), (shown, total) in counts.items()]
 
 
 def crop_folders(store: RunStore, run_dir: Path, report_dir: Path) -> list[tuple[str, str]]:
     """(attack, link relative to ``report_dir``) of each attack's folder of photographed crops."""
-    rows = store.query("SELECT attack, MIN(crop) AS crop FROM predictions GROUP BY attack ORDER BY attack")
     # A crop lies at <capture>/crops/<photo>/<cell>.png.
-    return [(row["attack"], Path(os.path.relpath(run_dir / row["crop"], report_dir)).parent.parent.as_posix() + "/")
-            for row in rows]
+    return [(attack, Path(os.path.relpath(run_dir / crop, report_dir)).parent.parent.as_posix() + "/")
+            for attack, crop in store.first_crops()]
 
 
 def build_report(run_dir: str | Path) -> ReportFiles:
     """Write ``RUN/report/report.html`` and ``report.pdf`` from the run's store."""
     run_dir = Path(run_dir)
     with RunStore(run_dir, create=False) as store, RunLock(run_dir, "report"):
-        meta = store.meta()
-        config = meta.get("config", {})
+        info = store.run_info()
+        config = info.config or {}
         counts = status_counts(store)
         cards, sampled = gallery(store, run_dir)
         data = ReportData(
-            title=f"physadv run {run_dir.name}", model=meta.get("model", "?"), created=meta.get("created", ""),
+            title=f"physadv run {run_dir.name}", model=info.model or "?", created=info.created or "",
             rows=store.rows(), gallery=cards, status=counts, gallery_sample=tuple(sampled),
             crop_folders=tuple(crop_folders(store, run_dir, run_dir / "report")),
-            notes=[f"weights: {meta.get('weights', '?')} (sha256 {meta.get('weights_sha256', '?')[:16]}…)",
+            notes=[f"weights: {info.weights or '?'} (sha256 {(info.weights_sha256 or '?')[:16]}…)",
                    f"images: {', '.join(config.get('images', []))}; seed {config.get('seed')}; "
                    f"photos: {config.get('photos_per_page')} per page "
                    + (f"(virtual camera, profile {config.get('camera_profile', 'handheld')}"
                       f"{', ' + config['resolution'] if config.get('resolution') else ''})"
                       if config.get('photos_per_page') else "(real photographs)")],
-            photo_clean=photo_clean_accuracy(store), severity=severity(store))
+            photo_clean=store.photo_clean_accuracy(), severity=severity(store))
     return write_report(data, run_dir / "report")
 
 
 def summary(run_dir: str | Path) -> str:
     with RunStore(run_dir, create=False) as store:
-        rows = store.rows("capture:")
+        rows = store.rows(ResultKind.CAPTURE)
         lines = [headline(rows)]
         if rows:
             lines += ["", *severity_lines(severity(store))]

@@ -32,7 +32,7 @@ import torch
 
 from physadv.capture.calibrate import check_distribution, resolve_distribution
 from physadv.capture.pipeline import capture_folder, photo_files
-from physadv.attacks import METHODS, Attack, attack_label
+from physadv.attacks import METHODS, Attack
 from physadv.attackset import (
     ADV_DIR,
     CLEAN_DIR,
@@ -48,6 +48,7 @@ from physadv.eot import ADVERSARIALITY_SAMPLES, DISTRIBUTIONS, EOT_SAMPLES, adve
 from physadv.errors import InputError
 from physadv.experiment import transformation_rows
 from physadv.fileio import atomic_write_json, parse_json, parse_toml
+from physadv.goals import attack_label
 from physadv.images import read_rgb, to_tensor
 from physadv.lab.store import RunLock, RunStore
 from physadv.metrics import format_table
@@ -55,6 +56,7 @@ from physadv.printouts.camera import RESOLUTIONS, TRUTH_FILE, photograph, read_t
 from physadv.printouts.manifest import read_manifest
 from physadv.printouts.profiles import DEFAULT_PROFILE, load_profile
 from physadv.printouts.sheets import PAPERS_MM, SheetLayout, parse_grid, print_attack_set
+from physadv.results import PHOTO, ResultKind, ResultRow
 from physadv.validation import Record
 
 CONFIG_FILE = "config.json"
@@ -163,10 +165,11 @@ class SessionConfig:
         return json.loads(json.dumps(asdict(self)))
 
 
-def config_from_mapping(data: object, base: SessionConfig = SessionConfig(),
+def config_from_mapping(data: object, base: SessionConfig | None = None,
                         where: str = "configuration") -> SessionConfig:
     """A :class:`SessionConfig` from parsed TOML/JSON, every key checked (a configuration is untrusted
-    input); unknown keys are errors, never silently ignored. ``where`` names the file in errors."""
+    input); unknown keys are errors, never silently ignored. Keys not given keep ``base``'s values (default:
+    :class:`SessionConfig`'s defaults); ``where`` names the file in errors."""
     record = Record(data, where)
     record.only([f.name for f in fields(SessionConfig)], "configuration key")
     readers = {
@@ -194,7 +197,7 @@ def config_from_mapping(data: object, base: SessionConfig = SessionConfig(),
         "resolution": lambda key: record.choice(key, tuple(RESOLUTIONS), optional=True),
         "camera_profile": lambda key: record.text(key, max_length=4096),
     }
-    return replace(base, **{key: readers[key](key) for key in record.data})
+    return replace(SessionConfig() if base is None else base, **{key: readers[key](key) for key in record.data})
 
 
 def _read_plan(record: Record) -> AttackPlan:
@@ -220,7 +223,7 @@ def _read_transforms(record: Record) -> dict[str, tuple[float, ...]]:
                         for v in record.items(name, 1, 100)) for name in record.data}
 
 
-def load_config(path: str | Path, base: SessionConfig = SessionConfig()) -> SessionConfig:
+def load_config(path: str | Path, base: SessionConfig | None = None) -> SessionConfig:
     try:
         with open(path, "rb") as stream:
             data = parse_toml(stream.read().decode("utf-8"))
@@ -242,7 +245,7 @@ def stored_config(run_dir: Path) -> SessionConfig:
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: not a readable run configuration ({error}); it is damaged — restore it, "
                          "or start a new run") from None
-    return config_from_mapping(data, SessionConfig(), str(path))
+    return config_from_mapping(data, where=str(path))
 
 
 class Stage:
@@ -309,24 +312,26 @@ class AttackWork:
     def eot_record(self) -> dict:
         return {"distribution": self.plan.eot, "samples": self.session.config.eot_samples} if self.plan.eot else {}
 
-    def extras(self) -> dict:
-        """What every result row of this attack carries besides its metrics."""
-        return {"adversariality": self.store.meta()[f"adversariality:{self.plan.name}"],
-                "quantisation_undid": read_attack_summary(self.folder).quantisation_undid}
+    def with_extras(self, rows: Sequence[ResultRow]) -> list[ResultRow]:
+        """``rows`` with what every result row of this attack carries besides its metrics."""
+        adversariality = self.store.adversariality(self.plan.name)
+        undone = read_attack_summary(self.folder).quantisation_undid
+        return [replace(row, adversariality=adversariality, quantisation_undid=undone) for row in rows]
 
 
 class AttackStage(Stage):
     description = "attacking"
 
     def done(self) -> bool:
-        return bool(self.work.store.query("SELECT 1 FROM attacks WHERE name = ?", self.work.plan.name))
+        return self.work.store.attack_folder(self.work.plan.name) is not None
 
     def run(self) -> None:
         work, config = self.work, self.work.session.config
         attack_to_folder(work.classifier, work.attack(), work.images, work.folder, target=work.target,
                          batch_size=config.batch_size, seed=config.seed, eot=work.eot_record(), label=config.label,
                          progress=work.session.progress)
-        work.store.record_attack(work.plan.name, work.folder, work.store.meta()["weights_sha256"], work.eot_record())
+        work.store.record_attack(work.plan.name, work.folder, work.store.run_info().weights_sha256 or "",
+                                 work.eot_record())
 
 
 class AdversarialityStage(Stage):
@@ -337,7 +342,7 @@ class AdversarialityStage(Stage):
                 f"({config.adversariality_samples} held-out transformations per image)")
 
     def done(self) -> bool:
-        return f"adversariality:{self.work.plan.name}" in self.work.store.meta()
+        return self.work.store.adversariality(self.work.plan.name) is not None
 
     def run(self) -> None:
         work, config = self.work, self.work.session.config
@@ -345,25 +350,22 @@ class AdversarialityStage(Stage):
         value = torch.cat([adversariality(work.classifier, adversarial, goal, targeted, distribution,
                                           config.adversariality_samples, config.seed, config.eot_chunk).cpu()
                            for _, adversarial, goal, _ in work.attacked_batches()])
-        work.store.set_meta(**{f"adversariality:{work.plan.name}": float(value.mean())})
+        work.store.record_adversariality(work.plan.name, float(value.mean()))
 
 
 class TransformStage(Stage):
     description = "artificial transformations"
 
     def done(self) -> bool:
-        return not self.work.session.config.transforms or bool(self.work.store.query(
-            "SELECT 1 FROM results WHERE source = ? LIMIT 1", f"experiment:{self.work.plan.name}"))
+        return not self.work.session.config.transforms or self.work.store.has_results(ResultKind.EXPERIMENT,
+                                                                                      self.work.plan.name)
 
     def run(self) -> None:
         work, config = self.work, self.work.session.config
-        attack = work.attack()
         rows = transformation_rows(work.classifier, ((clean, adversarial, labels)
                                                      for clean, adversarial, _, labels in work.attacked_batches()),
-                                   config.transforms, {"method": attack.label, "eot": attack.eot or "",
-                                                       "eps": float(attack.eps), "iterations": attack.steps},
-                                   work.extras(), seed=config.seed)
-        work.store.record_results(f"experiment:{work.plan.name}", rows)
+                                   config.transforms, work.attack(), seed=config.seed)
+        work.store.record_results(ResultKind.EXPERIMENT, work.plan.name, work.with_extras(rows))
 
 
 class PrintStage(Stage):
@@ -371,7 +373,7 @@ class PrintStage(Stage):
 
     def done(self) -> bool:
         return ((self.work.sheets / "manifest.json").is_file() and (self.work.sheets / "sheets.pdf").is_file()
-                and bool(self.work.store.query("SELECT 1 FROM pages WHERE attack = ?", self.work.plan.name)))
+                and self.work.store.sheets_pdf(self.work.plan.name) is not None)
 
     def run(self) -> None:
         work = self.work
@@ -416,16 +418,14 @@ class CaptureStage(Stage):
         photos = self.photos()
         if not photos:
             return True
-        recorded = {row["photo"] for row in self.work.store.query("SELECT DISTINCT photo FROM photos WHERE attack = ?",
-                                                                  self.work.plan.name)}
-        return recorded == {path.relative_to(self.work.photos).as_posix() for path in photos}
+        return self.work.store.photos_of(self.work.plan.name) == {path.relative_to(self.work.photos).as_posix()
+                                                                   for path in photos}
 
     def run(self) -> None:
         work = self.work
         result = capture_folder(work.photos, work.sheets / "manifest.json", work.classifier, work.capture,
                                 progress=work.session.progress)
-        extras = work.extras()
-        if not work.store.record_captured(work.plan.name, work.capture, [{**row, **extras} for row in result.rows]):
+        if not work.store.record_capture_unless_empty(work.plan.name, work.capture, work.with_extras(result.rows)):
             work.session.say(f"  no cell of the photos in {work.photos} was captured; the earlier results are kept")
 
 
@@ -466,7 +466,7 @@ class Session:
                                     self.config.batch_size)
             with RunStore(self.run_dir) as store:
                 atomic_write_json(path, self.config.to_json())
-                store.set_meta(config=self.config.to_json())
+                store.record_config(self.config.to_json())
                 store.record_model(classifier.name, classifier.weights)
                 for number, plan in enumerate(self.config.attacks, 1):
                     self.say(f"[{number}/{len(self.config.attacks)}] {plan.name}")
@@ -494,14 +494,13 @@ def next_steps(run_dir: Path, store: RunStore, planned: Sequence[str]) -> list[s
     (those of a run made implicitly by ``physadv attack`` are the ones it has recorded)."""
     steps = []
     for name in planned:
-        folder = store.query("SELECT folder FROM attacks WHERE name = ?", name)
+        folder, pdf = store.attack_folder(name), store.sheets_pdf(name)
         here = os.path.normpath
-        if not folder:
+        if folder is None:
             steps.append(f"attack {name}")
-        elif not store.count("pages", attack=name):
-            steps.append(f"print {name}: physadv print {here(run_dir / folder[0]['folder'])} --out SHEETS_DIR")
-        elif not store.count("photos", attack=name):
-            pdf = store.query("SELECT pdf FROM pages WHERE attack = ? LIMIT 1", name)[0]["pdf"]
+        elif pdf is None:
+            steps.append(f"print {name}: physadv print {here(run_dir / folder)} --out SHEETS_DIR")
+        elif not store.photos_of(name):
             steps.append(f"photograph the sheets of {name} ({here(run_dir / pdf)}) and capture the photos: "
                          f"physadv capture PHOTOS_DIR --manifest {here((run_dir / pdf).parent / 'manifest.json')}")
     if not steps and not (run_dir / "report" / "report.html").is_file():
@@ -510,19 +509,14 @@ def next_steps(run_dir: Path, store: RunStore, planned: Sequence[str]) -> list[s
 
 
 def status_counts(store: RunStore) -> dict[str, int]:
-    return {
-        "attacks": store.count("attacks"),
-        "images attacked": store.count("images"),
-        "pages printed": store.count("pages"),
-        "photos": store.query("SELECT COUNT(DISTINCT attack || '/' || photo) FROM photos")[0][0],
-        "rejected": store.query("SELECT COUNT(*) FROM photos WHERE accepted = 0")[0][0],
-        "cells classified": store.count("predictions"),
-    }
+    counts = store.counts()
+    return {"attacks": counts.attacks, "images attacked": counts.images, "pages printed": counts.pages,
+            "photos": counts.photos, "rejected": counts.rejected_photos, "cells classified": counts.predictions}
 
 
-def headline(rows: Sequence[dict]) -> str:
+def headline(rows: Sequence[ResultRow]) -> str:
     """Kurakin-style table of the photo rows: accuracy on photos and destruction rates with n."""
-    photo = [r for r in rows if r["transform"] == "photo"]
+    photo = [r for r in rows if r.transform == PHOTO]
     if not photo:
         return "no photo results yet"
-    return format_table(sorted(photo, key=lambda r: (r["method"], r["eps"], r["case"])))
+    return format_table(sorted(photo, key=lambda r: (r.method, r.eps, r.case)))

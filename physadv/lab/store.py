@@ -8,7 +8,8 @@ leaves the previous state. JSON/CSV exports are derived from it.
 
 The schema version lives in SQLite's ``PRAGMA user_version``; a store of another version (older
 or newer) is refused with one line, never read or altered (as MLflow refuses an unknown schema). All
-SQL is parameterised. SQLite failures (a corrupt file, a full disk) become one
+SQL is parameterised and stays in this module: the other modules read and write through typed
+methods. SQLite failures (a corrupt file, a full disk) become one
 :class:`~physadv.errors.PhysadvError` line; a failed write rolls back, so the store keeps its last state.
 
 A :class:`RunLock` (an exclusive ``flock`` on ``RUN/.lock``) keeps a second command off a run that
@@ -23,27 +24,31 @@ import json
 import os
 import sqlite3
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from physadv.attackset import ADV_DIR, CLEAN_DIR, stream_attack_set
-from physadv.classifiers.zoo import file_sha256
 from physadv.errors import InputError, PhysadvError
+from physadv.fileio import file_sha256, parse_json
 from physadv.images import pixel_sha256, read_rgb
 from physadv.printouts.manifest import Manifest
+from physadv.results import ResultKind, ResultRow
 
 STORE_FILE, LOCK_FILE = "physadv.sqlite", ".lock"
 # 2: top-5 predictions stored in one shape everywhere (images.clean_top5/adv_top5 and predictions.top5):
 # a JSON list of {"index", "name", "probability"}, as in attack.json.
-SCHEMA_VERSION = 2
-TABLES = ("meta", "attacks", "images", "pages", "cells", "photos", "predictions", "results")
+# 3: result rows keyed by their kind and attack (two columns, not a "capture:NAME" text); an attack's
+# adversariality is a column of its row in attacks (not a meta key "adversariality:NAME").
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS attacks (
     name TEXT PRIMARY KEY, method TEXT NOT NULL, eps REAL NOT NULL, alpha REAL NOT NULL, iterations INTEGER NOT NULL,
-    eot TEXT NOT NULL, model TEXT NOT NULL, weights TEXT NOT NULL, weights_sha256 TEXT NOT NULL, folder TEXT NOT NULL);
+    eot TEXT NOT NULL, model TEXT NOT NULL, weights TEXT NOT NULL, weights_sha256 TEXT NOT NULL, folder TEXT NOT NULL,
+    adversariality REAL);
 CREATE TABLE IF NOT EXISTS images (
     attack TEXT NOT NULL REFERENCES attacks(name), image_id TEXT NOT NULL, file TEXT NOT NULL, source TEXT NOT NULL,
     label INTEGER, label_name TEXT, clean_sha256 TEXT NOT NULL, adv_sha256 TEXT NOT NULL, clean_top5 TEXT NOT NULL,
@@ -63,9 +68,58 @@ CREATE TABLE IF NOT EXISTS predictions (
     kind TEXT NOT NULL, top5 TEXT NOT NULL, correct_top1 INTEGER, correct_top5 INTEGER,
     crop TEXT NOT NULL, PRIMARY KEY (attack, photo, page, cell));
 CREATE TABLE IF NOT EXISTS results (
-    source TEXT NOT NULL, method TEXT NOT NULL, eps REAL NOT NULL, transform TEXT NOT NULL, strength TEXT NOT NULL,
-    "case" TEXT NOT NULL, row TEXT NOT NULL, PRIMARY KEY (source, method, eps, transform, strength, "case"));
+    kind TEXT NOT NULL, attack TEXT NOT NULL, method TEXT NOT NULL, eps REAL NOT NULL, transform TEXT NOT NULL,
+    strength TEXT NOT NULL, "case" TEXT NOT NULL, row TEXT NOT NULL,
+    PRIMARY KEY (kind, attack, method, eps, transform, strength, "case"));
 """
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a run's store says about the run as a whole (``None``: not recorded yet)."""
+
+    model: str | None
+    weights: str | None
+    weights_sha256: str | None
+    created: str | None
+    config: dict | None  # a session's configuration (physadv.lab.session.SessionConfig.to_json)
+
+
+@dataclass(frozen=True)
+class RunCounts:
+    """How far a run has got: rows of each stage's table; ``photos`` counts (attack, photo) pairs."""
+
+    attacks: int
+    images: int
+    pages: int
+    photos: int
+    rejected_photos: int
+    predictions: int
+
+
+@dataclass(frozen=True)
+class GalleryCard:
+    """One attacked image of the report's gallery sample and its first photographed adversarial crop.
+
+    ``folder``, ``crop``: relative to the run folder; ``*_top5`` as stored (JSON lists of guesses);
+    ``shown`` of ``outcome_total`` cards of its (attack, outcome) group."""
+
+    attack: str
+    outcome: str
+    shown: int
+    outcome_total: int
+    image_id: str
+    label_name: str | None
+    method: str
+    eps: float
+    folder: str
+    file: str
+    clean_top5: str
+    adv_top5: str
+    crop: str | None
+    photo_top5: str | None
+    photo_correct: bool | None
+
 
 
 def find_run(path: str | Path) -> Path | None:
@@ -199,7 +253,7 @@ class RunStore:
 
     # --- writing: one idempotent import per stage output -------------------------------------------------
 
-    def set_meta(self, **values: Any) -> None:
+    def _set_meta(self, **values: Any) -> None:
         with self.transaction() as db:
             db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                            [(key, json.dumps(value)) for key, value in values.items()])
@@ -207,9 +261,13 @@ class RunStore:
     def record_model(self, model: str, weights: str) -> str:
         """Record the classifier and the SHA-256 of its weights file (returned); stamp the run's creation."""
         weights_sha256 = file_sha256(weights) if weights and Path(weights).is_file() else ""
-        created = self.meta().get("created") or datetime.now(timezone.utc).isoformat(timespec="seconds")
-        self.set_meta(model=model, weights=weights, weights_sha256=weights_sha256, created=created)
+        created = self.run_info().created or datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self._set_meta(model=model, weights=weights, weights_sha256=weights_sha256, created=created)
         return weights_sha256
+
+    def record_config(self, config: dict) -> None:
+        """Record a session's configuration (JSON types)."""
+        self._set_meta(config=config)
 
     def record_attack(self, name: str, folder: Path, weights_sha256: str, eot: dict | None = None) -> None:
         """Record the attack in ``folder``, streaming its images from ``folder/attack.json`` into one
@@ -227,10 +285,21 @@ class RunStore:
                        int(image.quantisation_undid))
 
         with self.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO attacks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            # An upsert, not a replacement: the attack's adversariality, measured later, stays.
+            db.execute("INSERT INTO attacks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL) "
+                       "ON CONFLICT (name) DO UPDATE SET method = excluded.method, eps = excluded.eps, "
+                       "alpha = excluded.alpha, iterations = excluded.iterations, eot = excluded.eot, "
+                       "model = excluded.model, weights = excluded.weights, weights_sha256 = excluded.weights_sha256, "
+                       "folder = excluded.folder",
                        (name, settings.method, settings.eps, settings.alpha, settings.iterations,
                         json.dumps(eot or settings.eot), settings.model, weights, weights_sha256, self._path(folder)))
             db.executemany("INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows())
+
+    def record_adversariality(self, attack: str, value: float) -> None:
+        """Record the recorded ``attack``'s mean adversariality (:func:`physadv.eot.adversariality`)."""
+        with self.transaction() as db:
+            if not db.execute("UPDATE attacks SET adversariality = ? WHERE name = ?", (value, attack)).rowcount:
+                raise ValueError(f"no attack {attack!r} in the store")
 
     def record_sheets(self, attack: str, manifest: Manifest, pdf: Path) -> None:
         with self.transaction() as db:
@@ -240,9 +309,10 @@ class RunStore:
                 db.executemany("INSERT OR REPLACE INTO cells VALUES (?, ?, ?, ?, ?, ?)",
                                [(attack, page.index, c.index, c.image_id, c.kind, c.sha256) for c in page.cells])
 
-    def record_capture(self, attack: str, capture_dir: Path) -> None:
-        """Import ``physadv capture``'s per-cell predictions and per-photo outcomes (predictions.csv,
-        rejected.csv); its result rows go in with :meth:`record_results`."""
+    def replace_predictions(self, attack: str, capture_dir: Path) -> None:
+        """Replace ``attack``'s per-cell predictions and per-photo outcomes by those of ``physadv capture``'s
+        folder (predictions.csv, rejected.csv), whatever they are; its result rows go in with
+        :meth:`record_results`."""
         with open(capture_dir / "predictions.csv", newline="") as stream:
             predictions = list(csv.DictReader(stream))
         with open(capture_dir / "rejected.csv", newline="") as stream:
@@ -267,57 +337,164 @@ class RunStore:
             db.executemany("INSERT OR REPLACE INTO photos VALUES (?, ?, 0, ?)",
                            [(attack, r["photo"], r["reason"]) for r in rejected if r["photo"] not in accepted])
 
-    def record_captured(self, attack: str, capture_dir: Path, rows: list[dict]) -> bool:
-        """Import a capture of ``attack`` (:meth:`record_capture`) and its result ``rows``, unless it
+    def record_capture_unless_empty(self, attack: str, capture_dir: Path, rows: Sequence[ResultRow]) -> bool:
+        """Import a capture of ``attack`` (:meth:`replace_predictions`) and its result ``rows``, unless it
         captured no cell at all while the run already holds captured cells of that attack: photos that
         match no page (another run's, or none) never wipe a run's results. Returns whether it imported."""
         with open(capture_dir / "predictions.csv", newline="") as stream:
             captured = any(True for _ in csv.DictReader(stream))
-        if not captured and self.query("SELECT 1 FROM predictions WHERE attack = ? LIMIT 1", attack):
+        if not captured and self._query("SELECT 1 FROM predictions WHERE attack = ? LIMIT 1", attack):
             return False
-        self.record_capture(attack, capture_dir)
-        self.record_results(f"capture:{attack}", rows)
+        self.replace_predictions(attack, capture_dir)
+        self.record_results(ResultKind.CAPTURE, attack, rows)
         return True
 
-    def record_results(self, source: str, rows: list[dict]) -> None:
-        """Replace the result rows of ``source`` by ``rows``."""
+    def record_results(self, kind: ResultKind, attack: str, rows: Sequence[ResultRow]) -> None:
+        """Replace ``attack``'s result rows of ``kind`` by ``rows``."""
         with self.transaction() as db:
-            db.execute("DELETE FROM results WHERE source = ?", (source,))
-            db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?)", [
-                (source, r["method"], r["eps"], r["transform"], "" if r["strength"] is None else repr(r["strength"]),
-                 r["case"], json.dumps(r)) for r in rows])
+            db.execute("DELETE FROM results WHERE kind = ? AND attack = ?", (kind, attack))
+            db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [
+                (kind, attack, r.method, r.eps, r.transform, "" if r.strength is None else repr(r.strength), r.case,
+                 json.dumps(r.to_json())) for r in rows])
 
     # --- reading ---------------------------------------------------------------------------------------------
 
-    def meta(self) -> dict[str, Any]:
-        return {r["key"]: json.loads(r["value"]) for r in self.query("SELECT * FROM meta")}
+    def run_info(self) -> RunInfo:
+        meta = {r["key"]: r["value"] for r in self._query("SELECT key, value FROM meta")}
 
-    def rows(self, source_prefix: str = "") -> list[dict]:
-        query = "SELECT row FROM results WHERE source LIKE ? ORDER BY source, method, eps, transform, strength, \"case\""
-        return [json.loads(r["row"]) for r in self.query(query, source_prefix + "%")]
+        def value(key: str, kind: type) -> Any:
+            if key not in meta:
+                return None
+            try:
+                read = parse_json(meta[key])
+            except (json.JSONDecodeError, TypeError) as error:
+                raise InputError(f"{self.path}: meta {key!r} is not JSON ({error}); the store is damaged") from None
+            if not isinstance(read, kind):
+                raise InputError(f"{self.path}: meta {key!r} is not {kind.__name__}; the store is damaged")
+            return read
+
+        return RunInfo(model=value("model", str), weights=value("weights", str),
+                       weights_sha256=value("weights_sha256", str), created=value("created", str),
+                       config=value("config", dict))
+
+    def rows(self, kind: ResultKind | None = None, attack: str | None = None) -> list[ResultRow]:
+        """The result rows, of one ``kind`` and one ``attack`` where given, checked as they are read (a store
+        is a file like any other), ordered by kind, attack, method, ε, transformation, strength and case."""
+        rows = self._query("SELECT kind, attack, row FROM results WHERE kind = coalesce(?, kind) AND "
+                           "attack = coalesce(?, attack) ORDER BY kind, attack, method, eps, transform, strength, "
+                           '"case"', kind, attack)
+        return [self._result_row(r["row"], f"{self.path}: result row of {r['kind']} {r['attack']}") for r in rows]
+
+    def _result_row(self, text: str, where: str) -> ResultRow:
+        try:
+            data = parse_json(text)
+        except (json.JSONDecodeError, TypeError) as error:
+            raise InputError(f"{where}: not JSON ({error}); the store is damaged") from None
+        return ResultRow.from_json(data, where)
+
+    def has_results(self, kind: ResultKind, attack: str) -> bool:
+        return bool(self._query("SELECT 1 FROM results WHERE kind = ? AND attack = ? LIMIT 1", kind, attack))
 
     def attack_at(self, folder: Path) -> str | None:
         """Name of the attack recorded from ``folder``, if any."""
-        rows = self.query("SELECT name FROM attacks WHERE folder = ?", self._path(folder))
+        rows = self._query("SELECT name FROM attacks WHERE folder = ?", self._path(folder))
         return rows[0]["name"] if rows else None
 
-    def attacks(self) -> list[sqlite3.Row]:
-        return self.query("SELECT * FROM attacks ORDER BY rowid")
+    def attack_names(self) -> list[str]:
+        """The recorded attacks, in the order they were first recorded."""
+        return [r["name"] for r in self._query("SELECT name FROM attacks ORDER BY rowid")]
 
-    def count(self, table: str, **equal: Any) -> int:
-        """Rows of ``table`` whose columns equal the given values, e.g. ``count("pages", attack=name)``."""
-        if table not in TABLES:
-            raise ValueError(f"no table {table!r} in the store")
-        columns = {row["name"] for row in self.query(f"PRAGMA table_info({table})")}
-        unknown = set(equal) - columns
-        if unknown:
-            raise ValueError(f"table {table} has no column(s) {', '.join(sorted(unknown))}")
-        where = " AND ".join(f'"{column}" = ?' for column in equal) or "1"
-        return self.query(f"SELECT COUNT(*) FROM {table} WHERE {where}", *equal.values())[0][0]
+    def attack_folder(self, attack: str) -> str | None:
+        """The folder ``attack`` was recorded from, relative to the run folder; ``None`` if it is not recorded."""
+        rows = self._query("SELECT folder FROM attacks WHERE name = ?", attack)
+        return rows[0]["folder"] if rows else None
 
-    def query(self, sql: str, *parameters: Any) -> list[sqlite3.Row]:
+    def adversariality(self, attack: str) -> float | None:
+        """``attack``'s recorded mean adversariality; ``None`` if not measured (or the attack not recorded)."""
+        rows = self._query("SELECT adversariality FROM attacks WHERE name = ?", attack)
+        return rows[0]["adversariality"] if rows else None
+
+    def sheets_pdf(self, attack: str) -> str | None:
+        """The PDF ``attack``'s sheets were printed into, relative to the run folder; ``None`` if not printed."""
+        rows = self._query("SELECT pdf FROM pages WHERE attack = ? ORDER BY page LIMIT 1", attack)
+        return rows[0]["pdf"] if rows else None
+
+    def photos_of(self, attack: str) -> set[str]:
+        """The photos of ``attack``'s sheets that its recorded capture looked at (accepted or not)."""
+        return {r["photo"] for r in self._query("SELECT DISTINCT photo FROM photos WHERE attack = ?", attack)}
+
+    def counts(self) -> RunCounts:
+        [row] = self._query("""
+            SELECT (SELECT COUNT(*) FROM attacks), (SELECT COUNT(*) FROM images), (SELECT COUNT(*) FROM pages),
+                   (SELECT COUNT(*) FROM (SELECT DISTINCT attack, photo FROM photos)),
+                   (SELECT COUNT(*) FROM photos WHERE accepted = 0), (SELECT COUNT(*) FROM predictions)""")
+        return RunCounts(*row)
+
+    def photo_clean_accuracy(self) -> dict[str, float | int | None]:
+        """Accuracy on photos of the clean images, every (photo, cell) one observation, and on the
+        digital clean images of the same observations (``digital_top1``, ``digital_top5``); the keys of
+        ``photo_clean`` in capture's results.json."""
+        [row] = self._query(_PHOTO_CLEAN_SQL)
+        n = row["n"]
+        return {"n": n, **{key: row[key] / n if n else None for key in ("top1", "top5", "digital_top1", "digital_top5")}}
+
+    def gallery_cards(self, per_outcome: int) -> list[GalleryCard]:
+        """At most ``per_outcome`` cards per attack and outcome (:data:`_GALLERY_SQL`), in attack order."""
+        return [GalleryCard(attack=r["attack"], outcome=r["outcome"], shown=r["n"], outcome_total=r["outcome_total"],
+                            image_id=r["image_id"], label_name=r["label_name"], method=r["attack_method"],
+                            eps=r["attack_eps"], folder=r["folder"], file=r["file"], clean_top5=r["clean_top5"],
+                            adv_top5=r["adv_top5"], crop=r["crop"], photo_top5=r["photo_top5"],
+                            photo_correct=None if r["photo_correct"] is None else bool(r["photo_correct"]))
+                for r in self._query(_GALLERY_SQL, per_outcome)]
+
+    def first_crops(self) -> list[tuple[str, str]]:
+        """(attack, its first photographed crop relative to the run folder) of every captured attack."""
+        rows = self._query("SELECT attack, MIN(crop) AS crop FROM predictions GROUP BY attack ORDER BY attack")
+        return [(r["attack"], r["crop"]) for r in rows]
+
+    def printed_cells(self, attack: str, sheet_run_id: str) -> set[tuple[int, int, str, str, str]]:
+        """(page, cell, image id, kind, pixel hash) of every cell of ``attack``'s print job ``sheet_run_id``."""
+        return {(r["page"], r["cell"], r["image_id"], r["kind"], r["sha256"])
+                for r in self._query("SELECT cells.* FROM cells JOIN pages USING (attack, page) "
+                                     "WHERE attack = ? AND sheet_run_id = ?", attack, sheet_run_id)}
+
+    def _query(self, sql: str, *parameters: Any) -> list[sqlite3.Row]:
         with self._sqlite_errors("read"):
             return list(self.connection.execute(sql, parameters))
+
+
+# One aggregate over every photographed clean cell: no per-image row reaches Python. Top-5 lists are
+# stored as JSON lists of {index, name, probability} (store schema 2).
+_PHOTO_CLEAN_SQL = """
+SELECT COUNT(*) AS n, SUM(p.correct_top1) AS top1, SUM(p.correct_top5) AS top5,
+       SUM(json_extract(i.clean_top5, '$[0].index') = i.label) AS digital_top1,
+       SUM(EXISTS (SELECT 1 FROM json_each(i.clean_top5) AS guess
+                   WHERE json_extract(guess.value, '$.index') = i.label)) AS digital_top5
+FROM predictions p JOIN images i ON i.attack = p.attack AND i.image_id = p.image_id
+WHERE p.kind = 'clean' AND p.correct_top1 IS NOT NULL
+"""
+
+# One card per attacked image with its first photographed adversarial crop; the outcome is that crop's
+# top-1 verdict. Within each (attack, outcome), cards are ranked by the hash of their adversarial
+# pixels: a deterministic sample spread over the whole set, not its first file names.
+_GALLERY_SQL = """
+WITH first_photo AS (
+    SELECT attack, image_id, crop, top5, correct_top1,
+           ROW_NUMBER() OVER (PARTITION BY attack, image_id ORDER BY photo, page, cell) AS k
+    FROM predictions WHERE kind = 'adversarial'),
+cards AS (
+    SELECT i.*, a.folder, a.method AS attack_method, a.eps AS attack_eps, a.rowid AS attack_order,
+           f.crop, f.top5 AS photo_top5, f.correct_top1 AS photo_correct,
+           CASE WHEN f.crop IS NULL THEN 'not photographed' WHEN f.correct_top1 IS NULL THEN 'no label'
+                WHEN f.correct_top1 = 0 THEN 'fooled in the photo' ELSE 'destroyed by the photo' END AS outcome
+    FROM images i JOIN attacks a ON a.name = i.attack
+    LEFT JOIN first_photo f ON f.attack = i.attack AND f.image_id = i.image_id AND f.k = 1),
+ranked AS (
+    SELECT *, ROW_NUMBER() OVER (PARTITION BY attack, outcome ORDER BY adv_sha256, image_id) AS n,
+           COUNT(*) OVER (PARTITION BY attack, outcome) AS outcome_total
+    FROM cards)
+SELECT * FROM ranked WHERE n <= ? ORDER BY attack_order, outcome, n
+"""
 
 
 def record_in_run(attack_dir: Path, record: Callable[[RunStore, str], None],
@@ -347,8 +524,6 @@ def record_in_run(attack_dir: Path, record: Callable[[RunStore, str], None],
 
 
 def _printed_by(store: RunStore, attack: str, manifest: Manifest) -> bool:
-    printed = {(r["page"], r["cell"], r["image_id"], r["kind"], r["sha256"])
-               for r in store.query("SELECT cells.* FROM cells JOIN pages USING (attack, page) "
-                                    "WHERE attack = ? AND sheet_run_id = ?", attack, manifest.run_id)}
+    printed = store.printed_cells(attack, manifest.run_id)
     cells = {(page.index, cell.index, cell.image_id, cell.kind, cell.sha256) for page, cell in manifest.cells()}
     return bool(cells) and cells == printed

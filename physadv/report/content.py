@@ -9,21 +9,17 @@ import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import Sequence, Union
 
-import numpy as np
 from PIL import Image
 
-from physadv.attacks import label_goal
-from physadv.channel import TRANSFORMS, is_corruption
-from physadv.corruptions import SEVERITIES
-from physadv.experiment import CLEAN_METHOD
-from physadv.images import encode_png
+from physadv.catalog import CLEAN_METHOD, CORRUPTION_UNIT, SEVERITIES, TRANSFORM_DEFAULTS, is_corruption
+from physadv.goals import label_goal
 from physadv.metrics import format_fraction, severity_lines
-from physadv.report import plots
+from physadv.report.plots import accuracy_vs_eps, adversariality_vs_eps, destruction_vs_strength
+from physadv.results import PHOTO, Case, ResultRow
 
-PHOTO = "photo"
-CASES = ("average", "prefiltered")
+CASES = tuple(Case)
 # Gallery pictures are normalised to this size range: tiny inputs (8×8 digits) are enlarged without
 # smoothing so their pixels stay visible, larger ones are shrunk to the 160 px the page shows them at,
 # to keep the HTML small.
@@ -51,7 +47,7 @@ class ReportData:
     title: str
     model: str
     created: str
-    rows: list[dict]  # rows of physadv experiment's / physadv capture's results.json
+    rows: Sequence[ResultRow]  # of physadv experiment and physadv capture
     gallery: list[GalleryItem]
     status: dict[str, int]  # e.g. {"images": 6, "pages printed": 2, "photos": 8}
     notes: list[str] = ()
@@ -136,35 +132,40 @@ def _number(value: float | None) -> str:
     return f"{value:g}" if _defined(value) else "—"
 
 
-def _sorted(rows: list[dict]) -> list[dict]:
-    """By method and transformation in order of first appearance, then ε, strength and case."""
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    transforms = list(dict.fromkeys(r["transform"] for r in rows))
+def _transform_unit(transform: str) -> str:
+    if transform in TRANSFORM_DEFAULTS:
+        return TRANSFORM_DEFAULTS[transform].unit
+    return CORRUPTION_UNIT if is_corruption(transform) else "strength"
 
-    def key(row: dict) -> tuple:
-        strength = row.get("strength")
-        return (methods.index(row["method"]), float(row["eps"]), transforms.index(row["transform"]),
-                float(strength) if _defined(strength) else -math.inf,
-                CASES.index(row["case"]) if row["case"] in CASES else len(CASES))
+
+def _sorted(rows: list[ResultRow]) -> list[ResultRow]:
+    """By method and transformation in order of first appearance, then ε, strength and case."""
+    methods = list(dict.fromkeys(r.method for r in rows))
+    transforms = list(dict.fromkeys(r.transform for r in rows))
+
+    def key(row: ResultRow) -> tuple:
+        return (methods.index(row.method), row.eps, transforms.index(row.transform),
+                row.strength if _defined(row.strength) else -math.inf, CASES.index(row.case))
 
     return sorted(rows, key=key)
 
 
-def _accuracies(row: dict, *of: str) -> tuple[str, ...]:
+def _accuracies(row: ResultRow, *of: str) -> tuple[str, ...]:
     """Top-1 and top-5 accuracy of each of ``of`` (``clean``, ``adv``, ``transformed``)."""
-    return tuple(format_fraction(row.get(f"top{k}_{name}"), row.get("n_images")) for name in of for k in (1, 5))
+    return tuple(format_fraction(getattr(row, f"top{k}_{name}"), row.n_images) for name in of for k in (1, 5))
 
 
-def _destruction(row: dict | None, k: int) -> str:
-    return "—" if row is None else format_fraction(row.get(f"destruction_top{k}"), row.get(f"destruction_top{k}_n"))
+def _destruction(row: ResultRow | None, k: int) -> str:
+    return "—" if row is None else format_fraction(getattr(row, f"destruction_top{k}"),
+                                                   getattr(row, f"destruction_top{k}_n"))
 
 
-def _by_attack(rows: list[dict]) -> dict[tuple[str, float, str], dict]:
+def _by_attack(rows: list[ResultRow]) -> dict[tuple[str, float, Case], ResultRow]:
     """The first row of each (method, ε, case): accuracies of the clean and adversarial images do not
     depend on the transformation."""
-    attacks: dict[tuple[str, float, str], dict] = {}
+    attacks: dict[tuple[str, float, Case], ResultRow] = {}
     for row in rows:
-        attacks.setdefault((row["method"], float(row["eps"]), row["case"]), row)
+        attacks.setdefault((row.method, row.eps, row.case), row)
     return attacks
 
 
@@ -195,7 +196,7 @@ def _severity_table(severity: dict) -> Block:
               for k, key in (("top-1", "top1"), ("top-5", "top5"))), 1)
 
 
-def _photo_section(rows: list[dict], photo_clean: dict | None, severity: dict | None = None) -> Section:
+def _photo_section(rows: list[ResultRow], photo_clean: dict | None, severity: dict | None = None) -> Section:
     if not rows:
         return Section("Print → photo channel", (Text(
             "No print → photo measurements: no rows with transform 'photo' (print the sheets, photograph "
@@ -206,7 +207,7 @@ def _photo_section(rows: list[dict], photo_clean: dict | None, severity: dict | 
         "cf. Kurakin et al. 2017, Tables 1 and 2)",
         ("method", "ε", "case", "images", "clean top-1", "clean top-5", "adv. top-1", "adv. top-5",
          "photo top-1", "photo top-5"),
-        tuple((method, f"{eps:g}", case, str(row.get("n_images")), *_accuracies(row, "clean", "adv", "transformed"))
+        tuple((method, f"{eps:g}", case, str(row.n_images), *_accuracies(row, "clean", "adv", "transformed"))
               for (method, eps, case), row in attacks.items()), 3)
     destruction = Table(
         "Destruction rate of the print → photo channel (cf. Kurakin et al. 2017, Table 3)",
@@ -227,9 +228,9 @@ def _photo_section(rows: list[dict], photo_clean: dict | None, severity: dict | 
     return Section("Print → photo channel", tuple(blocks))
 
 
-def _attack_section(rows: list[dict], photo_rows: list[dict]) -> Section:
+def _attack_section(rows: list[ResultRow], photo_rows: list[ResultRow]) -> Section:
     blocks: list[Block] = []
-    png = plots.accuracy_vs_eps(rows + photo_rows)
+    png = accuracy_vs_eps(rows + photo_rows)
     if png is None:
         return Section("Accuracy against ε", (Text("No result rows: nothing was measured.", missing=True),))
     blocks.append(Plot(png, "Accuracy of the adversarial images against ε per method (average case); "
@@ -238,62 +239,62 @@ def _attack_section(rows: list[dict], photo_rows: list[dict]) -> Section:
         blocks.append(Text("No digital attack rows (physadv experiment); the plot shows the photo rows only.",
                            missing=True))
         return Section("Accuracy against ε", tuple(blocks))
-    undid = any(row.get("quantisation_undid") is not None for row in rows)
+    undid = any(row.quantisation_undid is not None for row in rows)
     blocks.append(Table(
         "Accuracy of the clean and the adversarial images per attack"
         + ("; rounding undid = images whose attack 8-bit rounding undid" if undid else ""),
         ("method", "ε", "case", "images", "clean top-1", "clean top-5", "adv. top-1", "adv. top-5")
         + (("rounding undid",) if undid else ()),
-        tuple((method, f"{eps:g}", case, str(row.get("n_images")), *_accuracies(row, "clean", "adv"))
-              + ((_number(row.get("quantisation_undid")) if case == "average" else "",) if undid else ())
+        tuple((method, f"{eps:g}", case, str(row.n_images), *_accuracies(row, "clean", "adv"))
+              + ((_number(row.quantisation_undid) if case == Case.AVERAGE else "",) if undid else ())
               for (method, eps, case), row in _by_attack(rows).items()), 3))
     return Section("Accuracy against ε", tuple(blocks))
 
 
-def _transform_sections(rows: list[dict]) -> tuple[Section, Section | None]:
+def _transform_sections(rows: list[ResultRow]) -> tuple[Section, Section | None]:
     """The plot of the destruction rate against strength, and the appendix with every row."""
     title = "Artificial transformations"
     if not rows:
         return Section(title, (Text("No artificial-transformation rows (run physadv experiment).",
                                     missing=True),)), None
-    units = {name: kind.unit for name, kind in TRANSFORMS.items()}
-    attacked = [r for r in rows if r["method"] != CLEAN_METHOD]  # the clean images have nothing to destroy
-    figures = tuple(Plot(plots.destruction_vs_strength(attacked, units, case),
+    units = {transform: _transform_unit(transform) for transform in dict.fromkeys(r.transform for r in rows)}
+    attacked = [r for r in rows if r.method != CLEAN_METHOD]  # the clean images have nothing to destroy
+    figures = tuple(Plot(destruction_vs_strength(attacked, units, case),
                          f"{case.capitalize()} case: top-1 destruction rate against transformation strength, "
                          "one line per method and ε. Missing points: no image was attacked successfully, "
                          "so the rate is undefined. All numbers are in the appendix.")
-                    for case in CASES if any(r["case"] == case for r in attacked))
+                    for case in CASES if any(r.case == case for r in attacked))
     tables = []
-    for transform in dict.fromkeys(r["transform"] for r in rows):
+    for transform in units:
         tables.append(Table(
-            f"{transform} ({units.get(transform, 'strength')}): accuracy on the transformed adversarial "
+            f"{transform} ({units[transform]}): accuracy on the transformed adversarial "
             "images and destruction rate",
             ("method", "ε", "strength", "case", "images", "T(adv) top-1", "T(adv) top-5",
              "destruction top-1", "destruction top-5"),
-            tuple((r["method"], f"{float(r['eps']):g}", _number(r.get("strength")), r["case"],
-                   str(r.get("n_images")), *_accuracies(r, "transformed"), _destruction(r, 1), _destruction(r, 5))
-                  for r in rows if r["transform"] == transform), 4))
+            tuple((r.method, f"{r.eps:g}", _number(r.strength), r.case,
+                   str(r.n_images), *_accuracies(r, "transformed"), _destruction(r, 1), _destruction(r, 5))
+                  for r in rows if r.transform == transform), 4))
     return Section(title, figures), Section("Appendix: every transformation row", tuple(tables))
 
 
-def _corruption_section(rows: list[dict]) -> Section | None:
+def _corruption_section(rows: list[ResultRow]) -> Section | None:
     """ImageNet-C at a glance: accuracy on the corrupted clean images and the destruction rate of each
     attack, per corruption and severity. ``None`` without corruption rows."""
-    rows = [r for r in rows if is_corruption(r["transform"]) and r["case"] == "average"]
+    rows = [r for r in rows if is_corruption(r.transform) and r.case == Case.AVERAGE]
     if not rows:
         return None
-    corruptions = list(dict.fromkeys(r["transform"] for r in rows))
-    cells = {(r["method"], float(r["eps"]), r["transform"], r.get("strength")): r for r in rows}
+    corruptions = list(dict.fromkeys(r.transform for r in rows))
+    cells = {(r.method, r.eps, r.transform, r.strength): r for r in rows}
     header = tuple(f"severity {s}" for s in SEVERITIES)
     blocks: list[Block] = []
-    if any(r["method"] == CLEAN_METHOD for r in rows):
+    if any(r.method == CLEAN_METHOD for r in rows):
         def accuracy(transform: str, severity: int) -> str:
             row = cells.get((CLEAN_METHOD, 0.0, transform, float(severity)))
-            return "—" if row is None else format_fraction(row.get("top1_transformed"), row.get("n_images"))
+            return "—" if row is None else format_fraction(row.top1_transformed, row.n_images)
         blocks.append(Table("Corruption accuracy: top-1 on the corrupted clean images (Hendrycks & Dietterich "
                             "2019; mCE against a baseline is in results.json)", ("corruption",) + header,
                             tuple((t.split(":", 1)[1], *(accuracy(t, s) for s in SEVERITIES)) for t in corruptions), 1))
-    attacks = list(dict.fromkeys((r["method"], float(r["eps"])) for r in rows if r["method"] != CLEAN_METHOD))
+    attacks = list(dict.fromkeys(r.attack for r in rows if r.method != CLEAN_METHOD))
     if attacks:
         blocks.append(Table("Top-1 destruction rate of each attack under each corruption (average case)",
                             ("method", "ε", "corruption") + header,
@@ -303,20 +304,20 @@ def _corruption_section(rows: list[dict]) -> Section | None:
     return Section("Common corruptions (ImageNet-C)", tuple(blocks))
 
 
-def _success(label: str, row: dict) -> str:
-    goal = label_goal(label, row.get("eot"))
+def _success(label: str, row: ResultRow) -> str:
+    goal = label_goal(label, row.eot)
     return goal.success if goal else ""
 
 
-def _adversariality_section(rows: list[dict]) -> Section:
+def _adversariality_section(rows: list[ResultRow]) -> Section:
     title = "Adversariality: EOT against plain attacks"
-    eot_methods = {r["method"] for r in rows if r.get("eot")}
-    png = plots.adversariality_vs_eps(rows, eot_methods)
+    eot_methods = {r.method for r in rows if r.eot}
+    png = adversariality_vs_eps(rows, eot_methods)
     if png is None:
         return Section(title, (Text("No adversariality values: no EOT rows, and no plain rows evaluated "
                                     "under EOT.", missing=True),))
     attacks = {(m, e): r for (m, e, case), r in _by_attack(rows).items()
-               if case == "average" and _defined(r.get("adversariality"))}
+               if case == Case.AVERAGE and _defined(r.adversariality)}
     explanation = Text("Adversariality (Athalye et al. 2018): the mean over the images of the fraction of "
                        "held-out transformations under which the adversarial image is still a success for its "
                        "attack. For ll and target that means the goal class itself, which is stricter than a "
@@ -326,8 +327,7 @@ def _adversariality_section(rows: list[dict]) -> Section:
         "Adversariality per attack",
         ("method", "ε", "kind", "success means", "images", "adversariality"),
         tuple((method, f"{eps:g}", "EOT" if method in eot_methods else "plain",
-               _success(method, row), str(row.get("n_images")),
-               f"{row['adversariality']:.2f}")
+               _success(method, row), str(row.n_images), f"{row.adversariality:.2f}")
               for (method, eps), row in attacks.items()), 4)
     notes: tuple[Block, ...] = ()
     if not any(m in eot_methods for m, _ in attacks):
@@ -350,15 +350,16 @@ def thumbnail(path: Path | None) -> bytes | None:
     except (OSError, ValueError):
         return None
     side = max(image.size)
+    buffer = io.BytesIO()
     if side < THUMBNAIL_MIN:
         factor = -(-THUMBNAIL_MIN // side)
         image = image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
     elif side > THUMBNAIL_MAX:
         image.thumbnail((THUMBNAIL_MAX, THUMBNAIL_MAX), Image.Resampling.LANCZOS)
-        buffer = io.BytesIO()
         image.save(buffer, "JPEG", quality=THUMBNAIL_JPEG_QUALITY, subsampling=0)
         return buffer.getvalue()
-    return encode_png(np.asarray(image))
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
 
 
 def _picture(kind: str, path: Path | None, prediction: str | None) -> Picture:
@@ -395,8 +396,8 @@ def _gallery_blocks(data: ReportData) -> tuple[Block, ...]:
 
 def build_report(data: ReportData) -> Report:
     rows = _sorted(list(data.rows))
-    photo_rows = [r for r in rows if r["transform"] == PHOTO]
-    digital_rows = [r for r in rows if r["transform"] != PHOTO]
+    photo_rows = [r for r in rows if r.transform == PHOTO]
+    digital_rows = [r for r in rows if r.transform != PHOTO]
     transforms, appendix = _transform_sections(digital_rows)
     gallery = Section("Gallery: clean, adversarial, photographed", _gallery_blocks(data))
     corruptions = _corruption_section(digital_rows)

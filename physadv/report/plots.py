@@ -10,7 +10,7 @@ from typing import Callable, Iterable, Sequence
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from physadv.experiment import Row
+from physadv.results import PHOTO, Case, ResultRow
 
 DPI = 150
 PANEL = (2.6, 2.1)  # inches per small panel
@@ -19,8 +19,8 @@ LINESTYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D", "v", "P")
 
 
-def _value(row: Row, key: str) -> float:
-    value = row.get(key)
+def _value(row: ResultRow, field: str) -> float:
+    value = getattr(row, field)
     return math.nan if value is None else float(value)
 
 
@@ -40,12 +40,13 @@ def _colours(names: Sequence[str]) -> dict[str, str]:
     return {name: f"C{i % 10}" for i, name in enumerate(names)}
 
 
-def _series(rows: list[Row], group: Callable[[Row], object], x: str, y: str) -> dict[object, tuple[list, list]]:
-    """Group → (xs, ys) sorted by x, skipping rows without an x."""
+def _series(rows: list[ResultRow], group: Callable[[ResultRow], object], x: str,
+            y: str) -> dict[object, tuple[list, list]]:
+    """Group → (xs, ys) of fields ``x`` and ``y``, sorted by x, skipping rows without an x."""
     series: dict[object, list[tuple[float, float]]] = {}
     for row in rows:
-        if row.get(x) is not None:
-            series.setdefault(group(row), []).append((float(row[x]), _value(row, y)))
+        if getattr(row, x) is not None:
+            series.setdefault(group(row), []).append((_value(row, x), _value(row, y)))
     return {key: tuple(map(list, zip(*sorted(points)))) for key, points in series.items()}
 
 
@@ -58,23 +59,22 @@ def _style(axes, xlabel: str, ylabel: str, title: str) -> None:
     axes.grid(alpha=0.3)
 
 
-def destruction_vs_strength(rows: list[Row], units: dict[str, str], case: str) -> bytes | None:
+def destruction_vs_strength(rows: list[ResultRow], units: dict[str, str], case: Case) -> bytes | None:
     """Top-1 destruction rate of ``case`` against strength: one panel per transformation, one line per
     (method, ε). ``None`` without rows of that case."""
-    rows = [r for r in rows if r["case"] == case]
+    rows = [r for r in rows if r.case == case]
     if not rows:
         return None
-    transforms = _first_seen(r["transform"] for r in rows)
-    colours = _colours(_first_seen(r["method"] for r in rows))
-    epsilons = sorted({float(r["eps"]) for r in rows})
+    transforms = _first_seen(r.transform for r in rows)
+    colours = _colours(_first_seen(r.method for r in rows))
+    epsilons = sorted({r.eps for r in rows})
     columns = min(len(transforms), PANELS_PER_LINE)
     lines = -(-len(transforms) // columns)
     figure = Figure(figsize=(PANEL[0] * columns, PANEL[1] * lines + 0.6), layout="constrained")
     grid = figure.subplots(lines, columns, squeeze=False, sharey=True)
     for index, (axes, transform) in enumerate(zip(grid.flat, transforms)):
-        selected = [r for r in rows if r["transform"] == transform]
-        for (method, eps), (xs, ys) in _series(selected, lambda r: (r["method"], float(r["eps"])),
-                                               "strength", "destruction_top1").items():
+        selected = [r for r in rows if r.transform == transform]
+        for (method, eps), (xs, ys) in _series(selected, lambda r: r.attack, "strength", "destruction_top1").items():
             style = epsilons.index(eps)
             axes.plot(xs, ys, color=colours[method], linestyle=LINESTYLES[style % len(LINESTYLES)],
                       marker=MARKERS[style % len(MARKERS)], markersize=3, linewidth=1.2, label=f"{method} ε={eps:g}")
@@ -94,27 +94,27 @@ def destruction_vs_strength(rows: list[Row], units: dict[str, str], case: str) -
     return _png(figure)
 
 
-def accuracy_vs_eps(rows: list[Row]) -> bytes | None:
+def accuracy_vs_eps(rows: list[ResultRow]) -> bytes | None:
     """Top-1 and top-5 accuracy of the adversarial images against ε per method (average case), with
     the clean accuracy and, for rows of the photo channel, the accuracy on the photos. ``None``
     without average-case rows."""
-    rows = [r for r in rows if r["case"] == "average"]
+    rows = [r for r in rows if r.case == Case.AVERAGE]
     if not rows:
         return None
-    methods = _first_seen(r["method"] for r in rows)
+    methods = _first_seen(r.method for r in rows)
     colours = _colours(methods)
-    digital = {(r["method"], float(r["eps"])): r for r in rows if r["transform"] != "photo"}
-    photo = [r for r in rows if r["transform"] == "photo"]
+    digital = {r.attack: r for r in rows if r.transform != PHOTO}
+    photo = [r for r in rows if r.transform == PHOTO]
     figure = Figure(figsize=(PANEL[0] * 2 + 0.4, PANEL[1] + 0.7), layout="constrained")
     for axes, k in zip(figure.subplots(1, 2, squeeze=False)[0], (1, 5)):
         clean = [_value(r, f"top{k}_clean") for r in digital.values()]
         clean = [c for c in clean if not math.isnan(c)]
         if clean:
             axes.axhline(sum(clean) / len(clean), color="0.4", linestyle=":", linewidth=1, label="clean")
-        for method, (xs, ys) in _series(list(digital.values()), lambda r: r["method"], "eps", f"top{k}_adv").items():
+        for method, (xs, ys) in _series(list(digital.values()), lambda r: r.method, "eps", f"top{k}_adv").items():
             axes.plot(xs, ys, color=colours[method], marker="o", markersize=3, linewidth=1.2,
                       label=f"{method} (digital)")
-        for method, (xs, ys) in _series(photo, lambda r: r["method"], "eps", f"top{k}_transformed").items():
+        for method, (xs, ys) in _series(photo, lambda r: r.method, "eps", f"top{k}_transformed").items():
             axes.plot(xs, ys, color=colours[method], marker="s", markersize=4, linewidth=1.2, linestyle="--",
                       label=f"{method} (photo)")
         _style(axes, "ε (0–255 units)", f"top-{k} accuracy", f"top-{k} accuracy of adversarial images")
@@ -123,18 +123,17 @@ def accuracy_vs_eps(rows: list[Row]) -> bytes | None:
     return _png(figure)
 
 
-def adversariality_vs_eps(rows: list[Row], eot_methods: set[str]) -> bytes | None:
+def adversariality_vs_eps(rows: list[ResultRow], eot_methods: set[str]) -> bytes | None:
     """Adversariality against ε per method, ``eot_methods`` solid and plain ones dashed (average-case rows
     with an ``adversariality``). ``None`` when no row has one."""
-    rows = [r for r in rows if r["case"] == "average" and r.get("adversariality") is not None]
+    rows = [r for r in rows if r.case == Case.AVERAGE and r.adversariality is not None]
     if not rows:
         return None
-    colours = _colours(_first_seen(r["method"] for r in rows))
-    per_attack = {(r["method"], float(r["eps"])): r for r in rows}
+    colours = _colours(_first_seen(r.method for r in rows))
+    per_attack = {r.attack: r for r in rows}
     figure = Figure(figsize=(PANEL[0] + 1.6, PANEL[1] + 0.3), layout="constrained")
     axes = figure.subplots()
-    for method, (xs, ys) in _series(list(per_attack.values()), lambda r: r["method"], "eps",
-                                    "adversariality").items():
+    for method, (xs, ys) in _series(list(per_attack.values()), lambda r: r.method, "eps", "adversariality").items():
         axes.plot(xs, ys, color=colours[method], marker="o", markersize=3, linewidth=1.4,
                   linestyle="-" if method in eot_methods else "--",
                   label=f"{method} ({'EOT' if method in eot_methods else 'plain'})")

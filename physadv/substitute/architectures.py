@@ -13,7 +13,7 @@ from torch import nn
 
 from physadv.catalog import RANDOM_WEIGHTS
 from physadv.classifiers import Classifier, Normalise, load_classifier
-from physadv.classifiers.zoo import file_sha256
+from physadv.fileio import file_sha256
 from physadv.errors import InputError
 from physadv.labels import LabelSpace
 from physadv.substitute import ARCHITECTURES, default_architecture, is_file_architecture

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from physadv.classifiers import Classifier
-from physadv.classifiers.zoo import file_sha256
+from physadv.fileio import file_sha256
 from physadv.labels import LabelSpace
 
 ORACLE_BATCH = 64

@@ -1,5 +1,8 @@
 """Stress conditions for the virtual camera: the photos that broke capture elsewhere, made here.
 
+Test and benchmark support (``tests/test_capture_stress.py``, ``benchmarks/bench_capture.py``), not
+part of the installed package.
+
 Each condition adds one thing to an ordinary virtual-camera photo (:mod:`physadv.printouts.camera`),
 through the :class:`physadv.printouts.camera.PhotoEffects` hooks. The ranges are stress ranges, not
 calibrated typical photos; where they come from is said per condition:

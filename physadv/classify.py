@@ -1,0 +1,81 @@
+"""Classify an image set: the top-5 of every image and, where labels are known, top-1/top-5 accuracy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from physadv.batches import PendingBatch, run_batches
+from physadv.classifiers import Classifier
+from physadv.datasets import ImageRef, batch_count, batch_slice
+from physadv.distributed import SINGLE, Shard
+from physadv.errors import InputError
+from physadv.images import to_tensor
+from physadv.labels import LabelSpace
+from physadv.metrics import Predictions, Rate, accuracy
+
+
+@dataclass(frozen=True)
+class Classification:
+    """The top-5 of every one of ``images``, in order, and the accuracy over those with a label.
+
+    Per image only its top-5 (60 bytes) is kept: :meth:`records` makes the per-image records as they are used.
+    """
+
+    model: str
+    labels: LabelSpace
+    images: Sequence[ImageRef]
+    predictions: Predictions
+    top1: Rate
+    top5: Rate
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Per image: ``id``, ``source``, ``label`` and ``label_name`` (``None`` when unknown), and its
+        ``top5`` as ``{"index", "name", "probability"}``."""
+        for image, classes, probabilities in zip(self.images, self.predictions.classes,
+                                                 self.predictions.probabilities):
+            yield {"id": image.id, "source": image.source, "label": image.label,
+                   "label_name": self.labels.name(image.label) if image.label is not None else None,
+                   "top5": [{"index": int(c), "name": self.labels.name(int(c)), "probability": float(p)}
+                            for c, p in zip(classes, probabilities)]}
+
+
+def classify_images(classifier: Classifier, images: Sequence[ImageRef], *, batch_size: int = 32,
+                    shard: Shard = SINGLE, workers: int = 0, progress: bool = True) -> Classification | None:
+    """Classify ``images`` (read and centre-cropped to the classifier's size) batch by batch.
+
+    Every rank of ``shard``'s group must call this; each classifies its share of the batches.
+
+    Args:
+        workers: processes that read and resize images (0: in this process).
+
+    Returns:
+        the classification on rank 0; ``None`` on the other ranks.
+
+    Raises:
+        InputError: no images, or one that cannot be read.
+    """
+    count = len(images)
+    if not count:
+        raise InputError("no images to classify")
+
+    def pending() -> list[PendingBatch]:
+        return [PendingBatch(n, len(batch_slice(n, count, batch_size))) for n in range(batch_count(count, batch_size))]
+
+    def work(_: PendingBatch, pixels: torch.Tensor) -> Predictions:
+        probabilities = classifier.probabilities(to_tensor(pixels.numpy(), classifier.device), len(pixels))
+        return Predictions.from_probabilities(probabilities)
+
+    def merge(batches: list[Predictions]) -> Classification:
+        predictions = Predictions.concatenate(batches)
+        labels = np.array([-1 if image.label is None else image.label for image in images])
+        labelled = labels >= 0
+        subset = predictions.subset(labelled)
+        return Classification(classifier.name, classifier.labels, images, predictions,
+                              accuracy(subset, labels[labelled], 1), accuracy(subset, labels[labelled], 5))
+
+    return run_batches(pending, work, merge, images=images, image_size=classifier.image_size, batch_size=batch_size,
+                       shard=shard, workers=workers, progress=progress, share=False, desc="classifying", unit="img")
