@@ -9,7 +9,8 @@ Each form takes its preprocessing from where its library keeps it:
 - ``torchvision:NAME``: the ``DEFAULT`` member of the model's weights enum: its ``transforms()``
   (resize, crop, mean/std, interpolation) and ``meta["categories"]``. Weights: the torch cache.
 - ``FILE.py:FACTORY``: ``FACTORY()`` (no arguments) in the user's file returns a :class:`ModelBundle`
-  (or a dict of its fields, or a ready :class:`~physadv.classifiers.Classifier`).
+  (or a dict of its fields, or a ready :class:`~physadv.classifiers.Classifier`). Only the user's own
+  ``--model`` may name one: a model read from a file is a name (:func:`check_recorded_model`).
 
 ``weights`` may be a file (loaded with ``weights_only=True``; safetensors files with safetensors),
 :data:`RANDOM_WEIGHTS` (random initialisation, for smoke tests), or ``None``: the library's cache,
@@ -53,6 +54,29 @@ def is_offline(offline: bool | None = None) -> bool:
 def is_external(name: str) -> bool:
     """Whether ``name`` is one of the bring-your-own forms rather than a built-in name."""
     return name.startswith(PREFIXES) or _split_file_spec(name) is not None
+
+
+def is_code_spec(name: str) -> bool:
+    """Whether ``name`` is a ``FILE.py:FACTORY`` spec: loading it runs that file's code."""
+    return _split_file_spec(name) is not None
+
+
+def check_recorded_model(name: str, where: str, user_model: str | None = None) -> str:
+    """``name``, a model read from a file (a manifest, an ``attack.json``, a run's configuration), if it may
+    be loaded: a built-in, ``timm:`` or ``torchvision:`` name, or the very ``FILE.py:FACTORY`` the user
+    named themselves (``user_model``: their ``--model``, ``None`` if they named none).
+
+    Files travel between people, so a code spec in one is somebody else's code: it is a name to compare,
+    never a file to import. Every path from a file's model field to :func:`load_classifier` passes here.
+
+    Raises:
+        InputError: ``name`` is a ``FILE.py:FACTORY`` spec other than ``user_model`` (nothing is imported).
+    """
+    if is_code_spec(name) and name != user_model:
+        raise InputError(f"{where}: its model {name!r} names a Python file, and physadv never runs code named by a "
+                         f"file (a model read from a file is only a name); if you trust that file, pass "
+                         f"--model {name} yourself")
+    return name
 
 
 @dataclass(frozen=True)

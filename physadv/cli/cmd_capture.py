@@ -29,7 +29,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("photos", metavar="PHOTOS_DIR", help="folder of photos of the printed sheets (searched recursively)")
     parser.add_argument("--manifest", required=True, metavar="PATH", help="the run's manifest.json (written by physadv print)")
     parser.add_argument("--model", default=None, metavar="NAME",
-                        help="classifier, as `physadv models` lists them (default: the run's own classifier)")
+                        help="classifier, as `physadv models` lists them (default: the run's own classifier; "
+                             "a FILE.py:FACTORY recorded in the manifest is never imported unless you name it here)")
     parser.add_argument("--weights", metavar="PATH", default=None, help="weights file for --model")
     add_device_option(parser)
     parser.add_argument("--out", required=True, type=output_dir, metavar="DIR",
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from physadv.capture.pipeline import capture_folder, photo_files, resolve_attack_dir
-    from physadv.classifiers import load_classifier
+    from physadv.classifiers import check_recorded_model, load_classifier
     from physadv.lab.store import RunStore, record_in_run
     from physadv.metrics import channel_severity, severity_lines
     from physadv.printouts.manifest import read_manifest
@@ -54,9 +55,9 @@ def run(args: argparse.Namespace) -> int:
     photo_files(Path(args.photos), Path(args.out))
     manifest = read_manifest(args.manifest)
     run_model = manifest.model or next((cell.model for _, cell in manifest.cells() if cell.model), None)
-    model = args.model or run_model
-    if not model:
+    if not (args.model or run_model):
         raise InputError(f"{args.manifest} names no model; pass --model NAME")
+    model = args.model or check_recorded_model(run_model, args.manifest)
     classifier = load_classifier(model, weights=args.weights, device=resolve_device(args.device))
     result = capture_folder(args.photos, args.manifest, classifier, args.out, workers=args.workers)
 

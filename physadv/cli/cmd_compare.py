@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         eot_samples=args.eot_samples, adversariality_distribution=args.eot,
         adversariality_samples=args.adversariality_samples, transforms={}, photos_per_page=args.photos_per_page,
         resolution=args.resolution, camera_profile=profile_spec(args.profile))
-    Session(args.out, config, resolve_device(args.device or config.device)).run("compare")
+    Session(args.out, config, resolve_device(args.device or config.device), user_model=args.model).run("compare")
     files = build_report(args.out)
     print(summary(args.out))
     print(f"\nreport: {files.html}")

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     config = session_config(args)
-    Session(args.out, config, resolve_device(args.device or config.device)).run("demo")
+    Session(args.out, config, resolve_device(args.device or config.device), user_model=args.model).run("demo")
     files = build_report(args.out)
     print(summary(args.out))
     print(f"\nreport: {files.html}\n        {files.pdf}\n({time.perf_counter() - started:.0f} s)")

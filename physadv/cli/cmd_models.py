@@ -15,7 +15,8 @@ OTHER_FORMS = {
     "torchvision:NAME": "any torchvision classification model (e.g. torchvision:mobilenet_v3_large); "
                         "preprocessing and class names from its DEFAULT weights enum; weights from the torch cache",
     "FILE.py:FACTORY": "FACTORY() in your file returns physadv.classifiers.ModelBundle(model, input_size, mean, "
-                       "std, labels, interpolation, crop_pct) or a dict of those keys; --weights loads into it",
+                       "std, labels, interpolation, crop_pct) or a dict of those keys; --weights loads into it; "
+                       "only your own --model imports a file, never a model named in a manifest or run",
 }
 OTHER_MODELS = (
     "\nany other model, with --model:\n"

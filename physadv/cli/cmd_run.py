@@ -24,7 +24,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=["new", "continue"], help="new: create RUN; continue: resume it")
     parser.add_argument("run_dir", type=output_dir, metavar="RUN", help="run folder")
     parser.add_argument("--config", type=Path, help="TOML session settings (new only; see examples/lab.toml)")
-    parser.add_argument("--model", default=None, metavar="NAME", help="classifier (new only)")
+    parser.add_argument("--model", default=None, metavar="NAME",
+                        help="classifier (new; with continue only to confirm the run's own FILE.py:FACTORY model, "
+                             "which physadv never imports on a file's word)")
     parser.add_argument("--seed", type=int, default=None, help="seed (new only)")
     parser.add_argument("--profile", default=None, metavar="NAME|FILE.toml",
                         help="camera profile of the virtual camera (new only; the config key camera_profile)")
@@ -41,11 +43,15 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"{args.run_dir} already exists; use `physadv run continue {args.run_dir}`")
         config = session_config(args)
     else:
-        if args.config or args.model or args.seed is not None or args.profile:
-            raise InputError("a run keeps the configuration it was created with; --config, --model, --seed and "
-                             "--profile only go with `run new`")
+        if args.config or args.seed is not None or args.profile:
+            raise InputError("a run keeps the configuration it was created with; --config, --seed and --profile "
+                             "only go with `run new`")
         config = stored_config(args.run_dir)
-    Session(args.run_dir, config, resolve_device(args.device or config.device)).run(f"run {args.action}")
+        if args.model is not None and args.model != config.model:
+            raise InputError(f"a run keeps the model it was created with ({config.model!r}); --model with `run "
+                             "continue` only confirms that model")
+    Session(args.run_dir, config, resolve_device(args.device or config.device),
+            user_model=args.model).run(f"run {args.action}")
     files = build_report(args.run_dir)
     print(summary(args.run_dir))
     print(f"\nreport: {files.html}")

@@ -150,7 +150,7 @@ def compare_models(models: Sequence[ModelRef], out: str | Path, base_config: Ses
     for number, ref in enumerate(models):
         config = replace(base_config, model=ref.model, weights=ref.weights)
         run_dir = out / "models" / ref.slug(number)
-        Session(run_dir, config, device, progress).run("compare-models")
+        Session(run_dir, config, device, progress, user_model=ref.model).run("compare-models")
         classifier = base if number == 0 else load_classifier(ref.model, weights=ref.weights, device=device)
         if classifier.labels.names != base.labels.names:
             raise InputError(f"{ref.label} has other classes than the base model {models[0].label}")

@@ -42,7 +42,7 @@ from physadv.attackset import (
     stream_attack_set,
 )
 from physadv.channel import TRANSFORMS, check_strength
-from physadv.classifiers import DEFAULT_MODEL, Classifier, load_classifier
+from physadv.classifiers import DEFAULT_MODEL, Classifier, check_recorded_model, load_classifier
 from physadv.datasets import index_image_set
 from physadv.eot import ADVERSARIALITY_SAMPLES, DISTRIBUTIONS, EOT_SAMPLES, adversariality, eot_gradient
 from physadv.errors import InputError
@@ -435,13 +435,20 @@ STAGES: tuple[type[Stage], ...] = (AttackStage, AdversarialityStage, TransformSt
 
 
 class Session:
-    """Runs (or resumes) a session in ``run_dir``; holds the run's lock while it works."""
+    """Runs (or resumes) a session in ``run_dir``; holds the run's lock while it works.
 
-    def __init__(self, run_dir: str | Path, config: SessionConfig, device: torch.device, progress: bool = True):
+    ``user_model`` is the model the user named themselves (their ``--model``): the only ``FILE.py:FACTORY``
+    the session may import. A configuration may have been read from a file, so any other code spec in
+    ``config.model`` is refused (:func:`~physadv.classifiers.check_recorded_model`).
+    """
+
+    def __init__(self, run_dir: str | Path, config: SessionConfig, device: torch.device, progress: bool = True,
+                 user_model: str | None = None):
         self.run_dir = Path(run_dir)
         self.config = config
         self.device = device
         self.progress = progress
+        self.user_model = user_model
 
     def say(self, message: str) -> None:
         """A stage's one-line news on stderr; quiet with ``progress=False``, like the progress bars."""
@@ -457,7 +464,9 @@ class Session:
                 raise InputError(f"{self.run_dir} was started with another configuration; {hint}, "
                                  "or choose a new folder")
             # Everything that can be wrong with the configuration is found before anything is written.
-            classifier = load_classifier(self.config.model, weights=self.config.weights, device=self.device)
+            where = str(path) if path.is_file() else "the session's configuration"
+            model = check_recorded_model(self.config.model, where, self.user_model)
+            classifier = load_classifier(model, weights=self.config.weights, device=self.device)
             targets = {plan.name: self._target(classifier, plan) for plan in self.config.attacks}
             images = index_image_set(list(self.config.images), classifier.labels, self.config.label,
                                      self.config.limit)
