@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from physadv.catalog import MASKING_MARGIN
 from physadv.cli.cmd_experiment import parse_strengths
-from physadv.cli.common import add_device_option, comma_floats, comma_list, positive_int, resolve_device
+from physadv.cli.common import (
+    add_device_option,
+    add_seed_option,
+    comma_floats,
+    comma_list,
+    output_dir,
+    positive_int,
+    resolve_device,
+)
 from physadv.errors import InputError
 
 ORDER = 28
@@ -41,8 +48,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adversariality-samples", type=positive_int, default=20,
                         help="held-out photo transformations per image for the adversariality column")
     parser.add_argument("--batch-size", type=positive_int, default=16)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    add_seed_option(parser)
+    parser.add_argument("--out", type=output_dir, required=True, help="output folder")
     add_device_option(parser)
     parser.set_defaults(func=run)
 
@@ -51,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from physadv.lab.model_comparison import compare_models, format_table, parse_models
     from physadv.lab.session import AttackPlan, SessionConfig
 
-    methods = comma_list(args.methods)
+    methods = comma_list(args.methods, unique=True)
     if not methods or any(m not in ("fgsm", "bim") for m in methods):
         raise InputError(f"--methods {args.methods!r}: compare-models takes fgsm and/or bim")
     transforms = parse_strengths(comma_list(args.transforms), []) if args.transforms else {}

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from physadv.cli.cmd_demo import session_config
-from physadv.cli.common import add_device_option, output_dir, resolve_device
+from physadv.cli.common import add_device_option, output_dir, resolve_device, seed_type
 from physadv.errors import InputError
 
 ORDER = 2
@@ -25,7 +25,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", type=output_dir, metavar="RUN", help="run folder")
     parser.add_argument("--config", type=Path, help="TOML session settings (new only; see examples/lab.toml)")
     parser.add_argument("--model", default=None, metavar="NAME", help="classifier (new only)")
-    parser.add_argument("--seed", type=int, default=None, help="seed (new only)")
+    parser.add_argument("--seed", type=seed_type, default=None, help="seed (new only)")
     parser.add_argument("--profile", default=None, metavar="NAME|FILE.toml",
                         help="camera profile of the virtual camera (new only; the config key camera_profile)")
     add_device_option(parser, session=True)
