@@ -28,8 +28,9 @@ import csv
 import hashlib
 import io
 import json
+import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,7 @@ from physadv.capture.detect import REASONS, PageDetection, PhotoDetection, Rejec
 from physadv.capture.verify import check_page
 from physadv.attackset import read_attack_set
 from physadv.classifiers import Classifier
-from physadv.errors import InputError
+from physadv.errors import InputError, PhysadvWarning
 from physadv.fileio import atomic_write_json, atomic_write_text, parse_json
 from physadv.images import image_files, pixel_sha256, read_rgb, to_tensor, write_png
 from physadv.metrics import Predictions, accuracy, channel_severity, destruction_reports
@@ -269,14 +270,17 @@ def capture_folder(photos_dir: str | Path, manifest_path: str | Path, classifier
     sources = cell_sources(manifest, Path(manifest_path).parent)
     records: list[dict | None] = []
     pending: list[tuple[int, Path, str, dict, Path]] = []
+    redone: list[str] = []
     for path in photos:
         relative = path.relative_to(photos_dir).as_posix()
         stat = path.stat()
         identity = {"version": STATE_VERSION, "photo": relative, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
                     "run_id": manifest.run_id, "model": classifier.name}
         state_path = out / STATE_DIR / f"{photo_key(relative)}.json"
-        record = _read_state(state_path, identity, manifest)
-        if record is None:
+        record = _read_state(state_path, identity, manifest, classes, out)
+        if record is False:
+            redone.append(relative)
+        if not record:
             pending.append((len(records), path, relative, identity, state_path))
         records.append(record)
 
@@ -284,6 +288,9 @@ def capture_folder(photos_dir: str | Path, manifest_path: str | Path, classifier
         _, path, relative, identity, _ = job
         return {"identity": identity, **_capture_one(path, relative, manifest, classifier, out, sources)}
 
+    if redone:
+        warnings.warn(f"{len(redone)} record(s) in {out / STATE_DIR} (e.g. of {redone[0]}) do not match the manifest, "
+                      "the model or their crops; those photos are captured again", PhysadvWarning, stacklevel=2)
     pool = ThreadPoolExecutor(workers) if workers > 1 else None
     try:
         with tqdm(total=len(photos), initial=len(photos) - len(pending), desc="photos", unit="photo",
@@ -305,39 +312,75 @@ def capture_folder(photos_dir: str | Path, manifest_path: str | Path, classifier
     return CaptureResult(len(photos), observations, rejections, tuple(rows), photo_clean)
 
 
-def _read_state(path: Path, identity: dict, manifest: Manifest) -> dict | None:
-    """The record of a photo processed before with the same ``identity``; ``None`` when there is none, or
-    when it is stale or malformed (the photo is then processed again: a state file is never trusted)."""
+def _read_state(path: Path, identity: dict, manifest: Manifest, classes: int, out: Path) -> dict | None | bool:
+    """The record of a photo processed before with the same ``identity``: ``None`` when there is none or
+    it is of another identity (the photo changed), ``False`` when it does not pass :func:`_state_record`.
+    Either way the photo is processed again: a state file is a file like any other, and never trusted."""
     try:
         data = parse_json(path.read_text(encoding="utf-8"))
-        if not isinstance(data, dict) or data.get("identity") != identity:
-            return None
-        record = Record(data, str(path))
-        cells = {(page.index, cell.index): cell for page, cell in manifest.cells()}
-        crops = f"{CROPS_DIR}/{photo_key(identity['photo'])}/"
-        return {"identity": identity,
-                "observations": [_observation(o, identity["photo"], cells, crops)
-                                 for o in record.records("observations", 0, len(cells) * 16)],
-                "rejections": [Rejection(r.choice("reason", tuple(REASONS)), r.text("detail"),
-                                         r.integer("page", 0, MAX_PAGES - 1, optional=True),
-                                         r.integer("cell", 0, MAX_CELLS_PER_PAGE - 1, optional=True))
-                               for r in record.records("rejections", 0, 10_000)]}
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError, InputError):
+    except FileNotFoundError:
         return None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    if not isinstance(data, dict) or data.get("identity") != identity:
+        return None if isinstance(data, dict) and "identity" in data else False
+    try:
+        return _state_record(Record(data, str(path)), identity, manifest, classes, out)
+    except InputError:
+        return False
 
 
-def _observation(record: Record, photo: str, cells: dict[tuple[int, int], Cell], crops: str) -> CellObservation:
-    """A stored observation, which must name a cell of the manifest and a crop of this photo."""
+def _state_record(record: Record, identity: dict, manifest: Manifest, classes: int, out: Path) -> dict:
+    """A state record, every field checked: each observation is of a cell of the manifest, says of it
+    exactly what the manifest says (image, kind, method, ε, label), has a top-5 of this model's classes
+    with probabilities that could be a softmax's, and its crop is there; each rejection is one of
+    :data:`~physadv.capture.detect.REASONS`, and no cell is observed twice."""
+    record.only(("identity", "observations", "rejections"))
+    cells = {(page.index, cell.index): cell for page, cell in manifest.cells()}
+    crops = f"{CROPS_DIR}/{photo_key(identity['photo'])}/"
+    observations = [_observation(o, identity["photo"], cells, crops, classes, out)
+                    for o in record.records("observations", 0, len(cells))]
+    if len({(o.page, o.cell) for o in observations}) != len(observations):
+        raise record.fail("observations", "a cell is observed twice")
+    rejections = []
+    for r in record.records("rejections", 0, 10_000):
+        r.only([f.name for f in fields(Rejection)])
+        rejections.append(Rejection(r.choice("reason", tuple(REASONS)), r.text("detail"),
+                                    r.integer("page", 0, MAX_PAGES - 1, optional=True),
+                                    r.integer("cell", 0, MAX_CELLS_PER_PAGE - 1, optional=True)))
+    return {"identity": identity, "observations": observations, "rejections": rejections}
+
+
+def _observation(record: Record, photo: str, cells: dict[tuple[int, int], Cell], crops: str, classes: int,
+                 out: Path) -> CellObservation:
+    """A stored observation (see :func:`_state_record`)."""
+    record.only([f.name for f in fields(CellObservation)])
     page, index = record.integer("page", 0, MAX_PAGES - 1), record.integer("cell", 0, MAX_CELLS_PER_PAGE - 1)
     cell = cells.get((page, index))
-    crop = record.text("crop", max_length=512)
-    if cell is None or record.data.get("photo") != photo or not (crop == "" or crop == crops + _crop_name(page, cell)):
-        raise record.fail(None, "does not match the manifest")
-    classes = record.integers("classes", TOP_K, 0, MAX_CLASSES - 1)
-    return CellObservation(photo=photo, page=page, cell=index, image_id=cell.image_id, kind=cell.kind,
-                           method=cell.method, eps=cell.eps, label=cell.label, classes=classes,
-                           probabilities=record.numbers("probabilities", len(classes), 0, 1), crop=crop,
-                           rms_px=record.number("rms_px", 0, 1e6))
+    if cell is None:
+        raise record.fail(None, f"page {page} has no cell {index} in the manifest")
+    observation = CellObservation(
+        photo=record.text("photo"), page=page, cell=index, image_id=record.text("image_id", max_length=256),
+        kind=record.text("kind", max_length=16), method=record.text("method", max_length=64),
+        eps=record.number("eps", 0, 255), label=record.integer("label", 0, MAX_CLASSES - 1, optional=True),
+        classes=record.integers("classes", TOP_K, 0, classes - 1),
+        probabilities=record.numbers("probabilities", TOP_K, 0, 1), crop=record.text("crop", max_length=512),
+        rms_px=record.number("rms_px", 0, 1e6))
+    expected = CellObservation(photo, page, index, cell.image_id, cell.kind, cell.method, cell.eps, cell.label,
+                               observation.classes, observation.probabilities, crops + _crop_name(page, cell),
+                               observation.rms_px)
+    if observation != expected:
+        differing = [f.name for f in fields(CellObservation) if getattr(observation, f.name) != getattr(expected, f.name)]
+        raise record.fail(None, f"{', '.join(differing)} differ from what the manifest and the photo say")
+    # A model with fewer than five classes has its top-5 padded with class 0 at probability 0 (classify_crops).
+    width, probabilities = min(TOP_K, classes), observation.probabilities
+    if (len(set(observation.classes[:width])) != width or any(observation.classes[width:])
+            or any(probabilities[width:]) or any(a < b for a, b in zip(probabilities, probabilities[1:]))
+            or sum(probabilities) > 1 + 1e-3):
+        raise record.fail("classes", "not a top-5: classes repeat or probabilities are not a softmax's, in order")
+    if not (out / observation.crop).is_file():
+        raise record.fail("crop", f"{observation.crop} is missing")
+    return observation
 
 
 def _crop_name(page_index: int, cell: Cell) -> str:

@@ -174,7 +174,7 @@ class Attack:
             goal = classifier.check_labels(labels, batch)
         elif self.goal is Goal.LEAST_LIKELY:
             with torch.no_grad(), self._autocast(clean):
-                goal = classifier(clean).argmin(dim=-1)
+                goal = classifier.checked_logits(clean).argmin(dim=-1)
         else:
             if targets is None:
                 raise InputError("the targeted attack needs target classes (--target CLASS)")

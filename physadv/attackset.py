@@ -31,7 +31,7 @@ from physadv.jsonstream import atomic_write_json_with_list, scan_json_with_list
 from physadv.metrics import Predictions
 from physadv.substitute.loading import substitute_provenance
 from physadv.transfer import check_sources, source_name, transfer_attack
-from physadv.validation import MAX_CLASSES, Record
+from physadv.validation import MAX_CLASSES, MAX_SEED, Record
 
 SCHEMA = "physadv.attack/1"
 CLEAN_DIR, ADV_DIR, RECORD_FILE, PARTS_DIR = "clean", "adv", "attack.json", ".parts"
@@ -170,7 +170,7 @@ def read_attack_header(root: str | Path) -> tuple[AttackSettings, str]:
     attack_settings = AttackSettings(
         model=settings.text("model", max_length=256), method=method, eps=settings.number("eps", 0, 255),
         alpha=settings.number("alpha", 0, 255), iterations=settings.integer("iterations", 0, MAX_ITERATIONS),
-        image_size=settings.integer("image_size", 1, 4096), seed=settings.integer("seed", -2**63, 2**64 - 1),
+        image_size=settings.integer("image_size", 1, 4096), seed=settings.integer("seed", 0, MAX_SEED),
         eot=eot.data if eot is not None else {}, target=settings.integer("target", 0, MAX_CLASSES - 1, optional=True),
         label=settings.text("label", optional=True, max_length=256),
         source_model=settings.text("source_model", optional=True, max_length=1024),
@@ -289,6 +289,9 @@ def check_attack_inputs(attack: Attack, images: Sequence[ImageRef], target: int 
                              "(name the class in the file/folder name or pass --label)")
     if attack.goal.needs_target and target is None:
         raise InputError("the targeted method needs a target class (--target CLASS)")
+    if target is not None and not attack.goal.needs_target:
+        raise InputError(f"a target class goes with the targeted method only: {attack.method} has its own goal "
+                         f"({attack.goal.success}); drop --target or use --method target")
 
 
 def _part_path(out: Path, batch_size: int, number: int) -> Path:
@@ -304,12 +307,30 @@ def _read_part(path: Path) -> list[AttackedImage]:
         raise InputError(f"{path}: malformed part record ({error}); delete it to attack that batch again") from None
 
 
-def _finished_ids(out: Path) -> set[str]:
-    """Ids of the images ``attack.json`` and the part files not merged yet hold."""
-    finished = {image.id for image in _images_of(out / RECORD_FILE)}
+def _finished_ids(out: Path, images: Sequence[ImageRef], classes: int) -> set[str]:
+    """Ids of the images ``attack.json`` and the part files not merged yet hold, each checked against the
+    image set and the model's ``classes`` (:func:`_check_finished`) before it is kept."""
+    refs = {ref.id: ref for ref in images}
+    finished = {_check_finished(image, refs, classes, out / RECORD_FILE).id for image in _images_of(out / RECORD_FILE)}
     for path in sorted((out / PARTS_DIR).glob("*.json")):
-        finished.update(image.id for image in _read_part(path))
+        finished.update(_check_finished(image, refs, classes, path).id for image in _read_part(path))
     return finished
+
+
+def _check_finished(image: AttackedImage, refs: dict[str, ImageRef], classes: int, where: Path) -> AttackedImage:
+    """``image`` as a finished record of this attack: its classes are the model's, and an image of the set
+    has the set's source and label (a record that says otherwise was written for other images)."""
+    indices = [guess.index for guess in (*image.clean_top5, *image.adv_top5)] + [
+        value for value in (image.label, image.target) if value is not None]
+    ref = refs.get(image.id)
+    if max(indices, default=0) >= classes:
+        problem = f"class {max(indices)} of a model with {classes} classes"
+    elif ref is not None and (ref.source, ref.label) != (image.source, image.label):
+        problem = f"source and label {image.source!r}, {image.label} where the images have {ref.source!r}, {ref.label}"
+    else:
+        return image
+    raise InputError(f"{where}: image {image.id!r}: {problem}; delete "
+                     f"{'it' if where.parent.name == PARTS_DIR else 'the folder'} to attack those images again")
 
 
 class _Sorted:
@@ -432,6 +453,8 @@ def attack_to_folder(classifier: Classifier, attack: Attack, images: Sequence[Im
     """
     out = Path(out)
     check_attack_inputs(attack, images, target, batch_size)
+    if not 0 <= seed <= MAX_SEED:  # the range read_attack_header accepts: a folder must read its own record
+        raise InputError(f"seed must be in 0..2**63-1, got {seed}")
     crafting = classifier
     if sources:
         check_sources(classifier, sources)
@@ -444,7 +467,8 @@ def attack_to_folder(classifier: Classifier, attack: Attack, images: Sequence[Im
 
     def pending() -> list[PendingBatch]:
         return [PendingBatch(n, len(batch_slice(n, len(images), batch_size)))
-                for n in _pending_batches(out, settings, classifier.weights, images, batch_size)]
+                for n in _pending_batches(out, settings, classifier.weights, images, batch_size,
+                                             classifier.num_classes)]
 
     def work(batch: PendingBatch, pixels: torch.Tensor) -> None:
         refs = [images[i] for i in batch_slice(batch.number, len(images), batch_size)]
@@ -463,12 +487,12 @@ def attack_to_folder(classifier: Classifier, attack: Attack, images: Sequence[Im
 
 
 def _pending_batches(out: Path, settings: AttackSettings, weights: str, images: Sequence[ImageRef],
-                     batch_size: int) -> list[int]:
+                     batch_size: int, classes: int) -> list[int]:
     """The numbers of the batches of ``images`` that ``out`` does not hold yet; a new ``out`` gets its
     record first (the settings are on disk before any part is), one of another attack is refused."""
     if not _check_resumable(out, settings, weights):
         _write_record(out, settings, weights, ())
-    done = _finished_ids(out)
+    done = _finished_ids(out, images, classes)
     return [n for n in range(batch_count(len(images), batch_size))
             if any(images[i].id not in done for i in batch_slice(n, len(images), batch_size))]
 

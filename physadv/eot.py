@@ -474,7 +474,7 @@ def adversariality(classifier: Classifier, images: torch.Tensor, goal: torch.Ten
     chunk_size = chunk_size or default_chunk_size(images.device, images.shape)
     transformations = held_out(transforms, n, images.shape[1:], seed).to(images.device)
     hits = torch.cat([
-        classifier(transforms(images[image_index], transformations.select(sample_index))).argmax(-1)
+        classifier.checked_logits(transforms(images[image_index], transformations.select(sample_index))).argmax(-1)
         == goal[image_index]
         for image_index, sample_index in _chunks(images.shape[0], n, chunk_size, images.device)])
     hits = hits if targeted else ~hits

@@ -44,7 +44,6 @@ from physadv.metrics import (
 from physadv.substitute.loading import substitute_provenance
 from physadv.results import Case, ResultRow, read_rows
 from physadv.transfer import check_sources, source_name, transfer_attack
-from physadv.validation import MAX_CLASSES
 
 RESULTS_JSON, RESULTS_CSV, PARTS_DIR = "results.json", "results.csv", ".parts"
 RESULT_COLUMNS = ["method", "eot", "eps", "iterations", "transform", "strength", "case", "n_images", "top1_clean", "top1_adv",
@@ -88,6 +87,9 @@ class ExperimentConfig:
             transform_kind(name)
         if any(a.goal.needs_target for a in self.attacks) and self.target is None:
             raise InputError("the targeted method needs a target class (--target CLASS)")
+        if self.target is not None and not any(a.goal.needs_target for a in self.attacks):
+            raise InputError("a target class goes with the targeted method only: add target to --methods or "
+                             "drop --target")
         if not any(self.transforms.values()):
             raise InputError("no transformations given (e.g. --transforms brightness,jpeg)")
         if not self.attacks and not self.clean_rows:
@@ -231,7 +233,7 @@ def _attack_batch(classifier: Classifier, config: ExperimentConfig, attacks: Seq
         _save_predictions(path, arrays)
 
 
-def _load_part(path: Path, size: int, names: set[str] | None) -> dict[str, np.ndarray]:
+def _load_part(path: Path, size: int, names: set[str] | None, classes: int) -> dict[str, np.ndarray]:
     """The arrays of one batch's part, checked (:func:`_part_problem`): a part left by an interrupted
     run is a file like any other, and a damaged one must not become rows."""
     try:
@@ -239,16 +241,16 @@ def _load_part(path: Path, size: int, names: set[str] | None) -> dict[str, np.nd
             arrays = {name: data[name] for name in data.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise InputError(f"{path}: unreadable part ({error}); delete it to attack that batch again") from None
-    problem = _part_problem(arrays, size, names)
+    problem = _part_problem(arrays, size, names, classes)
     if problem:
         raise InputError(f"{path}: not a part of this experiment ({problem}); delete it to attack that batch again")
     return arrays
 
 
-def _part_problem(arrays: dict[str, np.ndarray], size: int, names: set[str] | None) -> str | None:
+def _part_problem(arrays: dict[str, np.ndarray], size: int, names: set[str] | None, classes: int) -> str | None:
     """What is wrong with a part's arrays, if anything: each of the ``size`` images has top-k classes
-    (whole numbers in [0, MAX_CLASSES), 1 ≤ k ≤ 5) with probabilities in [0, 1], an ``undone`` flag and
-    finite extras; and the part holds the arrays of the attack's other parts (``names``)."""
+    (whole numbers in [0, ``classes``), the model's classes, 1 ≤ k ≤ 5) with probabilities in [0, 1], an
+    ``undone`` flag and finite extras; and the part holds the arrays of the attack's other parts (``names``)."""
     if "clean_classes" not in arrays:
         return "no clean_classes"
     if names is not None and arrays.keys() != names:
@@ -257,8 +259,9 @@ def _part_problem(arrays: dict[str, np.ndarray], size: int, names: set[str] | No
         if name.endswith("_classes"):
             probabilities = arrays.get(name.removesuffix("_classes") + "_probabilities")
             fits = (array.dtype.kind in "iu" and array.ndim == 2 and array.shape[0] == size
-                    and 1 <= array.shape[1] <= 5 and (array.size == 0 or 0 <= array.min() <= array.max() < MAX_CLASSES)
-                    and probabilities is not None and probabilities.shape == array.shape)
+                    and 1 <= array.shape[1] <= 5 and probabilities is not None and probabilities.shape == array.shape)
+            if fits and array.size and not 0 <= array.min() <= array.max() < classes:
+                return f"array {name!r} holds classes in [{array.min()}, {array.max()}], the model has {classes}"
         elif name.endswith("_probabilities"):
             fits = (name.removesuffix("_probabilities") + "_classes" in arrays  # whose shape is checked there
                     and array.dtype.kind == "f" and bool(np.isfinite(array).all())
@@ -275,7 +278,7 @@ def _part_problem(arrays: dict[str, np.ndarray], size: int, names: set[str] | No
 
 
 def _attack_rows(config: ExperimentConfig, attack: Attack, paths: Sequence[Path], parts: Sequence[range],
-                 labels: np.ndarray, models: dict[str, str]) -> list[ResultRow]:
+                 labels: np.ndarray, models: dict[str, str], classes: int) -> list[ResultRow]:
     """The rows of one attack from its parts (one per batch, images ``parts``), read one at a time: the
     counts of :func:`destruction_reports` add up over batches, and of each image only its extras stay."""
     strengths = [(name, float(strength)) for name, values in config.transforms.items() for strength in values]
@@ -283,7 +286,7 @@ def _attack_rows(config: ExperimentConfig, attack: Attack, paths: Sequence[Path]
     names: set[str] | None = None
     undone, extras = 0, {}
     for path, part in zip(paths, parts):
-        arrays = _load_part(path, len(part), names)
+        arrays = _load_part(path, len(part), names, classes)
         names = set(arrays)
 
         def predictions(name: str) -> Predictions:
@@ -484,7 +487,8 @@ def experiment_to_folder(classifier: Classifier, images: Sequence[ImageRef], con
             if _attack_key(attack) in done:
                 continue
             rows += _attack_rows(config, attack, [_part_path(out, attack, size, n) for n in numbers],
-                                 [batch_slice(n, count, size) for n in numbers], labels, models)
+                                 [batch_slice(n, count, size) for n in numbers], labels, models,
+                                 classifier.num_classes)
             save(rows)
         shutil.rmtree(out / PARTS_DIR, ignore_errors=True)
         return previous_rows(out, config_key)

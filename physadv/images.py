@@ -57,11 +57,27 @@ def _decode_rgb(image: Image.Image) -> np.ndarray:
         # 16-bit grey: Pillow's convert("RGB") would clip it; keep the top 8 bits instead.
         wide = np.asarray(image, dtype=np.int64)
         image = Image.fromarray((wide >> 8).clip(0, 255).astype(np.uint8))
+    if image.mode == "F":  # 32-bit float grey (TIFF): Pillow's convert("RGB") would clip [0, 1] to black
+        image = Image.fromarray(_float_levels(np.asarray(image, dtype=np.float64)))
     if image.mode in ("RGBA", "LA", "P"):
         image = image.convert("RGBA")
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, image)
     return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+
+
+def _float_levels(values: np.ndarray) -> np.ndarray:
+    """Float pixels as 8-bit levels: in [0, 1], the usual convention for float images, or else in
+    [0, 255] (any value above 1 says which). Negative, non-finite or larger values have no reading.
+
+    Raises:
+        ValueError: values outside [0, 255] or not finite.
+    """
+    finite = np.isfinite(values).all()
+    if not finite or values.min() < 0 or values.max() > 255:
+        found = f"values in [{values.min():g}, {values.max():g}]" if finite else "values that are not finite"
+        raise ValueError(f"a float image with {found}; float images are read in [0, 1] or [0, 255]")
+    return np.round(values * (255 if values.max() <= 1 else 1)).astype(np.uint8)
 
 
 def as_rgb_uint8(array: np.ndarray) -> np.ndarray:

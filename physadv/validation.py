@@ -24,6 +24,10 @@ T = TypeVar("T")
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
 """A name that may become a file or folder name: no separators, no leading dot, at most 128 characters."""
 
+MAX_SEED = 2**63 - 1
+"""Largest seed of any verb or record: seeds are never negative (numpy's SeedSequence refuses them) and
+fit a signed 64-bit integer (SQLite, torch)."""
+
 MAX_CLASSES = 1_000_000
 """Largest class count a record may name (ImageNet-21k has 21,841 classes)."""
 

@@ -76,6 +76,7 @@ from physadv.printouts.manifest import (
     write_manifest,
 )
 from physadv.printouts.pdf import MM_PER_PT
+from physadv.validation import PLAIN_NAME_RULE, is_safe_name
 
 SHEETS_FILE, MANIFEST_FILE = "sheets.pdf", "manifest.json"
 QUARTER_PT_MM = MM_PER_PT / 4
@@ -120,7 +121,8 @@ class SheetImage:
     """One image to print and what its label and manifest cell say about it.
 
     ``path`` is read when the sheets are laid out; ``file`` is how the manifest names it (relative
-    to the attack folder for attack sets).
+    to the attack folder for attack sets); ``sha256``, when given, is the pixel hash the image must
+    have (an attack record's: what is printed is what was attacked and evaluated).
     """
 
     path: Path
@@ -133,6 +135,7 @@ class SheetImage:
     method: str = ""
     eps: float = 0.0
     model: str = ""
+    sha256: str = ""
 
 
 def attack_set_images(attack_dir: str | Path) -> tuple[list[SheetImage], dict[str, str]]:
@@ -147,11 +150,12 @@ def attack_set_images(attack_dir: str | Path) -> tuple[list[SheetImage], dict[st
     settings = attack.settings
     images = []
     for item in attack.images:
-        for kind, folder, path in (("clean", CLEAN_DIR, attack.clean_path(root, item)),
-                                   ("adversarial", ADV_DIR, attack.adversarial_path(root, item))):
+        for kind, folder, path, sha256 in (
+                ("clean", CLEAN_DIR, attack.clean_path(root, item), item.clean_sha256),
+                ("adversarial", ADV_DIR, attack.adversarial_path(root, item), item.adv_sha256)):
             images.append(SheetImage(path=path, image_id=item.id, kind=kind, file=f"{folder}/{item.file}",
                                      source=item.source, label=item.label, label_name=item.label_name,
-                                     method=settings.method, eps=settings.eps, model=settings.model))
+                                     method=settings.method, eps=settings.eps, model=settings.model, sha256=sha256))
     return images, {"model": settings.model}
 
 
@@ -340,11 +344,18 @@ def layout_sheets(images: Sequence[SheetImage], run_id: str, layout: SheetLayout
     """
     if not images:
         raise InputError("nothing to print: no images")
+    if not is_safe_name(run_id):  # the rule the manifest's reader applies: capture must accept what print writes
+        raise InputError(f"run id {run_id!r}"[:100] + f" is not a plain name ({PLAIN_NAME_RULE})")
     if keep_pairs and layout.columns % 2:
         raise InputError(f"--grid {layout.columns}x{layout.rows}: clean and adversarial images are printed side by "
                          "side, so the number of columns must be even")
     pixels = [read_sheet_pixels(image.path)
               for image in tqdm(images, desc="reading images", unit="img", disable=None if progress else True)]
+    hashes = [pixel_sha256(p) for p in pixels]
+    for image, digest in zip(images, hashes):
+        if image.sha256 and digest != image.sha256:
+            raise InputError(f"{image.path}: not the image the attack wrote (its pixel hash differs from the "
+                             "attack record's); re-run the attack into a new folder")
     grid = _plan_grid(layout, max(max(p.shape[:2]) for p in pixels))
     size = (grid.mm(grid.page_px[0]), grid.mm(grid.page_px[1]))
     per_page = layout.columns * layout.rows
@@ -367,7 +378,7 @@ def layout_sheets(images: Sequence[SheetImage], run_id: str, layout: SheetLayout
                               size_px=(width, height), image_id=image.image_id, kind=image.kind,
                               file=image.file or str(image.path), source=image.source, label=image.label,
                               label_name=image.label_name, method=image.method, eps=image.eps,
-                              model=image.model, sha256=pixel_sha256(pixels[index])))
+                              model=image.model, sha256=hashes[index]))
         pages.append(Page(index=page_index, markers=_markers(run_id, page_index, size, layout),
                           qr_codes=_qr_codes(run_id, page_index, size, layout), cells=tuple(cells),
                           identity=_identity(page_index, size, layout), reference_dots=dots))
@@ -509,10 +520,11 @@ def write_sheets(images: Sequence[SheetImage], out_dir: str | Path, run_id: str 
                  keep_pairs: bool = False, progress: bool = False) -> Manifest:
     """Lay out ``images``, write ``out_dir/sheets.pdf`` and ``out_dir/manifest.json`` (atomically).
 
-    ``run_id`` defaults to a fresh 8-hex-digit id. See :func:`layout_sheets` for the other
+    ``run_id`` (a plain name) defaults to a fresh 16-hex-digit id. See :func:`layout_sheets` for the other
     arguments and the errors raised.
     """
-    manifest, pixels = layout_sheets(images, run_id or new_run_id(), layout, model=model, attack_dir=attack_dir,
+    run_id = new_run_id() if run_id is None else run_id  # an empty one is refused, as capture would refuse it
+    manifest, pixels = layout_sheets(images, run_id, layout, model=model, attack_dir=attack_dir,
                                      keep_pairs=keep_pairs, progress=progress)
     out = Path(out_dir)
     atomic_write_bytes(out / SHEETS_FILE, draw_sheets(manifest, pixels, title=title, progress=progress))

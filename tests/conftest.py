@@ -56,3 +56,11 @@ def printed(attack_dir, tmp_path_factory):
     """(out folder, manifest) of the fixture attack printed with the default layout: 2 pages."""
     out = tmp_path_factory.mktemp("sheets")
     return out, print_attack_set(attack_dir, out, SheetLayout(), run_id="cafe0123")
+
+
+@pytest.fixture(scope="session")
+def tiny_lab(tmp_path_factory, digits_classifier) -> dict[str, Path]:
+    """Two digits attacked, printed, photographed once and captured (:func:`cli_fixtures.build_tiny_lab`)."""
+    from cli_fixtures import build_tiny_lab
+
+    return build_tiny_lab(tmp_path_factory.mktemp("tiny-lab"))

@@ -62,7 +62,11 @@ def world(tmp_path_factory):
     photos = root / "photos"
     assert main(["photograph", str(session / "sheets" / ATTACK / "sheets.pdf"), "--out", str(photos), "--n", "1",
                  "--resolution", "720p"]) == 0
-    return {"root": root, "session": session, "photos": photos, "marker": marker, "spec": f"{factory}:good"}
+    substitute = root / "substitute"
+    assert main(["substitute", "digits", "--oracle", "digits", "--limit", "8", "--rounds", "1", "--epochs", "1",
+                 "--out", str(substitute)]) == 0
+    return {"root": root, "session": session, "photos": photos, "marker": marker, "spec": f"{factory}:good",
+            "substitute": substitute}
 
 
 @pytest.fixture(autouse=True)
@@ -128,6 +132,16 @@ def hostile_toml(tmp_path: Path, spec: str) -> Path:
     return path
 
 
+def hostile_substitute(world, tmp_path: Path, spec: str) -> Path:
+    """A copy of the world's substitute folder whose record names ``spec`` as its oracle."""
+    folder = tmp_path / "hostile-substitute"
+    shutil.copytree(world["substitute"], folder, ignore=shutil.ignore_patterns(".lock"))
+    record = json.loads((folder / "substitute.json").read_text())
+    record["oracle"] = {**record["oracle"], "spec": spec, "name": spec}
+    (folder / "substitute.json").write_text(json.dumps(record))
+    return folder
+
+
 def hostile_results(tmp_path: Path, spec: str) -> Path:
     path = tmp_path / "baseline" / "results.json"
     path.parent.mkdir()
@@ -168,6 +182,11 @@ CASES = {
     "run": lambda w, run, t: [["run", "continue", str(run)], ["run", "continue", str(run), "--model", "digits"],
                               ["run", "new", str(t / "new"), "--config", str(hostile_toml(t, w["spec"]))]],
     "status": lambda w, run, t: [["status", str(run)]],
+    "substitute": lambda w, run, t: [
+        ["substitute", "digits", "--oracle", "digits", "--limit", "8", "--rounds", "1", "--epochs", "1", "--out",
+         str(hostile_substitute(w, t, w["spec"]))],
+        ["attack", "digits", "--model", "digits", "--limit", "1", "--source-model",
+         f"substitute:{hostile_substitute(w, t / 'second', w['spec'])}", "--out", str(t / "transfer")]],
 }
 
 READ_NO_MODEL_FIELD = {

@@ -36,7 +36,7 @@ from physadv.catalog import OFFLINE_ENV, RANDOM_WEIGHTS
 from physadv.classifiers.checkpoints import existing_weights, load_state_dict, load_strict, torch_cache_checkpoints
 from physadv.classifiers.wrapper import CentreCrop, Classifier, Normalise
 from physadv.errors import InputError, WeightsNotFoundError
-from physadv.labels import LabelSpace, imagenet_labels, label_space
+from physadv.labels import LabelSpace, imagenet_labels, label_space, normalise_name
 
 PREFIXES = ("timm:", "torchvision:")
 MAX_LABEL_FILE_BYTES = 8 << 20
@@ -158,6 +158,21 @@ def read_label_file(path: str | Path, count: int | None = None) -> LabelSpace:
         raise InputError(f"label file {path} names no classes")
     if count is not None and len(names) != count:
         raise InputError(f"label file {path} names {len(names)} classes but the model has {count} outputs")
+    return _label_space(names, f"label file {path}")
+
+
+def _label_space(names: list[str], where: str) -> LabelSpace:
+    """Class names in logit order: ImageNet-1k's own label space (with its WordNet ids) when they are its
+    names, else names that differ once case, '_', '-' and spaces are folded, as ``--label`` and
+    ``--target`` compare them (a repeated name would make them pick one of its classes silently)."""
+    if tuple(names) == imagenet_labels().names:
+        return imagenet_labels()
+    first: dict[str, int] = {}
+    for index, name in enumerate(names):
+        earlier = first.setdefault(normalise_name(name), index)
+        if earlier != index:
+            raise InputError(f"{where}: class {index} {name[:60]!r} repeats class {earlier} {names[earlier][:60]!r} "
+                             "(names must differ, case, '_', '-' and spaces aside)")
     return label_space(names)
 
 
@@ -349,17 +364,17 @@ def _user_factory(spec: str, weights: str | Path | None) -> Classifier:
     try:
         sys.modules[module_name] = module
         module_spec.loader.exec_module(module)
-    except Exception as error:  # the user's code: report it in one line
+    except (Exception, SystemExit) as error:  # the user's code: report it in one line (sys.exit(0) is no success)
         sys.modules.pop(module_name, None)
-        raise InputError(f"--model {spec}: importing {path} failed ({type(error).__name__}: {error})") from None
+        raise InputError(f"--model {spec}: importing {path} failed ({describe_error(error)})") from None
     factory = getattr(module, factory_name, None)
     if not callable(factory):
         raise InputError(f"--model {spec}: {path} has no function {factory_name}()")
     where = f"{path.name}:{factory_name}()"
     try:
         result = factory()
-    except Exception as error:
-        raise InputError(f"--model {spec}: {where} raised {type(error).__name__}: {error}") from None
+    except (Exception, SystemExit) as error:
+        raise InputError(f"--model {spec}: {where} raised {describe_error(error)}") from None
     bundle = _bundle_from(result, where)
     choice = _weights_choice(weights)
     if isinstance(bundle, Classifier):
@@ -372,17 +387,25 @@ def _user_factory(spec: str, weights: str | Path | None) -> Classifier:
     if bundle.labels is not None:
         if not all(isinstance(n, str) and n.strip() for n in bundle.labels):
             raise InputError(f"{where}: 'labels' must be non-empty class names")
-        labels = label_space([n.strip() for n in bundle.labels])
-        if len(labels) == 1000:
-            labels = imagenet_labels() if labels.names == imagenet_labels().names else labels
+        labels = _label_space([n.strip() for n in bundle.labels], f"{where}: 'labels'")
     else:
-        with torch.no_grad():
-            count = bundle.model.eval()(torch.zeros(1, 3, *size)).shape[-1]
+        try:
+            with torch.no_grad():
+                count = bundle.model.eval()(torch.zeros(1, 3, *size)).shape[-1]
+        except (Exception, SystemExit) as error:
+            raise InputError(f"--model {spec}: {where}'s model raised {describe_error(error)}"[:500]) from None
         labels = default_labels(int(count))
     return _classifier(bundle.model, name=bundle.name or f"{path.stem}:{factory_name}", labels=labels,
                        input_size=size, mean=tuple(bundle.mean), std=tuple(bundle.std),
                        interpolation=bundle.interpolation, crop_pct=float(bundle.crop_pct),
                        weights=str(choice) if isinstance(choice, Path) else (choice or ""))
+
+
+def describe_error(error: BaseException) -> str:
+    """An exception of the user's code in a few words; ``sys.exit`` in it is no success, whatever its code."""
+    if isinstance(error, SystemExit):
+        return f"it called sys.exit({error.code!r})"
+    return f"{type(error).__name__}: {error}"
 
 
 def load_external(name: str, weights: str | Path | None = None, offline: bool | None = None) -> Classifier:

@@ -111,8 +111,21 @@ class Classifier(nn.Module):
         check_images(images)
         if len(images) == 0:
             return torch.empty(0, self.num_classes, device=images.device)
-        return torch.cat([self(images[i:i + batch_size].to(self.device)).float().softmax(-1)
+        return torch.cat([self.checked_logits(images[i:i + batch_size].to(self.device)).float().softmax(-1)
                           for i in range(0, len(images), batch_size)])
+
+    def checked_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """The logits ``(B, K)`` of ``images`` ``(B, 3, H, W)``, refused unless there is one finite logit per
+        class: NaN weights or a model with fewer outputs than labels would otherwise give confident garbage."""
+        logits = self(images)
+        expected = (len(images), self.num_classes)
+        if tuple(logits.shape) != expected:
+            raise InputError(f"{self.name} gave logits of shape {tuple(logits.shape)} for {len(images)} image(s), "
+                             f"expected {expected}: one per class of its {self.num_classes} labels")
+        if not bool(torch.isfinite(logits).all()):
+            raise InputError(f"{self.name} gave logits that are not finite (NaN or infinity): its weights"
+                             f"{' (' + self.weights + ')' if self.weights else ''} or its code are broken")
+        return logits
 
     def check_labels(self, labels: torch.Tensor, batch: int) -> torch.Tensor:
         """``labels`` as a ``(B,)`` long tensor on :attr:`device`; :class:`InputError` if not class indices."""

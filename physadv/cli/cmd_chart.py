@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
+
+from physadv.cli.common import output_dir
 
 ORDER = 36
 HELP = "write the calibration chart (grey ramp, colour patches, slanted edges, flat greys) as a PDF"
@@ -18,7 +19,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "writes CHART/chart.pdf, CHART/chart.png and CHART/manifest.json. Print chart.pdf at 100%\n"
         "(\"actual size\") on the printer you will print attacks with, photograph it 5-10 times with your\n"
         "camera as you will photograph the sheets, then: physadv calibrate PHOTOS --manifest CHART/manifest.json")
-    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--out", required=True, type=output_dir, help="output folder")
     parser.add_argument("--paper", choices=("a4", "letter"), default="a4", help="paper size")
     parser.set_defaults(func=run)
 

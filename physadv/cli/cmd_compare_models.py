@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from physadv.catalog import MASKING_MARGIN
 from physadv.cli.cmd_experiment import parse_strengths
-from physadv.cli.common import add_device_option, comma_floats, comma_list, positive_int, resolve_device
+from physadv.cli.common import (
+    add_device_option,
+    add_seed_option,
+    comma_floats,
+    comma_list,
+    output_dir,
+    positive_int,
+    resolve_device,
+)
 from physadv.errors import InputError
 from physadv.substitute import is_substitute_spec
 
@@ -45,10 +52,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adversariality-samples", type=positive_int, default=20,
                         help="held-out photo transformations per image for the adversariality column")
     parser.add_argument("--batch-size", type=positive_int, default=16)
-    parser.add_argument("--seed", type=int, default=0)
+    add_seed_option(parser)
     parser.add_argument("--source-model", metavar="substitute:DIR[,...]", default=None,
                         help="substitutes of the compared models, each one's transfer attack crafted on its own")
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--out", type=output_dir, required=True, help="output folder")
     add_device_option(parser)
     parser.set_defaults(func=run)
 
@@ -57,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from physadv.lab.model_comparison import compare_models, format_comparison, parse_models
     from physadv.lab.session import AttackPlan, SessionConfig
 
-    methods = comma_list(args.methods)
+    methods = comma_list(args.methods, unique=True)
     substitutes = comma_list(args.source_model or "")
     if not all(is_substitute_spec(spec) for spec in substitutes):
         raise InputError(f"--source-model {args.source_model}: compare-models takes substitutes "

@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     from physadv.experiment import ExperimentConfig, corruption_summary, experiment_to_folder, read_baseline
     from physadv.metrics import format_table
 
-    methods = comma_list(args.methods)
+    methods = comma_list(args.methods, unique=True)
     clean_only = CLEAN_METHOD in methods
     methods = [m for m in methods if m != CLEAN_METHOD]
     unknown = [m for m in methods if m not in METHODS]

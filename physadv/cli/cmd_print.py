@@ -46,7 +46,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--qr-mm", type=float, default=18.0, help="side of the QR codes")
     parser.add_argument("--run-id", default=None,
                         help="run id in the markers, identity codes and QR codes; it must be unique, since capture "
-                             "accepts any sheet printed with the same id (default: 64 random bits)")
+                             "accepts any sheet printed with the same id; a plain name: letters, digits, '.', '_', '+', '-' "
+                             "(default: 64 random bits)")
     parser.set_defaults(func=run)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterator, NoReturn
 
 from physadv.catalog import DEFAULT_MODEL, OFFLINE_ENV, RANDOM_WEIGHTS
 from physadv.errors import InputError, reported_here
+from physadv.validation import MAX_SEED
 
 if TYPE_CHECKING:
     import torch
@@ -70,6 +72,8 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
 def output_dir(text: str) -> Path:
     """An output folder: an existing, writable folder, or one that can be made where it is named."""
+    if not text:  # Path("") is the current folder: an empty --out (an unset shell variable) must not mean it
+        raise argparse.ArgumentTypeError("an empty path names no folder (write . for the current folder)")
     path = Path(text)
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text}: exists and is not a folder")
@@ -139,7 +143,17 @@ def classifier_and_shard(args: argparse.Namespace, lock: str | None = None) -> I
 
 
 def add_seed_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seed", type=int, default=0, help="seed for everything random (reproducible runs)")
+    parser.add_argument("--seed", type=seed_type, default=0, help="seed for everything random (reproducible runs)")
+
+
+def seed_type(text: str) -> int:
+    """A ``--seed``: a whole number in [0, 2**63), the range every record of physadv reads back."""
+    shown = text if len(text) <= 40 else text[:37] + "..."
+    if not re.fullmatch(r"\s*[+-]?[0-9]+\s*", text):
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {shown!r}")
+    if len(text.strip().lstrip("+-")) > 19 or not 0 <= int(text) <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be in 0..2**63-1, got {shown}")
+    return int(text)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -180,13 +194,16 @@ def sources_from_args(args: argparse.Namespace, target: Classifier) -> list[Clas
             for name, path in zip(names, weights)]
 
 
-def comma_list(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
+def comma_list(text: str, unique: bool = False) -> list[str]:
+    """The items of ``a,b,c``; with ``unique``, each once, in order (a repeated method would repeat its rows)."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    return list(dict.fromkeys(parts)) if unique else parts
 
 
 def comma_floats(text: str) -> list[float]:
+    """The numbers of ``8,16``, each once, in order (``16,16`` is one ε, not two copies of its rows)."""
     try:
-        return [float(part) for part in comma_list(text)]
+        return list(dict.fromkeys(float(part) for part in comma_list(text)))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 

@@ -57,7 +57,7 @@ from physadv.printouts.manifest import read_manifest
 from physadv.printouts.profiles import DEFAULT_PROFILE, load_profile
 from physadv.printouts.sheets import PAPERS_MM, SheetLayout, parse_grid, print_attack_set
 from physadv.results import PHOTO, ResultKind, ResultRow
-from physadv.validation import Record
+from physadv.validation import MAX_SEED, Record
 
 CONFIG_FILE = "config.json"
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d{1,2})?|mps")
@@ -127,6 +127,8 @@ class SessionConfig:
             value = getattr(self, key)
             if not isinstance(value, kind) or isinstance(value, bool):
                 raise InputError(f"{key} must be a {'whole ' if kind is int else ''}number, got {value!r}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise InputError(f"seed must be in 0..2**63-1, got {self.seed}")
         for key in ("batch_size", "eot_samples", "adversariality_samples"):
             if getattr(self, key) < 1:
                 raise InputError(f"{key} must be ≥ 1, got {getattr(self, key)}")
@@ -176,7 +178,7 @@ def config_from_mapping(data: object, base: SessionConfig | None = None,
         "model": lambda key: record.text(key, max_length=256),
         "weights": lambda key: record.text(key, optional=True),
         "device": lambda key: record.text(key, max_length=16),
-        "seed": lambda key: record.integer(key, 0, 2**63 - 1),
+        "seed": lambda key: record.integer(key, 0, MAX_SEED),
         "images": lambda key: ((record.text(key),) if isinstance(record.data[key], str)
                                else tuple(Record({"image": i}, f"{where}.{key}").text("image")
                                           for i in record.items(key, 1, 10_000))),
@@ -474,6 +476,11 @@ class Session:
                 check_attack_inputs(Attack(plan.method, plan.eps, self.config.alpha), images, targets[plan.name],
                                     self.config.batch_size)
             with RunStore(self.run_dir) as store:
+                planned = {plan.name for plan in self.config.attacks}
+                unplanned = [name for name in store.attack_names() if name not in planned]
+                if unplanned:  # its rows would be counted beside the planned attacks' in every summary
+                    raise InputError(f"{store.path} records attack(s) {', '.join(unplanned)} that the run's "
+                                     "configuration does not plan: it belongs to another run; choose a new folder")
                 atomic_write_json(path, self.config.to_json())
                 store.record_config(self.config.to_json())
                 store.record_model(classifier.name, classifier.weights)

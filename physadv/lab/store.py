@@ -22,12 +22,14 @@ import csv
 import fcntl
 import json
 import os
+import re
+import socket
 import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, NoReturn, Sequence, TextIO
 
 from physadv.attackset import ADV_DIR, CLEAN_DIR, stream_attack_set
 from physadv.errors import InputError, PhysadvError
@@ -35,6 +37,7 @@ from physadv.fileio import file_sha256, parse_json
 from physadv.images import pixel_sha256, read_rgb
 from physadv.printouts.manifest import Manifest
 from physadv.results import ResultKind, ResultRow
+from physadv.validation import PLAIN_NAME_RULE, is_safe_name
 
 STORE_FILE, LOCK_FILE = "physadv.sqlite", ".lock"
 # 2: top-5 predictions stored in one shape everywhere (images.clean_top5/adv_top5 and predictions.top5):
@@ -42,6 +45,7 @@ STORE_FILE, LOCK_FILE = "physadv.sqlite", ".lock"
 # 3: result rows keyed by their kind and attack (two columns, not a "capture:NAME" text); an attack's
 # adversariality is a column of its row in attacks (not a meta key "adversariality:NAME").
 SCHEMA_VERSION = 3
+TABLES = ("meta", "attacks", "images", "pages", "cells", "photos", "predictions", "results")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -136,25 +140,30 @@ class RunBusyError(PhysadvError):
 
 
 class RunLock:
-    """Exclusive hold on a run folder for the life of one command (released by the OS if it dies)."""
+    """Exclusive hold on a run folder for the life of one command (released by the OS if it dies).
+
+    The lock file names its holder, ``physadv VERB (pid N on HOST)``. A process the holder forked (an
+    image-reading worker) shares its lock and may outlive a holder killed with SIGKILL by some seconds;
+    a lock whose holder is no longer alive on this host is therefore replaced by a new lock file
+    rather than refused (the old one is released when the last such process exits).
+    """
 
     def __init__(self, run_dir: Path, command: str) -> None:
         # A folder this lock creates and nothing else fills (the command failed on its input) is
         # removed again on release: a refused command leaves nothing behind.
         self._created = None if run_dir.is_dir() else run_dir
         run_dir.mkdir(parents=True, exist_ok=True)
-        self._handle = open(run_dir / LOCK_FILE, "a+")
+        # Taking the lock is serialised by a lock on the folder itself, held for microseconds, so that
+        # of two commands finding a stale lock only one replaces it.
+        folder = os.open(run_dir, os.O_RDONLY)
         try:
-            fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._handle.seek(0)
-            holder = self._handle.read().strip() or "another process"
-            self._handle.close()
-            raise RunBusyError(f"{run_dir} is in use by {holder}; wait for it to finish (two commands "
-                               "never work on one run at once)") from None
+            fcntl.flock(folder, fcntl.LOCK_EX)
+            self._handle = _take_lock(run_dir)
+        finally:
+            os.close(folder)
         self._handle.seek(0)
         self._handle.truncate()
-        self._handle.write(f"`physadv {command}` (pid {os.getpid()})")
+        self._handle.write(f"`physadv {command}` (pid {os.getpid()} on {socket.gethostname()})")
         self._handle.flush()
 
     def release(self) -> None:
@@ -169,6 +178,44 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _take_lock(run_dir: Path) -> TextIO:
+    """``RUN/.lock`` opened and locked, or a fresh one in its place when its holder is gone (see
+    :class:`RunLock`); :class:`RunBusyError` naming the holder when it is alive or elsewhere."""
+    handle = open(run_dir / LOCK_FILE, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return handle
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip()
+        handle.close()
+    if not _holder_is_gone(holder):
+        raise RunBusyError(f"{run_dir} is in use by {holder or 'another process'}; wait for it to finish (two "
+                           "commands never work on one run at once)")
+    fresh = run_dir / f"{LOCK_FILE}.{os.getpid()}.tmp"
+    handle = open(fresh, "w+")
+    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: nobody else holds it
+    os.replace(fresh, run_dir / LOCK_FILE)
+    return handle
+
+
+HOLDER = re.compile(r"\(pid (\d+) on (.+)\)")
+
+
+def _holder_is_gone(holder: str) -> bool:
+    """Whether the lock file's ``holder`` names a process of this host that no longer runs."""
+    match = HOLDER.search(holder)
+    if match is None or match.group(2) != socket.gethostname():
+        return False  # written by an older physadv, or by a process on another machine: it may be alive
+    try:
+        os.kill(int(match.group(1)), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError, ValueError):  # another user's process, or no pid at all
+        return False
+    return False
 
 
 class RunStore:
@@ -187,6 +234,7 @@ class RunStore:
             self.connection.execute("PRAGMA journal_mode=WAL")
             self.connection.execute("PRAGMA foreign_keys=ON")
             self._check_schema()
+            self._check_attack_names()
 
     def _check_schema(self) -> None:
         """Create the tables in an empty store; refuse a store of another schema version."""
@@ -211,6 +259,31 @@ class RunStore:
         found = version
         raise InputError(f"{self.path}: store schema version {found}, written by {age} physadv; this one reads "
                          f"version {SCHEMA_VERSION} only (use the physadv that made the run, or start a new run)")
+
+    def _check_attack_names(self) -> None:
+        """Every attack a table or result source names is a plain name (:data:`~physadv.validation.SAFE_NAME`)
+        of the ``attacks`` table: names become folder names, links and row keys, and a store is a file
+        like any other (an edited name would point outside the run and count its rows twice)."""
+        recorded = set()
+        for (name,) in self.connection.execute("SELECT name FROM attacks"):
+            if not is_safe_name(name):
+                self._refuse(f"attack name {name!r}"[:200] + f" is not a plain name ({PLAIN_NAME_RULE})")
+            recorded.add(name)
+        named = [(table, name) for table in ("images", "pages", "cells", "photos", "predictions")
+                 for (name,) in self.connection.execute(f"SELECT DISTINCT attack FROM {table}")]
+        kinds = tuple(kind.value for kind in ResultKind)
+        for kind, name in self.connection.execute("SELECT DISTINCT kind, attack FROM results"):
+            if kind not in kinds:
+                self._refuse(f"result kind {kind!r}"[:200] + f" is not {' or '.join(kinds)}")
+            named.append(("results", name))
+        for table, name in named:
+            if name not in recorded:
+                self._refuse(f"{table} names attack {name!r}"[:200] + ", which its attacks table does not record")
+
+    def _refuse(self, problem: str) -> NoReturn:
+        self.connection.close()
+        raise InputError(f"{self.path}: {problem}; the store is damaged or was edited — restore it from a copy or "
+                         "start a new run")
 
     @contextmanager
     def _sqlite_errors(self, action: str) -> Iterator[None]:
@@ -273,6 +346,8 @@ class RunStore:
         """Record the attack in ``folder``, streaming its images from ``folder/attack.json`` into one
         transaction (memory does not grow with their number). Pixel hashes come from the record; only
         records written before it carried them make us read the PNGs."""
+        if not is_safe_name(name):  # the rule the store's reader applies (_check_attack_names)
+            raise InputError(f"attack name {name!r} is not a plain name ({PLAIN_NAME_RULE})")
         settings, weights, images = stream_attack_set(folder)
 
         def rows() -> Iterator[tuple]:
