@@ -172,6 +172,10 @@ MEASURED_UNITS = {
     "pixels_per_mm": "photo pixels per page mm of the calibration photos (mean)",
     "photos": "photos the figures come from",
     "delta_e_mean": "CIEDE2000, mean over the colour patches and photos, of the fitted tone curve + matrix",
+    "misregistration_mm": "mm, RMS displacement of the R, G, B planes from their mean at the slanted edges "
+                          "(median over the photos; 0 = none measured)",
+    "halftone_lpi": "lines per inch of the screen in the flat patches as photographed (an alias when finer than "
+                    "the photo's Nyquist frequency; median over the photos; 0 = none found)",
 }
 
 
@@ -207,6 +211,8 @@ class MeasuredChannel:
     pixels_per_mm: float
     photos: int
     delta_e_mean: float
+    misregistration_mm: float = 0.0
+    halftone_lpi: float = 0.0
 
     def tone_lut(self) -> np.ndarray:
         """``(256, 3)`` float32: photographed level per printed level and channel."""
@@ -335,7 +341,8 @@ def _measured(table: Any, origin: str) -> MeasuredChannel:
     for key in required:
         if key not in table:
             raise InputError(f"{_where(origin, 'measured.' + key)} is missing")
-    unknown = sorted(set(table) - set(required))
+    optional = ("misregistration_mm", "halftone_lpi")  # measured since issue 22: older profiles lack them
+    unknown = sorted(set(table) - set(required) - set(optional))
     if unknown:
         raise InputError(f"{_where(origin, 'measured')}: unknown key(s) {', '.join(unknown)}")
     tone = _rows(table["tone_curve"], 4, origin, "measured.tone_curve", 0, 255)
@@ -355,7 +362,9 @@ def _measured(table: Any, origin: str) -> MeasuredChannel:
         white_balance_r=_pair(table["white_balance_r"], origin, "measured.white_balance_r", 0.1, 10),
         white_balance_b=_pair(table["white_balance_b"], origin, "measured.white_balance_b", 0.1, 10),
         pixels_per_mm=_bounded(table["pixels_per_mm"], 0.1, 1000, origin, "measured.pixels_per_mm"),
-        photos=int(photos), delta_e_mean=_bounded(table["delta_e_mean"], 0, 200, origin, "measured.delta_e_mean"))
+        photos=int(photos), delta_e_mean=_bounded(table["delta_e_mean"], 0, 200, origin, "measured.delta_e_mean"),
+        misregistration_mm=_bounded(table.get("misregistration_mm", 0.0), 0, 5, origin, "measured.misregistration_mm", "mm"),
+        halftone_lpi=_bounded(table.get("halftone_lpi", 0.0), 0, 1000, origin, "measured.halftone_lpi", "lpi"))
 
 
 def profile_from_mapping(data: dict, origin: str) -> CameraProfile:

@@ -324,3 +324,68 @@ def test_effects_switch_off_by_name_and_unknown_ones_are_refused():
         assert all(off.range(key) == (value, value) for key, value in keys.items()), name
     with pytest.raises(InputError, match="unknown effect"):
         without_effects(lab, ["moire"])
+
+
+# --- calibrate: what the chart shows of the print engine ------------------------------------------------------
+
+
+def _chart_profile(lpi: float, misregistration: tuple[float, float], name: str):
+    """lab with a coarse screen and a known misregistration, its phone pipeline off, 4:4:4 JPEG, no light
+    cast or desaturation (each of those mixes the colour planes and so shrinks what the edges show)."""
+    import tomllib
+
+    from physadv.printouts.profiles import profile_from_mapping
+
+    text = _builtin_text("lab").replace("[print.halftone_lpi]\nvalue = 150.0", f"[print.halftone_lpi]\nvalue = {lpi}")
+    text = text.replace("[print.misregistration_mm]\nrange = [0.0, 0.1]",
+                        f"[print.misregistration_mm]\nrange = [{misregistration[0]}, {misregistration[1]}]")
+    text = text.replace("[light.saturation]\nrange = [0.85, 0.95]", "[light.saturation]\nvalue = 1.0")
+    text = text.replace("[light.colour_cast]\nrange = [0.97, 1.03]", "[light.colour_cast]\nvalue = 1.0")
+    profile = profile_from_mapping(tomllib.loads(text.replace('name = "lab"', f'name = "{name}"')), name)
+    return without_effects(profile, ["phone pipeline", "chroma-420"])
+
+
+@pytest.fixture(scope="module")
+def chart(tmp_path_factory):
+    from physadv.printouts.chart import write_chart
+
+    folder = tmp_path_factory.mktemp("chart")
+    return folder, write_chart(folder, run_id="fidelity1")
+
+
+@pytest.mark.slow
+def test_calibrate_recovers_the_screen_and_the_misregistration_of_the_print(chart, tmp_path):
+    """Tolerances: misregistration (RMS displacement of the planes from their mean) within 20 % + 0.01 mm of
+    the drawn one (measured: 0.126 vs 0.141 and 0.080 vs 0.088 mm); the screen within 5 % of the cell's real
+    frequency (measured 83 and 82 lpi for 82.4)."""
+    from physadv.capture.calibrate import calibrate
+    from physadv.printouts.camera import photograph
+    from physadv.printouts.chart import CHART_FILE
+
+    folder, manifest = chart
+    truths = photograph(folder / CHART_FILE, manifest, tmp_path, 2, seed=3, profile=_chart_profile(85.0, (0.1, 0.2), "rt"))
+    result = calibrate(sorted(tmp_path.glob("*.jpg")), manifest, base="lab")
+    real_lpi = np.median([screen_frequency(DPI, screen_cell(DPI, 85.0, a))[0] for a in (15.0, 75.0, 0.0)])
+    for truth, record in zip(truths, result.photos):
+        planes = np.array(truth.shot.misregistration_mm).reshape(3, 2)
+        drawn = float(np.sqrt(((planes - planes.mean(axis=0)) ** 2).sum(axis=1).mean()))
+        assert record.accepted and abs(record.misregistration_mm - drawn) <= 0.2 * drawn + 0.01, (record, drawn)
+        assert abs(record.screen_lpi - real_lpi) <= 0.05 * real_lpi, (record.screen_lpi, real_lpi)
+    measured = result.profile.measured
+    assert measured is not None and measured.halftone_lpi > 0 and measured.misregistration_mm > 0.05
+
+
+@pytest.mark.slow
+def test_the_quality_gate_skips_a_photo_whose_colour_planes_lie_far_apart(chart, tmp_path):
+    from physadv.capture.calibrate import MISREGISTRATION_MAX_MM, calibrate
+    from physadv.printouts.camera import photograph
+    from physadv.printouts.chart import CHART_FILE
+
+    folder, manifest = chart
+    photograph(folder / CHART_FILE, manifest, tmp_path / "far", 1, seed=4, profile=_chart_profile(150.0, (0.9, 1.0), "far"))
+    photograph(folder / CHART_FILE, manifest, tmp_path / "near", 1, seed=4, profile=_chart_profile(150.0, (0.0, 0.05), "near"))
+    result = calibrate([tmp_path / "far" / "photo_0000.jpg", tmp_path / "near" / "photo_0000.jpg"], manifest, base="lab")
+    far, near = result.photos
+    assert not far.accepted and "colour planes lie" in far.detail and f"at most {MISREGISTRATION_MAX_MM:g}" in far.detail
+    assert near.accepted and near.misregistration_mm < 0.1
+    assert result.profile.measured.photos == 1
