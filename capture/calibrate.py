@@ -671,8 +671,9 @@ def profile_distribution(spec: str | CameraProfile, pixel_mm: float = DEFAULT_PI
     """The EOT distribution of a camera profile (``"profile:lab"``, ``"lab"``, a TOML file or a
     profile): its measured channel in the pixels of an image printed at ``pixel_mm`` per pixel.
 
-    The blur σ becomes ``blur_sigma_mm / pixel_mm`` image pixels; the noise σ is divided by the number
-    of photo pixels per image pixel along a side (when above 1), since capture area-averages them.
+    The blur σ becomes ``blur_sigma_mm / pixel_mm`` image pixels, and so does the misregistration; the
+    noise σ is divided by the number of photo pixels per image pixel along a side (when above 1), since
+    capture area-averages them.
     The pose is left out: capture rectifies every cell (corner errors ≤ 0.2 photo px, bench_capture).
     """
     from physadv.eot import channel_distribution
@@ -685,6 +686,7 @@ def profile_distribution(spec: str | CameraProfile, pixel_mm: float = DEFAULT_PI
         f"{PROFILE_PREFIX}{profile.name}", blur_sigma_px=measured.blur_sigma_mm / pixel_mm,
         tone_curve=measured.tone_curve, colour_matrix=measured.colour_matrix, exposure=measured.exposure_gain,
         white_balance_r=measured.white_balance_r, white_balance_b=measured.white_balance_b, noise=noise,
+        misregistration_px=measured.misregistration_mm / pixel_mm,
         description=f"the calibrated channel of camera profile {profile.name}")
 
 

@@ -237,7 +237,18 @@ def _sample_measured_shot(rng: np.random.Generator, page: int, frame: tuple[int,
         background_seed=int(rng.integers(2 ** 31)), gradient=(0.0, 0.0), vignetting=0.0,
         shadow=(0.0, 0.0, 0.0, 0.1), exposure=exposure, colour_cast=balance, saturation=1.0,
         lens_blur_px=0.0, read_noise=0.0, shot_noise=0.0, jpeg_quality=_jpeg_quality(rng, profile),
-        auto_white_balance=False, profile=profile.name)
+        auto_white_balance=False, profile=profile.name, misregistration_mm=_plane_shifts(rng, measured.misregistration_mm))
+
+
+def _plane_shifts(rng: np.random.Generator, rms_mm: float) -> tuple[float, ...]:
+    """(dx, dy) of 3 colour planes, each moved in its own random direction by the length that puts them
+    ``rms_mm`` (RMS) from their mean, as calibrate measures misregistration (``L √(2/3) = rms``);
+    no draw at all when it is 0 (the photos of older measured profiles stay as they were)."""
+    if rms_mm <= 0:
+        return (0.0,) * 6
+    angles = rng.uniform(0, 2 * math.pi, 3)
+    length = rms_mm * math.sqrt(1.5)
+    return tuple(float(v) for angle in angles for v in (length * math.cos(angle), length * math.sin(angle)))
 
 
 def page_homography(shot: Shot, page_mm: tuple[float, float], frame: tuple[int, int]) -> np.ndarray:
@@ -519,10 +530,17 @@ def apply_colour_response(printed: np.ndarray, measured: MeasuredChannel) -> np.
 
 def _play_back(render: np.ndarray, pixels_per_mm: float, render_to_photo: np.ndarray, shot: Shot,
                frame: tuple[int, int], measured: MeasuredChannel) -> np.ndarray:
-    """A measured profile's channel: blur (page mm) on the printed levels, colour matrix and tone
-    curve, the pose, this photo's exposure and white-balance gains, noise σ(level) per photo pixel."""
+    """A measured profile's channel: blur (page mm) on the printed levels, its colour planes' measured
+    misregistration, colour matrix and tone curve, the pose, this photo's exposure and white-balance
+    gains, noise σ(level) per photo pixel."""
     sigma = measured.blur_sigma_mm * pixels_per_mm
     blurred = cv2.GaussianBlur(render, (0, 0), sigma) if sigma > 0 else render  # as print_page: always
+    if any(shot.misregistration_mm):
+        from physadv.printouts.printer import shift_plane
+
+        blurred = np.dstack([shift_plane(np.ascontiguousarray(blurred[..., c]), shot.misregistration_mm[2 * c] * pixels_per_mm,
+                                         shot.misregistration_mm[2 * c + 1] * pixels_per_mm, fill=255)
+                             for c in range(3)])
     # The colour response of all 256³ colours would not fit a LUT; a 32³ grid with trilinear
     # interpolation is within 0.1 level of the exact response (smooth in each channel).
     printed = _colour_grid_lookup(blurred, measured)

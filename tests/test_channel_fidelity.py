@@ -290,6 +290,15 @@ def test_new_profile_keys_are_checked_on_read(tmp_path, old, new, message):
     assert "\n" not in str(error.value)
 
 
+def test_a_new_key_without_its_source_is_refused(tmp_path):
+    text = _builtin_text("lab")
+    start = text.index("[print.misregistration_mm]")
+    line = text.index("source = ", start)
+    (tmp_path / "nosource.toml").write_text(text[:line] + text[text.index("\n", line) + 1:], encoding="utf-8")
+    with pytest.raises(InputError, match=r"print\.misregistration_mm\.source is missing \(every range states its source\)"):
+        load_profile(tmp_path / "nosource.toml")
+
+
 def test_a_missing_new_key_is_named(tmp_path):
     text = _builtin_text("lab")
     start = text.index("[sensor.tone_contrast]")
@@ -389,3 +398,34 @@ def test_the_quality_gate_skips_a_photo_whose_colour_planes_lie_far_apart(chart,
     assert not far.accepted and "colour planes lie" in far.detail and f"at most {MISREGISTRATION_MAX_MM:g}" in far.detail
     assert near.accepted and near.misregistration_mm < 0.1
     assert result.profile.measured.photos == 1
+
+
+def test_measured_misregistration_is_played_back_and_drawn_by_eot():
+    """A measured profile's misregistration moves its photos' colour planes by the measured RMS, and its EOT
+    distribution moves the image's planes by it (differentiably); a profile that measured none draws nothing."""
+    import torch
+
+    from physadv.eot import RandomPlaneShift, channel_distribution
+    from physadv.printouts.camera import _plane_shifts
+
+    planes = np.array(_plane_shifts(np.random.default_rng(0), 0.1)).reshape(3, 2)
+    assert np.allclose(np.linalg.norm(planes, axis=1), 0.1 * math.sqrt(1.5))
+    assert _plane_shifts(np.random.default_rng(0), 0.0) == (0.0,) * 6
+    shift = RandomPlaneShift(1.0)
+    image = torch.zeros(1, 3, 16, 16)
+    image[..., 8:] = 1.0
+    image.requires_grad_(True)
+    params = {"shift": torch.tensor([[[1.0, 0.0], [0.0, 0.0], [-1.0, 0.0]]])}
+    moved = shift.apply_transform(image, params, {})
+    assert torch.allclose(moved[0, 0, 4, 8], torch.tensor(0.0)) and torch.allclose(moved[0, 2, 4, 7], torch.tensor(1.0))
+    assert torch.allclose(moved[0, 1], image[0, 1].detach(), atol=1e-5)  # the unshifted plane stays
+    moved.sum().backward()
+    assert image.grad is not None and image.grad.abs().sum() > 0
+    flat = [[0, 0, 0, 0], [255, 255, 255, 255]]
+    with_shift = channel_distribution("t", blur_sigma_px=0.0, tone_curve=flat, colour_matrix=np.eye(3).tolist(),
+                                      exposure=(1, 1), white_balance_r=(1, 1), white_balance_b=(1, 1),
+                                      noise=[[0, 0, 0, 0]], misregistration_px=0.4)
+    without = channel_distribution("t", blur_sigma_px=0.0, tone_curve=flat, colour_matrix=np.eye(3).tolist(),
+                                   exposure=(1, 1), white_balance_r=(1, 1), white_balance_b=(1, 1), noise=[[0, 0, 0, 0]])
+    assert any(isinstance(m, RandomPlaneShift) for m in with_shift.pipeline.children())
+    assert not any(isinstance(m, RandomPlaneShift) for m in without.pipeline.children())
