@@ -24,12 +24,27 @@ that show another run's chart, are skipped with the detector's reason. On the ot
   MTF50 comes from the Fourier transform of the binned line spread function (4 bins per photo
   pixel, Hann window) and is left as photographed, both apertures included;
 - **noise**: σ per channel against the photographed level, from all grey patches, less the 8-bit
-  rounding of the saved photo (σ² − 1/12), which the virtual camera plays back by itself.
+  rounding of the saved photo (σ² − 1/12), which the virtual camera plays back by itself;
+- **misregistration** (issue 22): at every side of every slanted edge an erf is fitted to each channel
+  alone; a colour plane displaced by ``d`` moves an edge with outward normal ``n`` by ``n · d``, so a
+  least-squares fit over the sides gives each plane's displacement from the mean of the three, and the
+  figure is their RMS (mm). Demosaicing, 4:2:0 chroma and desaturation mix the planes: a phone's photo
+  shows less than the print has (by about 20 % through the ``lab`` pipeline);
+- **halftone frequency** (issue 22): the inner part of each flat patch is resampled on a page-mm grid at
+  the photo's resolution and the strongest peak of its power spectrum above 1.9 cycles/mm (50 lpi) is
+  the screen's frequency, as photographed (its alias when the screen is finer than the photo's Nyquist
+  frequency, as ``lab``'s 150 lpi is at 12 MP); it needs two flats that agree within 5 %.
+
+Toner graininess is not measured: ISO/IEC 13660 defines it over 42.3-µm tiles, and a 12-MP photo of an A4
+chart samples about 0.12 mm per pixel (nine such tiles); what is left of it at that scale is far below
+the sensor noise (``tests/test_channel_fidelity.py``: σ 0.06 density per dot changes nothing measurable).
 
 Before pooling, each photo is judged alone (:func:`_assess`): a photo whose grey ramp falls from
 one step to the next, or whose own chart model (tone curve + matrix fitted to it alone) cannot
 explain its colour patches or flat greys, shows a covered or shaded chart; one whose edges fit no
-erf has no blur figure; both are skipped with the reason, as are photos too small in the frame. If
+erf has no blur figure; one whose colour planes lie more than :data:`MISREGISTRATION_MAX_MM` apart
+shows motion or lens colour fringes, not a print; all are skipped with the reason, as are photos too
+small in the frame. A screen frequency on which the flats disagree is no figure (n/a), not a rejection. If
 the pooled colour fit is still worse than :data:`POOLED_DELTA_E_MAX`, no profile is made.
 
 The result is a measured :class:`~physadv.printouts.profiles.CameraProfile` (scene and JPEG ranges
@@ -40,7 +55,7 @@ quality.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -83,6 +98,16 @@ FLAT_DELTA_E_MAX = 16.0
 # ≥ 30 pixels (MIN_PATCH_PIXELS) at σ ≤ 5 levels has a standard error ≤ 1 level, and 5 levels is
 # 3.5 standard errors of the difference of two such means where the curve is flat (clipped).
 RAMP_FALL_MAX = 5.0
+# Misregistration (issue 22): the colour planes' displacement from their mean, RMS over the planes, from
+# per-channel erf centres at the slanted edges. Prints register to about 0.1 mm (the lab profile's range);
+# 0.5 mm is five times that: a photo beyond it shows motion blur or lens colour fringes, not a print.
+MISREGISTRATION_MAX_MM = 0.5
+# The halftone screen in the flat patches: a spectral peak at least this many times the median power above
+# 1.9 cycles/mm (screens are 50-300 lpi, 1.97-11.8 cycles/mm; illumination, shading and a printer's banding,
+# periods of 0.5 mm and more, lie below), the same within 5 % on at least two flats (else no figure).
+SCREEN_MIN_CYCLES_PER_MM = 1.9
+SCREEN_PEAK_RATIO = 200.0
+SCREEN_AGREEMENT = 0.05
 # The pooled fit: mean ΔE00 over all accepted photos and colour patches. Good sets: lab 1.26,
 # webcam 1.45, handheld 3.12 (8 photos each); two setups mixed 4 + 4 photos: 1.4-2.9; the occluded
 # photo of the review with a good one: 20.9. Above this no profile is written.
@@ -107,6 +132,8 @@ class PhotoCalibration:
     tone_rms: float = math.nan
     delta_e_mean: float = math.nan
     marker_rms_px: float = math.nan
+    misregistration_mm: float = math.nan
+    screen_lpi: float = math.nan
 
     def summary(self) -> str:
         if not self.accepted:
@@ -115,7 +142,13 @@ class PhotoCalibration:
         tone = f"tone RMS {self.tone_rms:.2f}" if math.isfinite(self.tone_rms) else "tone RMS n/a (needs 2+ photos)"
         return (f"{self.photo}: chart found (marker RMS {self.marker_rms_px:.2f} px), white {white}, "
                 f"blur σ {self.blur_sigma_mm:.3f} mm, MTF50 {self.mtf50_cycles_per_mm:.2f} cycles/mm, "
-                f"noise σ {self.noise_mid_grey:.2f} at mid grey, {tone}, ΔE00 {self.delta_e_mean:.2f}")
+                f"noise σ {self.noise_mid_grey:.2f} at mid grey, {tone}, ΔE00 {self.delta_e_mean:.2f}, "
+                f"misregistration {_figure(self.misregistration_mm, '.3f', ' mm')}, "
+                f"screen {_figure(self.screen_lpi, '.0f', ' lpi')}")
+
+
+def _figure(value: float, spec: str, unit: str) -> str:
+    return format(value, spec) + unit if math.isfinite(value) else "n/a"
 
 
 @dataclass(frozen=True)
@@ -131,11 +164,15 @@ class _Measurement:
     name: str
     patches: np.ndarray  # (P, 3) mean photographed level of each patch, in manifest order
     noise: np.ndarray  # (P, 3) σ per channel
-    edges: list[tuple[np.ndarray, np.ndarray, float]]  # (distance mm, photographed grey level, mm per photo px)
+    # (distance mm along the outward normal, photographed levels (N, 3), mm per photo px, the normal (2,))
+    edges: list[tuple[np.ndarray, np.ndarray, float, np.ndarray]]
     marker_rms_px: float
     pixels_per_mm: float
+    screens: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))  # (flats, 3) cycles/mm, NaN: none
     blur_sigma_mm: float = math.nan  # from the photo's own tone curve (set by _assess)
     mtf50_cycles_per_mm: float = math.nan
+    misregistration_mm: float = math.nan
+    screen_lpi: float = math.nan
 
 
 def _pixels_in(image: np.ndarray, homography: np.ndarray, corners_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -203,13 +240,15 @@ def _measure(image: np.ndarray, manifest: Manifest, chart: dict, name: str) -> _
             page_mm = project(inverse, xy.astype(np.float64))
             distance = (page_mm - middle) @ normal
             step = project(inverse, np.array([xy[0], xy[0] + [1, 0]], dtype=np.float64))
-            edges.append((distance, values, float(np.linalg.norm(step[1] - step[0]))))
+            edges.append((distance, values, float(np.linalg.norm(step[1] - step[0])), normal))
     if not edges:
         return PhotoCalibration(name, False, "no slanted edge measurable",
                                 f"every edge band covers fewer than {MIN_EDGE_PIXELS} photo pixels "
                                 f"({pixels_per_mm:.1f} px/mm): photograph the chart larger")
+    flats = [patch for patch in chart["patches"] if patch["kind"] == "flat"]
+    screen = [_screen_frequency(image, homography, patch["box_mm"], pixels_per_mm) for patch in flats]
     return _Measurement(name, np.array([s[0] for s in stats]), np.array([s[1] for s in stats]), edges,
-                        page.rms_px, pixels_per_mm)
+                        page.rms_px, pixels_per_mm, screens=np.array(screen))
 
 
 def _monotone(levels: np.ndarray) -> np.ndarray:
@@ -343,7 +382,7 @@ def _assess(m: _Measurement, chart: dict, pitch_mm: float) -> PhotoCalibration |
                                 f"a flat grey patch differs from what its grey ramp predicts by ΔE00 {flat_delta_e:.1f} "
                                 f"(at most {FLAT_DELTA_E_MAX:g}; good photos ≤ {FLAT_DELTA_E_GOOD:g}); {hint}")
     sigmas, mtfs = [], []
-    for distance, values, mm_per_px in m.edges:
+    for distance, values, mm_per_px, _ in m.edges:
         sigma, mtf50 = _erf_fit(distance, _inverse_tone(own.curve, values.mean(axis=1)), mm_per_px)
         if math.isfinite(sigma):
             # Neither the chart's pixels nor the photo's pixel aperture (boxes of one pixel) are
@@ -356,7 +395,100 @@ def _assess(m: _Measurement, chart: dict, pitch_mm: float) -> PhotoCalibration |
         return PhotoCalibration(m.name, False, "no slanted edge measurable",
                                 f"no erf fits the {len(m.edges)} edge profile(s) (blur σ and MTF50 unknown)")
     m.blur_sigma_mm, m.mtf50_cycles_per_mm = float(np.median(sigmas)), float(np.median(mtfs))
+    planes = _plane_displacements(m.edges, own.curve)
+    if planes is not None:
+        m.misregistration_mm = float(np.sqrt((planes ** 2).sum(axis=1).mean()))
+        if not m.misregistration_mm <= MISREGISTRATION_MAX_MM:
+            return PhotoCalibration(m.name, False, "implausible chart measurement",
+                                    f"its colour planes lie {m.misregistration_mm:.2f} mm apart at the slanted edges (at "
+                                    f"most {MISREGISTRATION_MAX_MM:g}: a print's misregistration is a tenth of that); "
+                                    "is the photo blurred by motion or its lens's colour fringes strong?")
+    m.screen_lpi = _agreed_screen_lpi(m.screens)
     return None
+
+
+def _plane_displacements(edges: list, curve: np.ndarray) -> np.ndarray | None:
+    """``(3, 2)`` mm: each colour plane's displacement (x, y on the page) from the mean of the three, by least
+    squares over the slanted edges: a plane moved by ``d`` moves an edge with outward normal ``n`` by
+    ``n · d``, which the erf centre fitted to that channel shows. None with fewer than 2 edge directions."""
+    normals, offsets = [], []
+    for distance, values, _, normal in edges:
+        centres = [_edge_centre(distance, _inverse_tone(curve, values[:, c], c)) for c in range(3)]
+        if all(math.isfinite(c) for c in centres):
+            normals.append(normal)
+            offsets.append(np.asarray(centres) - np.mean(centres))
+    if len(normals) < 2 or np.linalg.matrix_rank(np.array(normals)) < 2:
+        return None
+    displacement, *_ = np.linalg.lstsq(np.array(normals), np.array(offsets), rcond=None)
+    return displacement.T
+
+
+def _edge_centre(distance: np.ndarray, levels: np.ndarray) -> float:
+    """Where (mm along the normal) an erf fitted to an edge profile crosses half way; NaN when none fits."""
+    from scipy.optimize import OptimizeWarning, curve_fit
+    from scipy.special import erf
+
+    def model(d, low, high, centre, sigma):
+        return low + (high - low) * 0.5 * (1 + erf((d - centre) / (math.sqrt(2) * abs(sigma) + 1e-9)))
+
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", OptimizeWarning)
+            parameters, _ = curve_fit(model, distance, levels, maxfev=4000,
+                                      p0=(np.percentile(levels, 5), np.percentile(levels, 95), 0.0, 0.1))
+    except RuntimeError:
+        return math.nan
+    centre = float(parameters[2])
+    return centre if abs(centre) < EDGE_HALF_WIDTH_MM else math.nan
+
+
+def _screen_frequency(image: np.ndarray, homography: np.ndarray, box_mm: list[float],
+                      pixels_per_mm: float) -> np.ndarray:
+    """``(3,)`` cycles per page mm of the strongest periodic pattern in a flat patch, per channel: the
+    halftone screen's frequency as photographed (its alias, when the screen is finer than the photo's
+    Nyquist frequency). NaN where no peak stands :data:`SCREEN_PEAK_RATIO` above the spectrum's median.
+
+    The patch's inner part is resampled on a page-mm grid at the photo's resolution (so frequencies are
+    in page units whatever the pose), a plane is removed, a Hann window applied and the 2-D power
+    spectrum searched above :data:`SCREEN_MIN_CYCLES_PER_MM`."""
+    x, y, w, h = box_mm
+    size = int(min(w, h) * (1 - 2 * PATCH_INSET) * pixels_per_mm)
+    if size < 16:
+        return np.full(3, np.nan)
+    step = 1 / pixels_per_mm
+    to_page = np.array([[step, 0, x + w * PATCH_INSET], [0, step, y + h * PATCH_INSET], [0, 0, 1]])
+    grid = cv2.warpPerspective(image, homography @ to_page, (size, size),
+                               flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP).astype(np.float64)
+    ys, xs = np.mgrid[0:size, 0:size]
+    design = np.column_stack([np.ones(size * size), xs.ravel(), ys.ravel()])
+    window = np.outer(np.hanning(size), np.hanning(size))
+    frequencies = np.fft.fftfreq(size, d=step)
+    radius = np.hypot(*np.meshgrid(frequencies, frequencies))
+    search = radius >= SCREEN_MIN_CYCLES_PER_MM
+    found = np.full(3, np.nan)
+    for channel in range(3):
+        values = grid[..., channel].ravel()
+        coefficients, *_ = np.linalg.lstsq(design, values, rcond=None)
+        residual = (values - design @ coefficients).reshape(size, size) * window
+        power = np.abs(np.fft.fft2(residual)) ** 2
+        peak = np.argmax(np.where(search, power, 0))
+        if power.flat[peak] >= SCREEN_PEAK_RATIO * np.median(power[search]):
+            found[channel] = radius.flat[peak]
+    return found
+
+
+def _agreed_screen_lpi(screens: np.ndarray) -> float:
+    """The screen's frequency in lines per inch (the median over flat patches and channels), when the flat
+    patches that show one agree within :data:`SCREEN_AGREEMENT`; NaN otherwise (no screen, or noise)."""
+    per_patch = [np.nanmedian(row) for row in screens if np.isfinite(row).any()]
+    if len(per_patch) < 2:
+        return math.nan
+    median = float(np.median(per_patch))
+    if max(abs(f - median) for f in per_patch) > SCREEN_AGREEMENT * median:
+        return math.nan
+    return median * 25.4
 
 
 def calibrate(photos: list[str | Path], manifest: Manifest, *, base: CameraProfile | str = "lab", name: str = "measured",
@@ -434,7 +566,7 @@ def _fit(measurements: list[_Measurement], chart: dict, base: CameraProfile,
             m.name, True, white_rgb=tuple(float(v) for v in m.patches[fit.ramp[-1]]), blur_sigma_mm=m.blur_sigma_mm,
             mtf50_cycles_per_mm=m.mtf50_cycles_per_mm, noise_mid_grey=float(m.noise[mid].mean()),
             tone_rms=tone_rms, delta_e_mean=float(_colour_delta_e(fit, n, chart).mean()),
-            marker_rms_px=m.marker_rms_px))
+            marker_rms_px=m.marker_rms_px, misregistration_mm=m.misregistration_mm, screen_lpi=m.screen_lpi))
     noise = _noise_table(np.array(noise_points))
     exposure = fit.gains.mean(axis=1)
     balance_r, balance_b = fit.gains[:, 0] / fit.gains[:, 1], fit.gains[:, 2] / fit.gains[:, 1]
@@ -447,10 +579,18 @@ def _fit(measurements: list[_Measurement], chart: dict, base: CameraProfile,
         white_balance_r=(float(balance_r.min()), float(balance_r.max())),
         white_balance_b=(float(balance_b.min()), float(balance_b.max())),
         pixels_per_mm=float(np.mean([m.pixels_per_mm for m in measurements])), photos=len(measurements),
-        delta_e_mean=float(np.mean([p.delta_e_mean for p in per_photo])))
+        delta_e_mean=float(np.mean([p.delta_e_mean for p in per_photo])),
+        misregistration_mm=_median_or_zero([m.misregistration_mm for m in measurements]),
+        halftone_lpi=_median_or_zero([m.screen_lpi for m in measurements]))
     description = (f"measured by physadv calibrate from {len(measurements)} photo(s); "
                    f"pose and JPEG ranges from the {base.name} profile")
     return with_measured(base, name, description, measured), per_photo
+
+
+def _median_or_zero(values: list[float]) -> float:
+    """The median of the finite figures; 0 (none found) when there are none."""
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.median(finite)) if finite else 0.0
 
 
 def _noise_table(points: np.ndarray) -> tuple[tuple[float, float, float, float], ...]:
@@ -531,8 +671,9 @@ def profile_distribution(spec: str | CameraProfile, pixel_mm: float = DEFAULT_PI
     """The EOT distribution of a camera profile (``"profile:lab"``, ``"lab"``, a TOML file or a
     profile): its measured channel in the pixels of an image printed at ``pixel_mm`` per pixel.
 
-    The blur σ becomes ``blur_sigma_mm / pixel_mm`` image pixels; the noise σ is divided by the number
-    of photo pixels per image pixel along a side (when above 1), since capture area-averages them.
+    The blur σ becomes ``blur_sigma_mm / pixel_mm`` image pixels, and so does the misregistration; the
+    noise σ is divided by the number of photo pixels per image pixel along a side (when above 1), since
+    capture area-averages them.
     The pose is left out: capture rectifies every cell (corner errors ≤ 0.2 photo px, bench_capture).
     """
     from physadv.eot import channel_distribution
@@ -545,6 +686,7 @@ def profile_distribution(spec: str | CameraProfile, pixel_mm: float = DEFAULT_PI
         f"{PROFILE_PREFIX}{profile.name}", blur_sigma_px=measured.blur_sigma_mm / pixel_mm,
         tone_curve=measured.tone_curve, colour_matrix=measured.colour_matrix, exposure=measured.exposure_gain,
         white_balance_r=measured.white_balance_r, white_balance_b=measured.white_balance_b, noise=noise,
+        misregistration_px=measured.misregistration_mm / pixel_mm,
         description=f"the calibrated channel of camera profile {profile.name}")
 
 

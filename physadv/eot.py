@@ -171,15 +171,50 @@ class RandomChannelResponse(K.IntensityAugmentationBase2D):
         return (lit + params["noise"].to(device, input.dtype) * sigma).clamp(0, 1)
 
 
+class RandomPlaneShift(K.IntensityAugmentationBase2D):
+    """Colour-plane misregistration: each of the R, G, B planes moved by ``shift_px`` image pixels in its own
+    random direction (bilinear, edges replicated), differentiable in the image.
+
+    A plane displaced by ``L`` in a random direction lies ``L·√(2/3)`` (RMS) from the mean of three such
+    planes, which is what ``physadv calibrate`` measures; :func:`channel_distribution` converts."""
+
+    def __init__(self, shift_px: float, p: float = 1.0) -> None:
+        super().__init__(p=p, same_on_batch=False, p_batch=1.0)
+        if not 0 <= shift_px:
+            raise InputError(f"plane shift must be ≥ 0 px, got {shift_px}")
+        self.shift_px = float(shift_px)
+
+    def generate_parameters(self, batch_shape: tuple[int, ...]) -> dict[str, torch.Tensor]:
+        angle = torch.rand(batch_shape[0], 3) * (2 * math.pi)
+        return {"shift": torch.stack([torch.cos(angle), torch.sin(angle)], dim=-1) * self.shift_px}
+
+    def apply_transform(self, input: torch.Tensor, params: dict[str, torch.Tensor], flags: dict[str, Any],
+                        transform: torch.Tensor | None = None) -> torch.Tensor:
+        batch, channels, height, width = input.shape
+        shift = params["shift"].to(input.device, input.dtype).reshape(batch * channels, 2)
+        theta = torch.zeros(batch * channels, 2, 3, device=input.device, dtype=input.dtype)
+        theta[:, 0, 0] = theta[:, 1, 1] = 1
+        # affine_grid samples the source at the output position minus the shift, in [-1, 1] units.
+        theta[:, 0, 2], theta[:, 1, 2] = -2 * shift[:, 0] / width, -2 * shift[:, 1] / height
+        planes = input.reshape(batch * channels, 1, height, width)
+        grid = F.affine_grid(theta, list(planes.shape), align_corners=False)
+        moved = F.grid_sample(planes, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        return moved.reshape(batch, channels, height, width)
+
+
 def channel_distribution(name: str, *, blur_sigma_px: float, tone_curve: Sequence[Sequence[float]],
                          colour_matrix: Sequence[Sequence[float]], exposure: tuple[float, float],
                          white_balance_r: tuple[float, float], white_balance_b: tuple[float, float],
-                         noise: Sequence[Sequence[float]], description: str = "") -> TransformDistribution:
-    """A measured print → photo channel as seen by the classifier, in the image's own pixels:
-    Gaussian blur of ``blur_sigma_px`` image pixels on the printed levels, then
+                         noise: Sequence[Sequence[float]], misregistration_px: float = 0.0,
+                         description: str = "") -> TransformDistribution:
+    """A measured print → photo channel as seen by the classifier, in the image's own pixels: the colour
+    planes' misregistration (``misregistration_px``: their RMS distance from their mean, as calibrate
+    measures it), Gaussian blur of ``blur_sigma_px`` image pixels on the printed levels, then
     :class:`RandomChannelResponse`. Build it from a camera profile with
     :func:`physadv.capture.calibrate.profile_distribution`."""
     modules: list[nn.Module] = []
+    if misregistration_px > 0.01:
+        modules.append(RandomPlaneShift(misregistration_px * math.sqrt(1.5)))
     if blur_sigma_px > 0.05:
         size = max(3, 2 * math.ceil(3 * blur_sigma_px) + 1)
         modules.append(K.RandomGaussianBlur(kernel_size=size, sigma=(blur_sigma_px, blur_sigma_px), p=1.0))

@@ -203,7 +203,41 @@ KURAKIN_CLEAN_DROP_POINTS = {"top1": -5.4, "top5": -3.6}
 KURAKIN_DESTRUCTION = {("fgsm", 16): (0.125, 0.400), ("fgsm", 8): (0.333, 0.400),
                        ("bim", 16): (0.404, 0.694), ("bim", 8): (0.521, 0.905),
                        ("ll", 16): (0.722, 0.851), ("ll", 8): (0.863, 0.946)}
+# The same paper's Tables 1-3 in full, by (method, ε): 102 images per experiment (section 3.2), a Ricoh
+# MP C5503 laser at 600 dpi, a Nexus 5X, Inception v3. Tables 1 (average case) and 2 (prefiltered case):
+# accuracy (top-1, top-5) of the photos of the clean images, of the photos of the adversarial images, of
+# the clean source images and of the adversarial source images. Table 3: destruction rate (top-1, top-5)
+# in the average and the prefiltered case. Their prefilter also asks the adversarial image to be wrong in
+# top-5; physadv's (prefilter) asks top-1 only.
+KURAKIN_IMAGES = 102
+KURAKIN_ACCURACY = {
+    "average": {("fgsm", 16): ((0.798, 0.919), (0.364, 0.677), (0.853, 0.941), (0.363, 0.588)),
+                ("fgsm", 8): ((0.706, 0.931), (0.490, 0.735), (0.775, 0.971), (0.304, 0.578)),
+                ("bim", 16): ((0.729, 0.896), (0.490, 0.750), (0.814, 0.951), (0.284, 0.314)),
+                ("bim", 8): ((0.725, 0.931), (0.510, 0.873), (0.735, 0.931), (0.265, 0.314)),
+                ("ll", 16): ((0.711, 0.900), (0.600, 0.833), (0.794, 0.961), (0.010, 0.010)),
+                ("ll", 8): ((0.765, 0.941), (0.696, 0.922), (0.784, 0.980), (0.000, 0.069))},
+    "prefiltered": {("fgsm", 16): ((0.818, 0.970), (0.051, 0.394), (1.0, 1.0), (0.0, 0.0)),
+                    ("fgsm", 8): ((0.771, 0.958), (0.146, 0.708), (1.0, 1.0), (0.0, 0.0)),
+                    ("bim", 16): ((0.933, 0.978), (0.600, 0.878), (1.0, 1.0), (0.0, 0.0)),
+                    ("bim", 8): ((0.892, 0.980), (0.647, 0.912), (1.0, 1.0), (0.0, 0.0)),
+                    ("ll", 16): ((0.958, 1.000), (0.875, 0.979), (1.0, 1.0), (0.0, 0.0)),
+                    ("ll", 8): ((0.960, 1.000), (0.889, 0.970), (1.0, 1.0), (0.0, 0.0))},
+}
+KURAKIN_DESTRUCTION_PREFILTERED = {("fgsm", 16): (0.051, 0.394), ("fgsm", 8): (0.146, 0.708),
+                                   ("bim", 16): (0.600, 0.878), ("bim", 8): (0.647, 0.912),
+                                   ("ll", 16): (0.875, 0.979), ("ll", 8): (0.889, 0.970)}
 SEVERE_DROP_POINTS = 15.0
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a binomial proportion (95 % for z = 1.96); (nan, nan) when n = 0."""
+    if n == 0:
+        return math.nan, math.nan
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def channel_severity(digital_top1: float | None, digital_top5: float | None, photo_top1: float | None,

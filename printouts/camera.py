@@ -17,6 +17,12 @@ colour matrix, blur and noise it measured (:func:`_play_back`):
    the phone's auto exposure and white balance (white patch on the frame's brightest 2 %,
    :data:`AWB_PERCENTILE`), and JPEG.
 
+With ``print.device_dpi`` > 0 step 1 happens on the printer's addressable grid
+(:mod:`physadv.printouts.printer`: screen or error diffusion, Yule–Nielsen dot gain, toner grain,
+misregistration, banding), and step 4 can run a phone's pipeline (:mod:`physadv.printouts.isp`: Bayer
+mosaic and demosaicing, denoising, tone curve, sharpening; 4:2:0 or 4:4:4 JPEG). At their neutral
+settings (the ``handheld`` and ``webcam`` profiles) the photo is the one the camera took before they existed.
+
 Every random draw comes from ``numpy.random.default_rng([seed, index])``, so photo ``index`` of a
 seed is the same photo whatever else is generated, and all drawn parameters are recorded in
 :class:`Shot`. The true homography maps page millimetres ``(x, y)`` (origin top-left, y down) to
@@ -94,6 +100,30 @@ class Shot:
     halftone_lpi: float = 0.0
     auto_white_balance: bool = True
     profile: str = "handheld"
+    # The print on the device grid (physadv.printouts.printer.DevicePrint) and the phone's pipeline
+    # (physadv.printouts.isp); the defaults are the neutral settings. misregistration_mm: (dx, dy) of the
+    # cyan, magenta, yellow planes; banding: (amplitude, period mm, phase rad); denoise_sigma: the
+    # bilateral's range σ in 0-255 units.
+    device_dpi: float = 0.0
+    screen_angles_deg: tuple[float, float, float] = (15.0, 75.0, 0.0)
+    dot_levels: int = 2
+    error_diffusion: bool = False
+    yule_nielsen_n: float = 1.0
+    graininess: float = 0.0
+    misregistration_mm: tuple[float, float, float, float, float, float] = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    banding: tuple[float, float, float] = (0.0, 1.0, 0.0)
+    demosaic: bool = False
+    denoise_sigma: float = 0.0
+    denoise_radius_px: float = 1.0
+    sharpen_amount: float = 0.0
+    sharpen_radius_px: float = 1.0
+    tone_contrast: float = 1.0
+    chroma_subsampling: bool = True
+
+    @property
+    def runs_isp(self) -> bool:
+        """Whether any step of the phone's pipeline beyond white balance is on."""
+        return self.demosaic or self.denoise_sigma > 0 or self.tone_contrast != 1 or self.sharpen_amount > 0
 
 
 @dataclass(frozen=True)
@@ -151,6 +181,38 @@ def sample_shot(rng: np.random.Generator, page: int, frame: tuple[int, int],
         halftone_lpi=profile.value("print.halftone_lpi"),
         auto_white_balance=bool(profile.value("sensor.auto_white_balance")),
         profile=profile.name,
+        **_device_and_isp(rng, profile),
+    )
+
+
+def _device_and_isp(rng: np.random.Generator, profile: CameraProfile) -> dict:
+    """The print-engine and phone-pipeline fields of a :class:`Shot` (drawn after all the others, so that
+    adding them changed no earlier draw)."""
+    read, shot = profile.range("sensor.read_noise"), profile.range("sensor.shot_noise")
+    misregistration = []
+    for _ in range(3):
+        length, angle = profile.uniform(rng, "print.misregistration_mm"), rng.uniform(0, 2 * math.pi)
+        misregistration += [length * math.cos(angle), length * math.sin(angle)]
+    banding = (profile.uniform(rng, "print.banding_amplitude"), profile.uniform(rng, "print.banding_period_mm"),
+               rng.uniform(0, 2 * math.pi))
+    # The denoiser is tuned to the sensor's noise: its range σ is a multiple of the noise σ at mid grey
+    # (the middle of the profile's read and shot noise ranges, as an ISP's fixed noise model would be).
+    noise_mid_grey = math.hypot(sum(read) / 2, sum(shot) / 2 * math.sqrt(128))
+    return dict(
+        device_dpi=profile.value("print.device_dpi"),
+        screen_angles_deg=tuple(profile.value(f"print.screen_angle_{ink}_deg") for ink in ("cyan", "magenta", "yellow")),
+        dot_levels=int(profile.value("print.dot_levels")),
+        error_diffusion=bool(profile.value("print.error_diffusion")),
+        yule_nielsen_n=profile.uniform(rng, "print.yule_nielsen_n"),
+        graininess=profile.uniform(rng, "print.graininess"),
+        misregistration_mm=tuple(misregistration), banding=banding,
+        demosaic=bool(profile.value("sensor.demosaic")),
+        denoise_sigma=profile.uniform(rng, "sensor.denoise_strength") * noise_mid_grey,
+        denoise_radius_px=profile.uniform(rng, "sensor.denoise_radius_px"),
+        sharpen_amount=profile.uniform(rng, "sensor.sharpen_amount"),
+        sharpen_radius_px=profile.uniform(rng, "sensor.sharpen_radius_px"),
+        tone_contrast=profile.uniform(rng, "sensor.tone_contrast"),
+        chroma_subsampling=bool(profile.value("sensor.jpeg_chroma_subsampling")),
     )
 
 
@@ -175,7 +237,18 @@ def _sample_measured_shot(rng: np.random.Generator, page: int, frame: tuple[int,
         background_seed=int(rng.integers(2 ** 31)), gradient=(0.0, 0.0), vignetting=0.0,
         shadow=(0.0, 0.0, 0.0, 0.1), exposure=exposure, colour_cast=balance, saturation=1.0,
         lens_blur_px=0.0, read_noise=0.0, shot_noise=0.0, jpeg_quality=_jpeg_quality(rng, profile),
-        auto_white_balance=False, profile=profile.name)
+        auto_white_balance=False, profile=profile.name, misregistration_mm=_plane_shifts(rng, measured.misregistration_mm))
+
+
+def _plane_shifts(rng: np.random.Generator, rms_mm: float) -> tuple[float, ...]:
+    """(dx, dy) of 3 colour planes, each moved in its own random direction by the length that puts them
+    ``rms_mm`` (RMS) from their mean, as calibrate measures misregistration (``L √(2/3) = rms``);
+    no draw at all when it is 0 (the photos of older measured profiles stay as they were)."""
+    if rms_mm <= 0:
+        return (0.0,) * 6
+    angles = rng.uniform(0, 2 * math.pi, 3)
+    length = rms_mm * math.sqrt(1.5)
+    return tuple(float(v) for angle in angles for v in (length * math.cos(angle), length * math.sin(angle)))
 
 
 def page_homography(shot: Shot, page_mm: tuple[float, float], frame: tuple[int, int]) -> np.ndarray:
@@ -349,36 +422,89 @@ def simulate_photo(document, shot: Shot, frame: tuple[int, int], profile: Camera
     page_mm = page_size_mm(document, shot.page)
     homography = page_homography(shot, page_mm, frame)
     photo_px_per_mm = _max_scale(homography, page_mm)
-    dpi = min(600.0, max(effects.min_render_dpi, photo_px_per_mm * RENDER_OVERSAMPLING * 25.4))
-    render = render_page(document, shot.page, dpi, smooth_images=False)
-    if shot.halftone_lpi > 0:
-        render = halftone(document, shot.page, render.shape[:2], page_mm, shot.halftone_lpi)
-    # The bitmap is the page stretched onto whole pixels: per-axis scale, pixel edges at integers.
-    sx, sy = render.shape[1] / page_mm[0], render.shape[0] / page_mm[1]
-    mm_to_render = np.array([[sx, 0, -0.5], [0, sy, -0.5], [0, 0, 1]])
-    if profile.measured is not None:
-        return _play_back(render, (sx + sy) / 2, homography @ np.linalg.inv(mm_to_render), shot, frame,
-                          profile.measured), homography
-    printed = print_page(effects.on_print(render, (sx + sy) / 2, photo_px_per_mm), (sx + sy) / 2, shot)
-    photo = background(shot.background_seed, frame)
-    if not effects.place(printed, mm_to_render, photo):
-        cv2.warpPerspective(printed, homography @ np.linalg.inv(mm_to_render), frame, dst=photo,
-                            flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_TRANSPARENT)
-    cast = np.asarray(shot.colour_cast, dtype=np.float32)
-    grey = np.full((3, 3), (1 - shot.saturation) / 3, dtype=np.float32)
-    photo = cv2.transform(photo, (grey + shot.saturation * np.eye(3, dtype=np.float32)) * cast[:, None])
-    # Lens blur before the light field: they nearly commute (the field is smooth), and blurring
-    # 8-bit pixels is several times faster than blurring floats.
-    photo = effects.on_sensor(cv2.GaussianBlur(photo, (0, 0), shot.lens_blur_px))
+    if shot.device_dpi > 0 and profile.measured is None:
+        photo = _device_print_through_lens(document, shot, page_mm, frame, homography, photo_px_per_mm, effects)
+    else:
+        dpi = min(600.0, max(effects.min_render_dpi, photo_px_per_mm * RENDER_OVERSAMPLING * 25.4))
+        render = render_page(document, shot.page, dpi, smooth_images=False)
+        # The bitmap is the page stretched onto whole pixels: per-axis scale, pixel edges at integers.
+        sx, sy = render.shape[1] / page_mm[0], render.shape[0] / page_mm[1]
+        mm_to_render = np.array([[sx, 0, -0.5], [0, sy, -0.5], [0, 0, 1]])
+        if profile.measured is not None:
+            return _play_back(render, (sx + sy) / 2, homography @ np.linalg.inv(mm_to_render), shot, frame,
+                              profile.measured), homography
+        printed = print_page(effects.on_print(render, (sx + sy) / 2, photo_px_per_mm), (sx + sy) / 2, shot)
+        photo = background(shot.background_seed, frame)
+        if not effects.place(printed, mm_to_render, photo):
+            cv2.warpPerspective(printed, homography @ np.linalg.inv(mm_to_render), frame, dst=photo,
+                                flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_TRANSPARENT)
+        photo = cv2.transform(photo, _cast_matrix(shot))
+        # Lens blur before the light field: they nearly commute (the field is smooth), and blurring
+        # 8-bit pixels is several times faster than blurring floats.
+        photo = cv2.GaussianBlur(photo, (0, 0), shot.lens_blur_px)
+    photo = effects.on_sensor(photo)
     light = effects.on_light(photo * _illumination(shot, frame))
     noisy = light * shot.shot_noise ** 2
     noisy += shot.read_noise ** 2
     cv2.sqrt(noisy, noisy)
     _multiply_by_noise(noisy, shot.background_seed + 1)
     raw = cv2.add(light, noisy, dtype=cv2.CV_32F)
+    if shot.runs_isp:
+        return _phone_pipeline(raw, shot), homography
     if shot.auto_white_balance:
         return _auto_white_balance(raw), homography
     return np.clip(raw, 0, 255).astype(np.uint8), homography
+
+
+def _cast_matrix(shot: Shot) -> np.ndarray:
+    """``(3, 3)`` float32: the light's colour cast and the print's reduced saturation."""
+    cast = np.asarray(shot.colour_cast, dtype=np.float32)
+    grey = np.full((3, 3), (1 - shot.saturation) / 3, dtype=np.float32)
+    return (grey + shot.saturation * np.eye(3, dtype=np.float32)) * cast[:, None]
+
+
+def _device_print_through_lens(document, shot: Shot, page_mm: tuple[float, float], frame: tuple[int, int],
+                               homography: np.ndarray, photo_px_per_mm: float, effects: PhotoEffects) -> np.ndarray:
+    """The sheet printed on the device grid (:func:`physadv.printouts.printer.print_on_device`), placed in
+    the scene, colour-cast and blurred by the lens, all in linear light (the screen is finer than the
+    photo's pixels: averaging it in encoded levels would darken it by tens of levels); returned as sRGB
+    levels ``(H, W, 3)`` uint8. The print is averaged over blocks of whole dots about one photo pixel wide
+    (the sensor pixel's aperture, at the sharpest corner of the page) before the warp resamples it."""
+    from physadv.printouts.printer import DevicePrint, levels_to_linear, linear_to_levels, print_on_device
+
+    factor = max(1, round(shot.device_dpi / (photo_px_per_mm * 25.4)))
+    device = render_page(document, shot.page, shot.device_dpi, smooth_images=False)
+    dots_x, dots_y = device.shape[1] / page_mm[0], device.shape[0] / page_mm[1]
+    device = effects.on_print(device, (dots_x + dots_y) / 2, photo_px_per_mm)
+    engine = DevicePrint(device_dpi=shot.device_dpi, halftone_lpi=shot.halftone_lpi,
+                         screen_angles_deg=shot.screen_angles_deg, dot_levels=shot.dot_levels,
+                         error_diffusion=shot.error_diffusion, yule_nielsen_n=shot.yule_nielsen_n,
+                         graininess=shot.graininess, misregistration_mm=shot.misregistration_mm,
+                         banding=shot.banding, blur_mm=shot.print_blur_mm, seed=shot.background_seed + 2)
+    printed = print_on_device(device, factor, engine, shot.ink_rgb, shot.paper_rgb, shot.print_gamma)
+    sx, sy = dots_x / factor, dots_y / factor
+    mm_to_render = np.array([[sx, 0, -0.5], [0, sy, -0.5], [0, 0, 1]])
+    photo = levels_to_linear(background(shot.background_seed, frame))
+    if not effects.place(printed, mm_to_render, photo):
+        cv2.warpPerspective(printed, homography @ np.linalg.inv(mm_to_render), frame, dst=photo,
+                            flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_TRANSPARENT)
+    photo = cv2.transform(photo, _cast_matrix(shot))
+    return linear_to_levels(cv2.GaussianBlur(photo, (0, 0), shot.lens_blur_px))
+
+
+def _phone_pipeline(raw: np.ndarray, shot: Shot) -> np.ndarray:
+    """The sensor's RGB ``(H, W, 3)`` float32 → the phone's processed photo, uint8: white balance (on the
+    mosaic when demosaicing), demosaicing, denoising and sharpening of the luma, tone curve
+    (:mod:`physadv.printouts.isp`)."""
+    from physadv.printouts.isp import bayer_mosaic, demosaic, on_luma, tone_curve
+
+    gains = _white_balance_gains(raw) if shot.auto_white_balance else np.ones(3, np.float32)
+    if shot.demosaic:
+        image = demosaic(np.clip(bayer_mosaic(raw, gains), 0, 255).astype(np.uint8))
+    else:
+        image = np.clip(raw * gains, 0, 255).astype(np.uint8)
+    image = on_luma(image, shot.denoise_sigma, shot.denoise_radius_px, shot.sharpen_amount, shot.sharpen_radius_px)
+    return cv2.LUT(image, tone_curve(shot.tone_contrast)) if shot.tone_contrast != 1 else image
 
 
 def srgb_to_linear(levels: np.ndarray) -> np.ndarray:
@@ -404,10 +530,17 @@ def apply_colour_response(printed: np.ndarray, measured: MeasuredChannel) -> np.
 
 def _play_back(render: np.ndarray, pixels_per_mm: float, render_to_photo: np.ndarray, shot: Shot,
                frame: tuple[int, int], measured: MeasuredChannel) -> np.ndarray:
-    """A measured profile's channel: blur (page mm) on the printed levels, colour matrix and tone
-    curve, the pose, this photo's exposure and white-balance gains, noise σ(level) per photo pixel."""
+    """A measured profile's channel: blur (page mm) on the printed levels, its colour planes' measured
+    misregistration, colour matrix and tone curve, the pose, this photo's exposure and white-balance
+    gains, noise σ(level) per photo pixel."""
     sigma = measured.blur_sigma_mm * pixels_per_mm
     blurred = cv2.GaussianBlur(render, (0, 0), sigma) if sigma > 0 else render  # as print_page: always
+    if any(shot.misregistration_mm):
+        from physadv.printouts.printer import shift_plane
+
+        blurred = np.dstack([shift_plane(np.ascontiguousarray(blurred[..., c]), shot.misregistration_mm[2 * c] * pixels_per_mm,
+                                         shot.misregistration_mm[2 * c + 1] * pixels_per_mm, fill=255)
+                             for c in range(3)])
     # The colour response of all 256³ colours would not fit a LUT; a 32³ grid with trilinear
     # interpolation is within 0.1 level of the exact response (smooth in each channel).
     printed = _colour_grid_lookup(blurred, measured)
@@ -437,38 +570,18 @@ def _colour_grid_lookup(image: np.ndarray, measured: MeasuredChannel, nodes: int
     return out
 
 
-def halftone(document, page: int, shape: tuple[int, int], page_mm: tuple[float, float], lpi: float) -> np.ndarray:
-    """The page as a printer's clustered-dot screen at ``lpi`` lines per inch, ``(H, W, 3)`` uint8 of ``shape``.
-
-    The page is rendered at 8 pixels per screen period (at most 1200 dpi), each ink (cyan, magenta,
-    yellow: the complements of R, G, B) is screened at its own angle (15°, 75°, 0°, the classic
-    offset angles) by thresholding its coverage against a cosine dot pattern, and the binary
-    result is area-averaged down to ``shape``, as the camera's optics integrate it.
-    """
-    dpi = min(1200.0, 8 * lpi)
-    fine = render_page(document, page, dpi, smooth_images=False)
-    height, width = fine.shape[:2]
-    per_mm = (width / page_mm[0] + height / page_mm[1]) / 2
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32) / np.float32(per_mm)
-    frequency = lpi / 25.4
-    screened = np.empty_like(fine)
-    for channel, angle in enumerate((15.0, 75.0, 0.0)):
-        c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
-        u, v = (x * c + y * s) * (2 * math.pi * frequency), (-x * s + y * c) * (2 * math.pi * frequency)
-        threshold = 0.5 + 0.25 * (np.cos(u) + np.cos(v))
-        coverage = 1.0 - fine[..., channel] / np.float32(255.0)
-        screened[..., channel] = np.where(coverage > threshold, 0, 255)
-    return cv2.resize(screened, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
-
-
 def _auto_white_balance(raw: np.ndarray) -> np.ndarray:
     """A phone's auto exposure and white balance (white patch): scale each channel so that its
     brightest pixels (:data:`AWB_PERCENTILE`) land at :data:`AWB_WHITE_LEVEL`, as a camera pipeline
     does before it saves the JPEG; without it every photo keeps the cast and exposure of its light,
     which no phone or webcam delivers."""
+    return np.clip(raw * _white_balance_gains(raw), 0, 255).astype(np.uint8)
+
+
+def _white_balance_gains(raw: np.ndarray) -> np.ndarray:
+    """``(3,)`` float32 gains of :func:`_auto_white_balance`."""
     small = raw[::8, ::8].reshape(-1, 3)
-    gains = AWB_WHITE_LEVEL / np.maximum(np.percentile(small, AWB_PERCENTILE, axis=0), 1.0)
-    return np.clip(raw * gains.astype(np.float32), 0, 255).astype(np.uint8)
+    return (AWB_WHITE_LEVEL / np.maximum(np.percentile(small, AWB_PERCENTILE, axis=0), 1.0)).astype(np.float32)
 
 
 def _multiply_by_noise(sigma: np.ndarray, seed: int) -> None:
@@ -582,7 +695,8 @@ def photograph(pdf: str | Path, manifest: Manifest | None, out_dir: str | Path, 
             shot = sample_shot(np.random.default_rng([seed, index]), index % pages, frame, profile)
             photo, homography = simulate_photo(document, shot, frame, profile)
             name = f"photo_{index:04d}.jpg"
-            atomic_write_bytes(out / name, encode_jpeg(photo, shot.jpeg_quality, profile.measured is not None))
+            full_chroma = profile.measured is not None or not shot.chroma_subsampling
+            atomic_write_bytes(out / name, encode_jpeg(photo, shot.jpeg_quality, full_chroma))
             done[index] = PhotoTruth(index, name, shot.page, frame,
                                      tuple(tuple(float(v) for v in row) for row in homography), shot)
             atomic_write_json(out / TRUTH_FILE, {**header, "photos": [asdict(done[i]) for i in sorted(done)]})

@@ -65,7 +65,23 @@ PARAMETRIC = {
     "print.ink_level": ("0-255 units", 0.0, 255.0),
     "print.ink_tint": ("0-255 units, per channel", -50.0, 50.0),
     "print.gamma": ("exponent", 0.2, 5.0),
-    "print.halftone_lpi": ("lines per inch, 0 = continuous tone", 0.0, 300.0),
+    "print.halftone_lpi": ("lines per inch of the clustered-dot screen, 0 = no screen", 0.0, 300.0),
+    # The print at the printer's addressable grid (physadv.printouts.printer); each is the identity at
+    # its neutral value (device_dpi 0, halftone_lpi 0, error_diffusion false, yule_nielsen_n 1, graininess 0,
+    # misregistration 0, banding amplitude 0).
+    "print.device_dpi": ("dots per inch of the printer's addressable grid, 0 = continuous tone at the photo's "
+                         "resolution", 0.0, 2400.0),
+    "print.screen_angle_cyan_deg": ("deg, angle of the cyan screen (the R channel's ink)", -90.0, 90.0),
+    "print.screen_angle_magenta_deg": ("deg, angle of the magenta screen (the G channel's ink)", -90.0, 90.0),
+    "print.screen_angle_yellow_deg": ("deg, angle of the yellow screen (the B channel's ink)", -90.0, 90.0),
+    "print.dot_levels": ("exposure levels of one addressable dot, 2 = binary", 2.0, 256.0),
+    "print.error_diffusion": ("true = Floyd-Steinberg error diffusion (inkjet), false = clustered-dot screen "
+                              "or none", 0.0, 1.0),
+    "print.yule_nielsen_n": ("Yule-Nielsen n, 1 = no optical dot gain (Murray-Davies)", 1.0, 10.0),
+    "print.graininess": ("ISO/IEC 13660 graininess: σ of optical density over 42.3-µm tiles of a solid", 0.0, 0.5),
+    "print.misregistration_mm": ("mm, displacement of each ink plane (random direction)", 0.0, 2.0),
+    "print.banding_amplitude": ("fraction of the ink's tone value, peak", 0.0, 0.5),
+    "print.banding_period_mm": ("mm, period along the paper feed (page y)", 0.1, 100.0),
     "light.gradient": ("relative change per half frame", -1.0, 1.0),
     "light.vignetting": ("relative fall-off at the frame corners", 0.0, 1.0),
     "light.shadow_probability": ("probability", 0.0, 1.0),
@@ -79,11 +95,49 @@ PARAMETRIC = {
     "sensor.read_noise": ("0-255 units, σ", 0.0, 50.0),
     "sensor.shot_noise": ("sqrt(0-255 units), σ² = shot² · level", 0.0, 5.0),
     "sensor.auto_white_balance": ("true = on, false = off", 0.0, 1.0),
+    # The phone's pipeline (physadv.printouts.isp), each the identity at its neutral value.
+    "sensor.demosaic": ("true = Bayer RGGB mosaic + OpenCV edge-aware demosaicing, false = RGB per pixel", 0.0, 1.0),
+    "sensor.denoise_strength": ("bilateral range σ / sensor noise σ at mid grey, 0 = no denoising", 0.0, 10.0),
+    "sensor.denoise_radius_px": ("px, spatial σ of the bilateral denoiser", 0.5, 5.0),
+    "sensor.sharpen_amount": ("unsharp-mask gain: out = in + amount · (in - blur(in)), 0 = none", 0.0, 5.0),
+    "sensor.sharpen_radius_px": ("px, Gaussian σ of the unsharp mask", 0.3, 10.0),
+    "sensor.tone_contrast": ("slope at mid grey of the tone curve on the encoded levels, 1 = identity", 0.5, 2.0),
+    "sensor.jpeg_chroma_subsampling": ("true = 4:2:0 chroma, false = 4:4:4", 0.0, 1.0),
 }
 # Switches, not ranges: ``value = true`` or ``false`` only (stored as 1.0 / 0.0), so that 0.5 is never "on".
-BOOLEANS = frozenset({"sensor.auto_white_balance"})
+BOOLEANS = frozenset({"sensor.auto_white_balance", "print.error_diffusion", "sensor.demosaic",
+                      "sensor.jpeg_chroma_subsampling"})
+# Facts of one device, not ranges drawn per photo: ``value = x`` only.
+CONSTANTS = frozenset({"print.halftone_lpi", "print.device_dpi", "print.screen_angle_cyan_deg",
+                       "print.screen_angle_magenta_deg", "print.screen_angle_yellow_deg", "print.dot_levels"})
 ALWAYS = {"sensor.jpeg_quality": ("libjpeg quality", 1.0, 100.0)}
 PARAMETERS = {**SCENE, **PARAMETRIC, **ALWAYS}
+
+# Each effect of the print engine, of the phone's pipeline and of its JPEG encoder, and the keys that switch
+# it off: at these values it is the identity (tests/test_channel_fidelity.py). "print engine" and "phone
+# pipeline" switch off all of theirs at once; with both off the camera is the one physadv had before them.
+PRINT_EFFECTS = {
+    "halftone": {"print.halftone_lpi": 0.0},
+    "yule-nielsen": {"print.yule_nielsen_n": 1.0},
+    "graininess": {"print.graininess": 0.0},
+    "misregistration": {"print.misregistration_mm": 0.0},
+    "banding": {"print.banding_amplitude": 0.0},
+}
+PHONE_EFFECTS = {
+    "demosaic": {"sensor.demosaic": 0.0},
+    "denoise": {"sensor.denoise_strength": 0.0},
+    "sharpen": {"sensor.sharpen_amount": 0.0},
+    "tone-curve": {"sensor.tone_contrast": 1.0},
+}
+EFFECTS = {
+    **PRINT_EFFECTS,
+    "print engine": {**{k: v for effect in PRINT_EFFECTS.values() for k, v in effect.items()},
+                     "print.device_dpi": 0.0, "print.error_diffusion": 0.0},
+    **PHONE_EFFECTS,
+    "phone pipeline": {k: v for effect in PHONE_EFFECTS.values() for k, v in effect.items()},
+    # The JPEG encoder's, outside the pipeline: physadv's camera always saved 4:2:0.
+    "chroma-420": {"sensor.jpeg_chroma_subsampling": 0.0},
+}
 
 
 @dataclass(frozen=True)
@@ -117,6 +171,10 @@ MEASURED_UNITS = {
     "pixels_per_mm": "photo pixels per page mm of the calibration photos (mean)",
     "photos": "photos the figures come from",
     "delta_e_mean": "CIEDE2000, mean over the colour patches and photos, of the fitted tone curve + matrix",
+    "misregistration_mm": "mm, RMS displacement of the R, G, B planes from their mean at the slanted edges "
+                          "(median over the photos; 0 = none measured)",
+    "halftone_lpi": "lines per inch of the screen in the flat patches as photographed (an alias when finer than "
+                    "the photo's Nyquist frequency; median over the photos; 0 = none found)",
 }
 
 
@@ -152,6 +210,8 @@ class MeasuredChannel:
     pixels_per_mm: float
     photos: int
     delta_e_mean: float
+    misregistration_mm: float = 0.0
+    halftone_lpi: float = 0.0
 
     def tone_lut(self) -> np.ndarray:
         """``(256, 3)`` float32: photographed level per printed level and channel."""
@@ -280,7 +340,8 @@ def _measured(table: Any, origin: str) -> MeasuredChannel:
     for key in required:
         if key not in table:
             raise InputError(f"{_where(origin, 'measured.' + key)} is missing")
-    unknown = sorted(set(table) - set(required))
+    optional = ("misregistration_mm", "halftone_lpi")  # measured since issue 22: older profiles lack them
+    unknown = sorted(set(table) - set(required) - set(optional))
     if unknown:
         raise InputError(f"{_where(origin, 'measured')}: unknown key(s) {', '.join(unknown)}")
     tone = _rows(table["tone_curve"], 4, origin, "measured.tone_curve", 0, 255)
@@ -300,7 +361,9 @@ def _measured(table: Any, origin: str) -> MeasuredChannel:
         white_balance_r=_pair(table["white_balance_r"], origin, "measured.white_balance_r", 0.1, 10),
         white_balance_b=_pair(table["white_balance_b"], origin, "measured.white_balance_b", 0.1, 10),
         pixels_per_mm=_bounded(table["pixels_per_mm"], 0.1, 1000, origin, "measured.pixels_per_mm"),
-        photos=int(photos), delta_e_mean=_bounded(table["delta_e_mean"], 0, 200, origin, "measured.delta_e_mean"))
+        photos=int(photos), delta_e_mean=_bounded(table["delta_e_mean"], 0, 200, origin, "measured.delta_e_mean"),
+        misregistration_mm=_bounded(table.get("misregistration_mm", 0.0), 0, 5, origin, "measured.misregistration_mm", "mm"),
+        halftone_lpi=_bounded(table.get("halftone_lpi", 0.0), 0, 1000, origin, "measured.halftone_lpi", "lpi"))
 
 
 def profile_from_mapping(data: dict, origin: str) -> CameraProfile:
@@ -350,10 +413,39 @@ def profile_from_mapping(data: dict, origin: str) -> CameraProfile:
         parameters[key] = _parameter(table, key, origin)
     profile = CameraProfile(data["name"], data["description"], data["resolution"], parameters, measured, origin)
     if measured is None:
-        lpi = profile.value("print.halftone_lpi")
-        if 0 < lpi < 50:
-            raise InputError(f"{_where(origin, 'print.halftone_lpi')} = {lpi:g}: use 0 (no screen) or 50-300 lpi")
+        _check_print_engine(profile, origin)
     return profile
+
+
+def _check_print_engine(profile: CameraProfile, origin: str) -> None:
+    """The print keys that only make sense together: a screen needs the addressable grid it is built on."""
+    for key in sorted(CONSTANTS):
+        low, high = profile.range(key)
+        if low != high:
+            raise InputError(f"{_where(origin, key)} is a fact of the device: value = x, not range = [{low:g}, {high:g}]")
+    dpi, lpi = profile.value("print.device_dpi"), profile.value("print.halftone_lpi")
+    levels = profile.value("print.dot_levels")
+    if 0 < dpi < 150:
+        raise InputError(f"{_where(origin, 'print.device_dpi')} = {dpi:g}: use 0 (continuous tone) or a printer's "
+                         "150-2400 dpi")
+    if 0 < lpi < 50:
+        raise InputError(f"{_where(origin, 'print.halftone_lpi')} = {lpi:g}: use 0 (no screen) or 50-300 lpi")
+    if lpi > 0 and not 2 * lpi <= dpi:
+        raise InputError(f"{_where(origin, 'print.halftone_lpi')} = {lpi:g} needs print.device_dpi of at least "
+                         f"{2 * lpi:g} (a screen cell is at least 2 dots wide), got {dpi:g}")
+    if levels != round(levels):
+        raise InputError(f"{_where(origin, 'print.dot_levels')} = {levels:g} is not a whole number of levels")
+    if profile.value("print.error_diffusion"):
+        if dpi == 0 or lpi > 0:
+            raise InputError(f"{_where(origin, 'print.error_diffusion')} = true needs print.device_dpi > 0 and "
+                             f"print.halftone_lpi = 0 (one screen per print), got {dpi:g} dpi and {lpi:g} lpi")
+    if dpi == 0:
+        # These act on the device grid (physadv.printouts.printer); a continuous-tone print has none.
+        for key, neutral in (("print.graininess", 0.0), ("print.misregistration_mm", 0.0),
+                             ("print.banding_amplitude", 0.0), ("print.yule_nielsen_n", 1.0)):
+            if profile.range(key) != (neutral, neutral):
+                raise InputError(f"{_where(origin, key)} acts on the printer's addressable grid: it needs "
+                                 f"print.device_dpi > 0 (or {key} = {neutral:g})")
 
 
 def _builtin_text(name: str) -> str:
@@ -425,6 +517,28 @@ def profile_to_toml(profile: CameraProfile, header: str = "") -> str:
             else:
                 lines.append(f"{name} = {_toml_value(value)}")
     return "\n".join(lines) + "\n"
+
+
+def without_effects(profile: CameraProfile, effects: list[str] | tuple[str, ...]) -> CameraProfile:
+    """``profile`` with each of ``effects`` (names of :data:`EFFECTS`) at its neutral value, named
+    ``NAME-no-EFFECT-...`` and read back through the profile reader (so the result is a valid profile).
+
+    Raises:
+        InputError: an unknown effect, or a measured profile (it has no such keys).
+    """
+    unknown = [name for name in effects if name not in EFFECTS]
+    if unknown:
+        raise InputError(f"unknown effect(s) {', '.join(unknown)}; choose from {', '.join(EFFECTS)}")
+    if profile.measured is not None:
+        raise InputError(f"camera profile {profile.name}: a measured profile has no print or phone effects to switch off")
+    parameters = dict(profile.parameters)
+    for name in effects:
+        for key, neutral in EFFECTS[name].items():
+            parameters[key] = Parameter(neutral, neutral, parameters[key].unit, f"neutral: {name} switched off")
+    name = "-".join([profile.name, *(f"no-{effect.replace(' ', '-')}" for effect in effects)])
+    changed = replace(profile, name=name, description=f"{profile.description} (without {', '.join(effects)})",
+                      parameters=parameters)
+    return profile_from_mapping(tomllib.loads(profile_to_toml(changed)), name)
 
 
 def with_measured(base: CameraProfile, name: str, description: str, measured: MeasuredChannel,

@@ -173,22 +173,26 @@ def test_cli_chart_and_calibrate_report_a_photo_without_the_chart(tmp_path, caps
 
 
 def test_halftone_screen_keeps_the_mean_tone(chart):
-    from physadv.printouts.camera import halftone
-    from physadv.printouts.pdf import page_size_mm
+    """The chart's flat greys printed through a clustered-dot screen (300 dpi, 75 lpi: 17 levels per cell)
+    keep their reflectance to within half a step of the cell, and the screen is still there."""
+    from physadv.printouts.printer import DevicePrint, levels_to_linear, print_on_device
+    from physadv.printouts.pdf import page_size_mm, render_page
 
     chart_dir, manifest = chart
     document = open_pdf(chart_dir / CHART_FILE)
     size = page_size_mm(document, 0)
-    shape = (round(size[1] * 4), round(size[0] * 4))  # 4 px/mm
-    screened = halftone(document, 0, shape, size, lpi=50)
+    device = render_page(document, 0, 300.0, smooth_images=False)
     document.close()
-    assert set(np.unique(screened[::7, ::7])) - {0, 255}  # area-averaged, not binary any more
+    linear = print_on_device(device, 2, DevicePrint(300.0, halftone_lpi=75.0), (0.0,) * 3, (255.0,) * 3, 1.0)
+    per_mm = linear.shape[1] / size[0]
     flats = [p for p in manifest.extra["chart"]["patches"] if p["kind"] == "flat"]
     for patch in flats:
-        x, y, w, h = (v * 4 for v in patch["box_mm"])
-        inner = screened[int(y + h / 4):int(y + 3 * h / 4), int(x + w / 4):int(x + 3 * w / 4)].astype(float)
-        assert abs(inner.mean() - patch["rgb"][0]) < 20, (patch["rgb"], inner.mean())
-        assert inner.std() > 1  # the screen (period 0.51 mm, 2 px at 4 px/mm) is still visible
+        x, y, w, h = (v * per_mm for v in patch["box_mm"])
+        inner = linear[int(y + h / 4):int(y + 3 * h / 4), int(x + w / 4):int(x + 3 * w / 4)].astype(float) / 65535
+        target = levels_to_linear(np.array([[patch["rgb"][0]]], np.uint8))[0, 0] / 65535
+        assert abs(inner.mean() - target) <= 0.5 / 16 + 0.01, (patch["rgb"], inner.mean(), target)
+        if target > 1 / 16:  # darker than the cell's last step, every dot is solid
+            assert inner.std() > 0.01  # the screen (period 0.34 mm, 2 px of 0.17 mm) is still visible
 
 
 # --- review 9: bad photos, bad charts, bad profiles ---------------------------------------------------------
