@@ -232,6 +232,16 @@ class RunStore:
                         json.dumps(eot or settings.eot), settings.model, weights, weights_sha256, self._path(folder)))
             db.executemany("INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows())
 
+    def record_patch(self, name: str, folder: Path, config: Any, eot: str | None, model: str, weights: str,
+                     weights_sha256: str) -> None:
+        """Record the adversarial patch of ``folder`` (``physadv patch``) as the run's attack ``name``
+        (method ``patch``, ε 0: a patch has no budget; α is its learning rate); its held-out images are
+        not attacked images, so no image rows."""
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO attacks VALUES (?, 'patch', 0, ?, ?, ?, ?, ?, ?, ?)",
+                       (name, config.learning_rate, config.iterations, json.dumps({"distribution": eot} if eot else {}),
+                        model, weights, weights_sha256, self._path(folder)))
+
     def record_sheets(self, attack: str, manifest: Manifest, pdf: Path) -> None:
         with self.transaction() as db:
             for page in manifest.pages:
