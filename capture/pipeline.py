@@ -36,6 +36,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from physadv.capture.detect import REASONS, PageDetection, PhotoDetection, Rejection, find_pages
+from physadv.capture.patches import is_patch_manifest, patch_cells, patch_result_rows
 from physadv.capture.verify import check_page
 from physadv.attackset import read_attack_set
 from physadv.classifiers import Classifier
@@ -80,6 +81,7 @@ class CaptureResult:
     rejections: tuple[tuple[str, Rejection], ...]
     rows: tuple[Row, ...]
     photo_clean: dict[str, float | int | None]
+    patch_sheet: bool = False  # the sheet of a patch folder's patches: checked crops, no result rows
 
 
 def classify_crops(classifier: Classifier, crops: list[np.ndarray]) -> Predictions:
@@ -265,8 +267,10 @@ def capture_folder(photos_dir: str | Path, manifest_path: str | Path, classifier
     if foreign:
         raise InputError(f"{manifest_path}: label(s) {', '.join(map(str, foreign[:5]))} are not classes of "
                          f"{classifier.name} ({classes} classes); capture with the model the sheets were made for")
-    digital = digital_predictions(manifest, Path(manifest_path).parent, classifier)
-    sources = cell_sources(manifest, Path(manifest_path).parent)
+    manifest_dir = Path(manifest_path).parent
+    patch = patch_cells(manifest, resolve_attack_dir(manifest, manifest_dir)) if is_patch_manifest(manifest) else None
+    digital = digital_predictions(manifest, manifest_dir, classifier) if patch is None else {}
+    sources = cell_sources(manifest, manifest_dir)
     records: list[dict | None] = []
     pending: list[tuple[int, Path, str, dict, Path]] = []
     for path in photos:
@@ -300,9 +304,17 @@ def capture_folder(photos_dir: str | Path, manifest_path: str | Path, classifier
             pool.shutdown(cancel_futures=True)
     observations = tuple(o for record in records for o in record["observations"])
     rejections = tuple((record["identity"]["photo"], r) for record in records for r in record["rejections"])
-    rows, photo_clean = metric_rows(observations, digital)
+    if patch is None:
+        rows, photo_clean = metric_rows(observations, digital)
+    else:
+        # The digital scene of every cell, as printed (the sources capture checked the crops against).
+        keys = sorted(sources)
+        printed = classify_crops(classifier, [sources[key] for key in keys])
+        rows, photo_clean = patch_result_rows(list(observations), patch[1], {
+            key: printed.subset(slice(k, k + 1)) for k, key in enumerate(keys)}, patch[0], classifier.name)
     _write_outputs(out, observations, rejections, rows, photo_clean, manifest, classifier, len(photos))
-    return CaptureResult(len(photos), observations, rejections, tuple(rows), photo_clean)
+    return CaptureResult(len(photos), observations, rejections, tuple(rows), photo_clean,
+                         patch_sheet=patch is not None and all(cell.area is None for cell in patch[1].values()))
 
 
 def _read_state(path: Path, identity: dict, manifest: Manifest) -> dict | None:

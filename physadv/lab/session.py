@@ -51,6 +51,7 @@ from physadv.fileio import atomic_write_json, parse_json, parse_toml
 from physadv.images import read_rgb, to_tensor
 from physadv.lab.store import RunLock, RunStore
 from physadv.metrics import format_table
+from physadv.patch.heldout import format_patch_table, is_patch_row
 from physadv.printouts.camera import RESOLUTIONS, TRUTH_FILE, photograph, read_truth
 from physadv.printouts.manifest import read_manifest
 from physadv.printouts.profiles import DEFAULT_PROFILE, load_profile
@@ -521,8 +522,11 @@ def status_counts(store: RunStore) -> dict[str, int]:
 
 
 def headline(rows: Sequence[dict]) -> str:
-    """Kurakin-style table of the photo rows: accuracy on photos and destruction rates with n."""
-    photo = [r for r in rows if r["transform"] == "photo"]
-    if not photo:
+    """Kurakin-style table of the photo rows: accuracy on photos and destruction rates with n; a patch
+    run's photo rows as its own table (targeted success and top-1, patch against controls, by area)."""
+    photo = [r for r in rows if r["transform"] == "photo" and not is_patch_row(r)]
+    patch = [r for r in rows if r["transform"] == "photo" and is_patch_row(r)]
+    if not photo and not patch:
         return "no photo results yet"
-    return format_table(sorted(photo, key=lambda r: (r["method"], r["eps"], r["case"])))
+    tables = [format_table(sorted(photo, key=lambda r: (r["method"], r["eps"], r["case"])))] if photo else []
+    return "\n\n".join(tables + ([format_patch_table(patch)] if patch else []))

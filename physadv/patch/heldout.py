@@ -161,3 +161,29 @@ def patch_row(variant: str, area: float, transform: str, *, n: int, target_succe
 def is_patch_row(row: dict) -> bool:
     """Whether a result row is a patch run's (its ``case`` is ``patch``) rather than Kurakin's."""
     return row.get("case") == "patch"
+
+
+def _share(value: float | None, n: int | None) -> str:
+    return "n/a" if value is None or not n else f"{value:.2f} ({round(value * n)}/{n})"
+
+
+def patch_row_line(row: dict) -> str:
+    """One result row of a patch run in words, e.g. ``patch area 0.25 n=28: target success digital 0.68
+    (19/28), photo 0.61 (17/28); top-1 digital …``."""
+    photo = row["transform"] == "photo"
+    return (f"{row['method']:<13} area {row['area']:<5g} n={row['n']:<4} target success digital "
+            f"{_share(row['target_success_digital'], row['n'])}"
+            + (f", photo {_share(row['target_success_photo'], row['n'])}" if photo else "")
+            + f"; top-1 digital {_share(row['top1_digital'], row['top1_n'])}"
+            + (f", photo {_share(row['top1_photo'], row['top1_n'])}" if photo else ""))
+
+
+def format_patch_table(rows: list[dict]) -> str:
+    """Patch rows as text: per area, the patch, its controls and the clean images, with n."""
+    order = [variant_method(v) for v in ("patch", *CONTROLS, "clean")]
+    ranked = sorted(rows, key=lambda r: (r["transform"], r["area"], order.index(r["method"])
+                                         if r["method"] in order else len(order)))
+    goal = next((r for r in rows if r.get("goal")), {})
+    head = ("target success = top-1 is " + str(goal.get("target_name")) if goal.get("goal") == "target"
+            else "target success = top-1 is not the true class")
+    return "\n".join([f"adversarial patch ({head}); controls: same size and placement", *map(patch_row_line, ranked)])

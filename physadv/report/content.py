@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Union
 
@@ -20,6 +20,7 @@ from physadv.corruptions import SEVERITIES
 from physadv.experiment import CLEAN_METHOD
 from physadv.images import encode_png
 from physadv.metrics import format_fraction, severity_lines
+from physadv.patch.heldout import CONTROLS, is_patch_row, variant_method
 from physadv.report import plots
 
 PHOTO = "photo"
@@ -393,7 +394,32 @@ def _gallery_blocks(data: ReportData) -> tuple[Block, ...]:
     return (*blocks, Gallery(tuple(_card(item) for item in data.gallery)))
 
 
+def _patch_section(rows: list[dict]) -> Section:
+    """A patch run's rows: targeted success and top-1, digital and through the photos, the patch against
+    control patches of the same size and placement, by area, with n."""
+    order = [variant_method(v) for v in ("patch", *CONTROLS, "clean")]
+    ranked = sorted(rows, key=lambda r: (r["transform"] != PHOTO, r["area"],
+                                         order.index(r["method"]) if r["method"] in order else len(order)))
+    goal = next((r for r in rows if r.get("goal")), {})
+    success = (f"top-1 = {goal.get('target_name')}" if goal.get("goal") == "target" else "top-1 ≠ true class")
+    table = Table(
+        f"Adversarial patch: success ({success}) and top-1 accuracy of the patched scenes, digital and through the "
+        "photos (the same observations), against control patches of the same size and placement (occlusion "
+        "alone is not success); 'held out' rows are the patch run's own digital measurement",
+        ("scenes", "area", "measured on", "n", "success digital", "success photo", "top-1 digital", "top-1 photo"),
+        tuple((r["method"], f"{r['area']:g}", "photos" if r["transform"] == PHOTO else "held out", str(r["n"]),
+               format_fraction(r.get("target_success_digital"), r["n"]),
+               format_fraction(r.get("target_success_photo"), r["n"]) if r["transform"] == PHOTO else "—",
+               format_fraction(r.get("top1_digital"), r.get("top1_n")),
+               format_fraction(r.get("top1_photo"), r.get("top1_n")) if r["transform"] == PHOTO else "—")
+              for r in ranked), 3)
+    return Section("Adversarial patch", (table,))
+
+
 def build_report(data: ReportData) -> Report:
+    patch_rows = [r for r in data.rows if is_patch_row(r)]
+    if patch_rows:
+        data = replace(data, rows=[r for r in data.rows if not is_patch_row(r)])
     rows = _sorted(list(data.rows))
     photo_rows = [r for r in rows if r["transform"] == PHOTO]
     digital_rows = [r for r in rows if r["transform"] != PHOTO]
@@ -403,5 +429,7 @@ def build_report(data: ReportData) -> Report:
     sections = (_run_section(data), _photo_section(photo_rows, data.photo_clean, data.severity),
                 _attack_section(digital_rows, photo_rows), transforms, *((corruptions,) if corruptions else ()),
                 _adversariality_section(rows), gallery)
+    if patch_rows:
+        sections = (sections[0], _patch_section(patch_rows), *sections[1:])
     return Report(data.title, f"model {data.model} · created {data.created}",
                   sections + ((appendix,) if appendix else ()))
