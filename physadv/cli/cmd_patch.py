@@ -64,8 +64,8 @@ def register(parser: argparse.ArgumentParser) -> None:
                              "enlarged in the images)")
     held = parser.add_mutually_exclusive_group()
     held.add_argument("--holdout", type=positive_int, default=None, metavar="N",
-                      help=f"hold N of the images out of training to measure success on (default: "
-                           f"{HOLDOUT_FRACTION:.0%} of them, drawn with --seed)")
+                      help="hold N of the images out of training to measure success on (default: a quarter of "
+                           "them, drawn with --seed)")
     held.add_argument("--eval-images", nargs="+", default=None, metavar="IMAGES",
                       help="measure success on these images instead (all of IMAGES are trained on)")
     parser.add_argument("--eot", metavar="DISTRIBUTION", type=eot_spec, default=None,

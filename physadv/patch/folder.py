@@ -208,7 +208,8 @@ def make_patch(classifier: Classifier, training: Sequence[LabelledImage], held_o
     """
     if not training:
         raise InputError("no training images left (hold fewer out, or give --eval-images)")
-    areas = tuple(sorted(set(check_area_range(tuple(areas), "held-out area"))))
+    # Six significant digits: what names their folders and sheet cells (``a0.25``, ``digit0002_4@0.25``).
+    areas = tuple(sorted(set(check_area_range(tuple(float(f"{area:g}") for area in areas), "held-out area"))))
     if not 1 <= len(areas) <= MAX_AREAS:
         raise InputError(f"between 1 and {MAX_AREAS} held-out areas, got {len(areas)}")
     fingerprint = _fingerprint(classifier, config, eot, printable_name, printable, training, held_out, areas)
@@ -217,8 +218,8 @@ def make_patch(classifier: Classifier, training: Sequence[LabelledImage], held_o
         if existing.fingerprint == fingerprint:
             return existing, False
         raise InputError(f"{out} already holds a patch made with other images or settings; choose another --out")
-    if (out / "attack.json").exists() or (out / SCENES_DIR).exists():
-        raise InputError(f"{out} holds other physadv outputs; choose an empty or new --out folder")
+    if (out / "attack.json").exists():
+        raise InputError(f"{out} holds an attack (attack.json); choose an empty or new --out folder")
     target_kept = [i for i in held_out if config.target is None or i.label != config.target]
     if not target_kept:
         raise InputError("no held-out image left to measure the patch on (all are of the target class)")
