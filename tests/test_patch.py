@@ -250,11 +250,36 @@ def test_a_patch_folder_for_another_model_is_refused_by_print(patch_dir, tmp_pat
 
 
 def test_placements_keep_the_asked_area_and_stay_in_the_image():
-    from physadv.patch.geometry import covered_fraction, sample_corners, shape_mask
+    from physadv.patch.geometry import composite, sample_corners, shape_mask
 
     for shape in ("square", "circle"):
         mask = shape_mask(shape, 32)
         corners = sample_corners(64, (64, 64), (0.2, 0.2), 30.0, 0.0, float(mask.mean()),
                                  torch.Generator().manual_seed(0))
         assert corners.min() >= -1e-4 and corners.max() <= 64 + 1e-4
-        assert covered_fraction(mask, corners, (64, 64)) == pytest.approx(torch.full((64,), 0.2), abs=0.01)
+        # A white patch on black images: the lit fraction is the area the placement covers.
+        covered = composite(torch.zeros(64, 3, 64, 64), torch.ones(3, 32, 32), mask, corners).mean(dim=(1, 2, 3))
+        assert covered == pytest.approx(torch.full((64,), 0.2), abs=0.01)
+
+
+def test_an_untargeted_circle_patch_is_rgba_and_prints_on_white(tmp_path):
+    from PIL import Image
+
+    from physadv.patch.folder import read_patch_record
+
+    out = tmp_path / "circle"
+    assert main(["patch", "digits", "--model", "digits", "--untargeted", "--shape", "circle", "--iterations", "3",
+                 "--limit", "12", "--holdout", "4", "--eval-areas", "0.2", "--out", str(out)]) == 0
+    record = read_patch_record(out)
+    assert record.target is None and {row["kind"] for row in record.results} == {"clean", "patch", "control"}
+    with Image.open(out / "patch.png") as image:
+        assert image.mode == "RGBA"
+        alpha = np.asarray(image)[..., 3]
+    side = alpha.shape[0]
+    assert alpha[0, 0] == 0 and alpha[side // 2, side // 2] == 255
+    on_paper = read_rgb(out / record.patch("patch").print_file)
+    assert (on_paper[0, 0] == 255).all()  # outside the circle: white paper
+    assert main(["print", str(out), "--out", str(tmp_path / "sheets")]) == 0
+    cells = json.loads((tmp_path / "sheets" / "patch" / "manifest.json").read_text())["pages"]
+    assert [page["cells"][0]["file"] for page in cells] == [f"print/{name}" for name in (
+        "patch.png", "control-noise.png", "control-crop.png")]

@@ -118,15 +118,6 @@ def composite(images: torch.Tensor, patch: torch.Tensor, mask: torch.Tensor, cor
     return (images * (1 - alpha) + colour).clamp(0, 1)
 
 
-def covered_fraction(mask: torch.Tensor, corners: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
-    """:math:`(B,)` the fraction of each image the warped mask covers (the area a placement really has)."""
-    height, width = image_size
-    matrices = homographies(corners, mask.shape[-1])
-    warped = warp_perspective(mask[None].expand(corners.shape[0], -1, -1, -1).float(), matrices, (height, width),
-                              mode="bilinear", padding_mode="zeros", align_corners=True)
-    return warped.mean(dim=(1, 2, 3))
-
-
 def mask_fraction(mask: torch.Tensor) -> float:
     """The fraction of its square a patch's mask covers (1 for a square, about π/4 for a circle)."""
     return float(mask.mean())
