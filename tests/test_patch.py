@@ -37,10 +37,20 @@ def patch_dir(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def tiny_patch_dir(tmp_path_factory) -> Path:
+    """A patch of 3 steps: enough for what reads and checks a patch folder."""
+    out = tmp_path_factory.mktemp("tiny") / "p"
+    assert main(["patch", "digits", "--model", "digits", "--target", "3", "--iterations", "3", "--limit", "16",
+                 "--holdout", "5", "--eval-areas", "0.2", "--out", str(out)]) == 0
+    return out
+
+
 def rows_by(record_rows: list[dict]) -> dict[str, dict]:
     return {row["control"] or row["kind"]: row for row in record_rows}
 
 
+@pytest.mark.slow
 def test_a_targeted_patch_succeeds_far_above_its_controls(patch_dir):
     from physadv.patch.folder import read_patch_record
 
@@ -65,6 +75,7 @@ def test_a_targeted_patch_succeeds_far_above_its_controls(patch_dir):
     assert np.abs(to_uint8(quantise(made))[0].astype(int) - read_rgb(patch_dir / scene.files["patch"])).max() <= 1
 
 
+@pytest.mark.slow
 def test_nps_lowers_the_delta_e_to_the_simulated_print(digits_classifier):
     from physadv.capture.calibrate import measured_channel
     from physadv.datasets import load_image_set, prepare
@@ -89,6 +100,7 @@ def test_nps_lowers_the_delta_e_to_the_simulated_print(digits_classifier):
     assert delta_e[10.0] < 0.6 * delta_e[0.0], delta_e
 
 
+@pytest.mark.slow
 def test_a_killed_patch_run_resumes_to_the_same_patch(tmp_path):
     # Checkpoints every 25 steps: killed after the first, 75 steps before the end.
     args = ["-m", "physadv", "patch", "digits", "--model", "digits", "--target", "5", "--limit", "24",
@@ -114,6 +126,7 @@ def test_a_killed_patch_run_resumes_to_the_same_patch(tmp_path):
     assert not checkpoint.parent.exists()
 
 
+@pytest.mark.slow
 def test_the_patch_sheet_is_found_and_verified_by_capture(patch_dir, tmp_path, capsys):
     assert main(["print", str(patch_dir), "--out", str(tmp_path / "sheets"), "--size-mm", "60"]) == 0
     sheet = tmp_path / "sheets" / "patch"
@@ -133,6 +146,7 @@ def test_the_patch_sheet_is_found_and_verified_by_capture(patch_dir, tmp_path, c
     assert abs(side - 60) < 3  # the pixel rule snaps the size to a whole number of quarter points
 
 
+@pytest.mark.slow
 def test_scene_sheets_go_through_photograph_capture_and_evaluate(patch_dir, tmp_path, capsys):
     assert main(["print", str(patch_dir), "--out", str(tmp_path / "sheets")]) == 0
     scenes = tmp_path / "sheets" / "scenes"
@@ -156,6 +170,7 @@ def test_scene_sheets_go_through_photograph_capture_and_evaluate(patch_dir, tmp_
     assert "Adversarial patch" in (patch_dir / "report" / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_classify_and_live_report_the_target(patch_dir, tmp_path, capsys):
     import cv2
 
@@ -235,16 +250,17 @@ def _repaint_scene(record: dict, folder: Path) -> None:
     (_set(["model"], "evil.py:make"), "a patch folder from another model"),
     (_repaint_scene, "pixel hash differs"),
 ])
-def test_a_tampered_patch_json_is_refused_by_print(patch_dir, tmp_path, capsys, change, message):
+def test_a_tampered_patch_json_is_refused_by_print(tiny_patch_dir, tmp_path, capsys, monkeypatch, change, message):
+    monkeypatch.chdir(tmp_path)  # where a model named "evil.py:make" would be imported from, were it ever
     (tmp_path / "evil.py").write_text("open('IMPORTED', 'w').close()\ndef make():\n    pass\n")
-    folder = tampered(patch_dir, tmp_path, change)
+    folder = tampered(tiny_patch_dir, tmp_path, change)
     assert main(["print", str(folder), "--out", str(tmp_path / "sheets")]) == 2
     assert message in one_error_line(capsys)
     assert not (tmp_path / "sheets").exists() and not (tmp_path / "IMPORTED").exists()
 
 
-def test_a_patch_folder_for_another_model_is_refused_by_print(patch_dir, tmp_path, capsys):
-    assert main(["print", str(patch_dir), "--model", "efficientnet_lite0", "--out", str(tmp_path / "sheets")]) == 2
+def test_a_patch_folder_for_another_model_is_refused_by_print(tiny_patch_dir, tmp_path, capsys):
+    assert main(["print", str(tiny_patch_dir), "--model", "efficientnet_lite0", "--out", str(tmp_path / "sheets")]) == 2
     assert "made for digits, not efficientnet_lite0" in one_error_line(capsys)
     assert not (tmp_path / "sheets").exists()
 
