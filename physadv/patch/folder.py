@@ -25,6 +25,7 @@ checkpoint with the same fingerprint is resumed; anything else is refused, never
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import shutil
 from dataclasses import asdict, dataclass, fields
@@ -173,8 +174,6 @@ def _write_patch_files(out: Path, name: str, patch: torch.Tensor, mask: torch.Te
     if square:
         write_png(out / file, pixels)
         return PatchFile(name, file, file, pixel_sha256(pixels))
-    import io
-
     buffer = io.BytesIO()
     Image.fromarray(_rgba(pixels, mask), "RGBA").save(buffer, format="PNG")
     atomic_write_bytes(out / file, buffer.getvalue())
@@ -355,8 +354,10 @@ def patch_record_from_dict(data: object, where: str) -> PatchRecord:
         entry.only([f.name for f in fields(PatchFile)])
         patches.append(PatchFile(entry.choice("name", PATCH_NAMES), _relative_file(entry, "file"),
                                  _relative_file(entry, "print_file"), _sha(entry, "sha256")))
-    if [p.name for p in patches] != list(PATCH_NAMES) or any(p.file != patch_file(p.name) for p in patches):
-        raise record.fail("patches", f"expected {', '.join(map(patch_file, PATCH_NAMES))} in that order")
+    if [p.name for p in patches] != list(PATCH_NAMES) or any(
+            p.file != patch_file(p.name) or p.print_file not in (p.file, f"{PRINT_DIR}/{p.file}") for p in patches):
+        raise record.fail("patches", f"expected {', '.join(map(patch_file, PATCH_NAMES))} in that order, each printed "
+                                     f"from itself or from {PRINT_DIR}/")
     training = tuple(_image_entry(r, MAX_CLASSES) for r in record.records("training", 1, MAX_IMAGES))
     held_out = tuple(_image_entry(r, MAX_CLASSES) for r in record.records("held_out", 1, MAX_IMAGES))
     held_ids = {entry.id for entry in held_out}
