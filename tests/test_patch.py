@@ -299,3 +299,16 @@ def test_an_untargeted_circle_patch_is_rgba_and_prints_on_white(tmp_path):
     cells = json.loads((tmp_path / "sheets" / "patch" / "manifest.json").read_text())["pages"]
     assert [page["cells"][0]["file"] for page in cells] == [f"print/{name}" for name in (
         "patch.png", "control-noise.png", "control-crop.png")]
+
+
+def test_an_unfinished_patch_of_other_settings_is_not_overwritten(tmp_path, capsys):
+    from physadv.patch.train import _save_checkpoint
+
+    out = tmp_path / "p"
+    patch = torch.full((3, 32, 32), 0.5, requires_grad=True)
+    _save_checkpoint(out / ".patch-state" / "checkpoint.pt", "another run", 25, patch, torch.optim.Adam([patch]), {})
+    before = (out / ".patch-state" / "checkpoint.pt").read_bytes()
+    assert main(["patch", "digits", "--model", "digits", "--target", "3", "--iterations", "2", "--limit", "8",
+                 "--out", str(out)]) == 2
+    assert "unfinished patch made with other images or settings" in one_error_line(capsys)
+    assert (out / ".patch-state" / "checkpoint.pt").read_bytes() == before and not (out / "patch.png").exists()

@@ -31,7 +31,7 @@ import shutil
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -186,7 +186,7 @@ def _write_patch_files(out: Path, name: str, patch: torch.Tensor, mask: torch.Te
 def make_patch(classifier: Classifier, training: Sequence[LabelledImage], held_out: Sequence[LabelledImage],
                config: PatchConfig, out: Path, *, areas: Sequence[float], channel: TransformDistribution,
                eot: str | None, printable: torch.Tensor | None, gamut: np.ndarray, printable_name: str,
-               progress: bool = False, on_step: Callable[[int], None] | None = None) -> tuple[PatchRecord, bool]:
+               progress: bool = False) -> tuple[PatchRecord, bool]:
     """Train a patch on ``training``, evaluate it on ``held_out`` and write the folder ``out``.
 
     Args:
@@ -225,7 +225,7 @@ def make_patch(classifier: Classifier, training: Sequence[LabelledImage], held_o
     data = TrainingSet(to_tensor([i.image for i in training]),
                        torch.tensor([-1 if i.label is None else i.label for i in training]))
     trained = train_patch(classifier, data, config, channel, printable, checkpoint=out / STATE_DIR / CHECKPOINT_FILE,
-                          fingerprint=fingerprint, progress=progress, on_step=on_step)
+                          fingerprint=fingerprint, progress=progress)
     patch = quantise(trained.patch[None].cpu())[0]
     mask = trained.mask.cpu()
     controls = control_patches(config.patch_px, data.images, data.labels, config.target, config.seed)

@@ -22,8 +22,6 @@ import io
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
-
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -173,7 +171,8 @@ def _save_checkpoint(path: Path, fingerprint: str, step: int, patch: torch.Tenso
 
 
 def _load_checkpoint(path: Path, fingerprint: str, config: PatchConfig) -> dict | None:
-    """The checkpoint at ``path`` if it is one of this run (same fingerprint, sane contents), else ``None``."""
+    """The checkpoint at ``path`` (``None`` when there is none); one of another run (another fingerprint) or
+    with damaged contents is refused."""
     if not path.is_file():
         return None
     try:
@@ -182,7 +181,8 @@ def _load_checkpoint(path: Path, fingerprint: str, config: PatchConfig) -> dict 
         raise InputError(f"{path}: not a readable patch checkpoint ({type(error).__name__}); delete it to "
                          "start this patch again") from None
     if not isinstance(state, dict) or state.get("fingerprint") != fingerprint:
-        return None
+        raise InputError(f"{path.parent.parent} holds an unfinished patch made with other images or settings: re-run "
+                         "that command to finish it, or choose another --out")
     patch, step = state.get("patch"), state.get("step")
     if (not isinstance(patch, torch.Tensor) or tuple(patch.shape) != (3, config.patch_px, config.patch_px)
             or not isinstance(step, int) or not 0 < step <= config.iterations
@@ -193,7 +193,7 @@ def _load_checkpoint(path: Path, fingerprint: str, config: PatchConfig) -> dict 
 
 def train_patch(classifier: Classifier, data: TrainingSet, config: PatchConfig, channel: TransformDistribution,
                 printable: torch.Tensor | None = None, *, checkpoint: Path | None = None, fingerprint: str = "",
-                progress: bool = False, on_step: Callable[[int], None] | None = None) -> TrainedPatch:
+                progress: bool = False) -> TrainedPatch:
     """Train a patch (see the module doc).
 
     Args:
@@ -205,7 +205,6 @@ def train_patch(classifier: Classifier, data: TrainingSet, config: PatchConfig, 
         checkpoint: where to keep the optimiser state; a checkpoint there with the same ``fingerprint``
             is resumed.
         fingerprint: identifies the run (model, images, parameters): a checkpoint of another is refused.
-        on_step: called with the number of finished steps after each step (tests interrupt through it).
 
     Returns:
         the patch after ``config.iterations`` steps.
@@ -251,6 +250,4 @@ def train_patch(classifier: Classifier, data: TrainingSet, config: PatchConfig, 
                 _save_checkpoint(checkpoint, fingerprint, done, patch, optimiser, last)
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}", success=f"{last['success']:.2f}", refresh=False)
             bar.update()
-            if on_step is not None:
-                on_step(done)
     return TrainedPatch(patch.detach(), mask, last)
