@@ -35,10 +35,10 @@ from random inputs, so inside its gamut by construction): the nearest grid colou
 average (p95 0.65); with 33 levels 0.73, with 17 levels 1.46. Building the search tree takes 0.15 s."""
 
 PRINTABLE_GRID_LEVELS = 8
-"""Levels per channel of the RGB grid a printer model is applied to: 8³ = 512 colours, 36 levels
-apart (0-255 units). The nearest-colour distance on a grid of spacing s is at most s·√3/2 (31 levels);
-the NPS term then pulls towards a colour the printer's tone curve and colour matrix reproduce, and
-the grid is fine enough that the pull within the gamut is small against the model's gradient."""
+"""Levels per channel of the RGB grid a printer model is applied to for the NPS term: 8³ = 512 colours,
+36 levels apart (0-255 units), so a colour inside the gamut is at most 31 levels (s·√3/2) from one of
+them before the printer compresses the grid. Sharif et al. printed 30 colours; more cost time in the
+pixel-to-colour distances of every step (P² × K)."""
 
 
 def rgb_grid(levels: int = PRINTABLE_GRID_LEVELS) -> torch.Tensor:
