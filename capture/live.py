@@ -9,6 +9,10 @@ the check is outlined in grey with its reason and no prediction: the display nev
 crop of the wrong picture. Sheets are searched at the frame's own resolution (≤ 1280 px wide needs
 no downscaling) and without the QR check, to keep the loop fast.
 
+With a target class (``physadv live --target CLASS``, a printed adversarial patch in a real scene), every
+frame also shows that class's probability on the whole frame and whether it is the top-1 (a hit), and
+the hit rate over the frames so far.
+
 Keys in the window: ``f``/space freeze, ``s`` save the frame, ``q``/Esc quit. Headless, frames go
 to ``OUT/live.mp4`` and a per-frame summary to ``OUT/live.json``.
 """
@@ -32,7 +36,8 @@ from physadv.capture.verify import check_page
 from physadv.classifiers import Classifier
 from physadv.errors import InputError
 from physadv.fileio import atomic_write_json
-from physadv.images import square_resize
+from physadv.images import square_resize, to_tensor
+from physadv.metrics import Predictions
 from physadv.printouts.manifest import Manifest
 
 GREEN, RED, GREY, WHITE, BLACK = (0, 200, 0), (0, 0, 230), (150, 150, 150), (255, 255, 255), (0, 0, 0)
@@ -48,6 +53,8 @@ class FrameReport:
     pages: list[int] = field(default_factory=list)
     cells: list[dict] = field(default_factory=list)
     detect_s: float = 0.0
+    target_probability: float | None = None  # with a target class: its probability on the whole frame
+    target_hit: bool | None = None  # and whether it is the frame's top-1
 
 
 def open_source(source: str) -> cv2.VideoCapture:
@@ -69,18 +76,25 @@ def open_source(source: str) -> cv2.VideoCapture:
 
 
 def annotate(frame_bgr: np.ndarray, index: int, classifier: Classifier, manifest: Manifest | None,
-             fps: float, sources: dict[tuple[int, int], np.ndarray] | None = None) -> tuple[np.ndarray, FrameReport]:
+             fps: float, sources: dict[tuple[int, int], np.ndarray] | None = None,
+             target: int | None = None, hits: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, FrameReport]:
     """Draw the frame's top-5, every detected cell's prediction and the FPS on a copy of ``frame_bgr``.
 
     Args:
         frame_bgr: ``(H, W, 3)`` uint8 BGR (OpenCV's capture order).
         sources: with ``manifest``, per (page, cell) its ``(h, w, 3)`` uint8 RGB source image
             (:func:`physadv.capture.pipeline.cell_sources`), which every crop must match.
+        target: a class whose probability and hit (top-1) on the whole frame are reported and drawn.
+        hits: (hits, frames) before this one, for the running hit rate drawn with ``target``.
     """
     rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
     names = classifier.labels.names
-    whole = classify_crops(classifier, [square_resize(rgb, classifier.image_size)])
+    probabilities = classifier.probabilities(to_tensor(square_resize(rgb, classifier.image_size), classifier.device))
+    whole = Predictions.from_probabilities(probabilities)
     report = FrameReport(index, [(names[c], float(p)) for c, p in zip(whole.classes[0], whole.probabilities[0])])
+    if target is not None:
+        report.target_probability = float(probabilities[0, target])
+        report.target_hit = int(whole.classes[0, 0]) == target
     canvas = frame_bgr.copy()
     if manifest is not None:
         if sources is None:
@@ -117,6 +131,10 @@ def annotate(frame_bgr: np.ndarray, index: int, classifier: Classifier, manifest
                                  "refused": None})
     for line, (name, probability) in enumerate(report.top5):
         _text(canvas, f"{probability:5.1%} {name}", (10, 24 + 22 * line), 0.6)
+    if target is not None:
+        hit, frames = hits[0] + report.target_hit, hits[1] + 1
+        _text(canvas, f"target {names[target]}: {report.target_probability:5.1%}{' HIT' if report.target_hit else ''}"
+                      f"  (hit in {hit}/{frames} frames)", (10, 24 + 22 * len(report.top5) + 8), 0.6)
     _text(canvas, f"{fps:5.1f} FPS", (canvas.shape[1] - 120, 24), 0.6)
     return canvas, report
 
@@ -218,10 +236,11 @@ def open_window(title: str = "physadv live") -> Window:
 def run_live(source: str, classifier: Classifier, manifest: Manifest | None, *, headless: bool = False,
              out: str | Path | None = None, max_frames: int | None = None,
              sources: dict[tuple[int, int], np.ndarray] | None = None,
-             window: Window | None = None) -> list[FrameReport]:
+             window: Window | None = None, target: int | None = None) -> list[FrameReport]:
     """Run the loop until the source ends, ``max_frames`` frames, or ``q``/Esc.
 
-    With a ``manifest``, ``sources`` holds its cells' source images (see :func:`annotate`).
+    With a ``manifest``, ``sources`` holds its cells' source images (see :func:`annotate`). With a
+    ``target`` class, each frame reports its probability and whether it is the top-1 (:func:`target_summary`).
 
     Headless (``out`` required) writes ``out/live.mp4`` (annotated, at the source's frame rate) and
     ``out/live.json`` (one :class:`FrameReport` per frame, and the mean FPS). Otherwise frames are
@@ -244,7 +263,8 @@ def run_live(source: str, classifier: Classifier, manifest: Manifest | None, *, 
                 ok, frame = capture.read()
                 if not ok:
                     break
-                annotated, report = annotate(frame, len(reports), classifier, manifest, fps, sources)
+                hits = (sum(bool(r.target_hit) for r in reports), len(reports))
+                annotated, report = annotate(frame, len(reports), classifier, manifest, fps, sources, target, hits)
                 reports.append(report)
                 now = time.perf_counter()
                 fps, last = 0.9 * fps + 0.1 / max(now - last, 1e-6) if fps else 1 / max(now - last, 1e-6), now
@@ -277,5 +297,14 @@ def run_live(source: str, classifier: Classifier, manifest: Manifest | None, *, 
         atomic_write_json(out_dir / "live.json", {
             "frames": len(reports), "source_fps": rate,
             "mean_detect_ms": 1000 * float(np.mean([r.detect_s for r in reports])) if reports else None,
+            **({"target": target_summary(reports, classifier.labels.names[target])} if target is not None else {}),
             "reports": [vars(r) for r in reports]})
     return reports
+
+
+def target_summary(reports: list[FrameReport], name: str) -> dict:
+    """The target class over the frames: how many had it as top-1, and its mean probability."""
+    frames = [r for r in reports if r.target_probability is not None]
+    hits = sum(bool(r.target_hit) for r in frames)
+    return {"name": name, "frames": len(frames), "hits": hits, "hit_rate": hits / len(frames) if frames else None,
+            "mean_probability": float(np.mean([r.target_probability for r in frames])) if frames else None}

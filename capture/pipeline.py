@@ -10,7 +10,8 @@ Output folder (``physadv capture``)::
     OUT/predictions.csv                           one row per accepted cell per photo
     OUT/rejected.csv                              photo, reason (a key of physadv.capture.detect.REASONS),
                                                   page, cell, detail — a photo, a page or a single cell
-    OUT/results.json                              rows with the keys of ``physadv experiment``
+    OUT/results.json                              rows with the keys of ``physadv experiment`` (a patch
+                                                  folder's scenes: those of physadv.results.PatchRow)
     OUT/.state/<photo key>.json                   what was done per photo (re-runs resume from these)
 
 Every cell is checked against its own source PNG before it is classified
@@ -32,11 +33,13 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from physadv.capture.detect import REASONS, PageDetection, PhotoDetection, Rejection, find_pages
+from physadv.capture.patches import is_patch_manifest, patch_cells, patch_result_rows
 from physadv.capture.verify import check_page
 from physadv.attackset import read_attack_set
 from physadv.classifiers import Classifier
@@ -45,7 +48,7 @@ from physadv.fileio import atomic_write_json, atomic_write_text, parse_json
 from physadv.images import image_files, pixel_sha256, read_rgb, to_tensor, write_png
 from physadv.metrics import Predictions, accuracy, channel_severity, destruction_reports
 from physadv.printouts.manifest import MAX_CELLS_PER_PAGE, MAX_PAGES, Cell, Manifest, Page, read_manifest
-from physadv.results import PHOTO, ResultRow
+from physadv.results import PHOTO, AnyRow, PatchRow, ResultRow
 from physadv.validation import MAX_CLASSES, Record
 
 STATE_DIR, CROPS_DIR = ".state", "crops"
@@ -79,8 +82,9 @@ class CaptureResult:
     photos: int
     observations: tuple[CellObservation, ...]
     rejections: tuple[tuple[str, Rejection], ...]
-    rows: tuple[ResultRow, ...]
+    rows: tuple[ResultRow, ...] | tuple[PatchRow, ...]  # PatchRow: the scene sheets of a patch folder
     photo_clean: dict[str, float | int | None]
+    patch_sheet: bool = False  # the sheet of a patch folder's patches: checked crops, no result rows
 
 
 def classify_crops(classifier: Classifier, crops: list[np.ndarray]) -> Predictions:
@@ -266,8 +270,10 @@ def capture_folder(photos_dir: str | Path, manifest_path: str | Path, classifier
     if foreign:
         raise InputError(f"{manifest_path}: label(s) {', '.join(map(str, foreign[:5]))} are not classes of "
                          f"{classifier.name} ({classes} classes); capture with the model the sheets were made for")
-    digital = digital_predictions(manifest, Path(manifest_path).parent, classifier)
-    sources = cell_sources(manifest, Path(manifest_path).parent)
+    manifest_dir = Path(manifest_path).parent
+    patch = patch_cells(manifest, resolve_attack_dir(manifest, manifest_dir)) if is_patch_manifest(manifest) else None
+    digital = digital_predictions(manifest, manifest_dir, classifier) if patch is None else {}
+    sources = cell_sources(manifest, manifest_dir)
     records: list[dict | None] = []
     pending: list[tuple[int, Path, str, dict, Path]] = []
     redone: list[str] = []
@@ -307,9 +313,17 @@ def capture_folder(photos_dir: str | Path, manifest_path: str | Path, classifier
             pool.shutdown(cancel_futures=True)
     observations = tuple(o for record in records for o in record["observations"])
     rejections = tuple((record["identity"]["photo"], r) for record in records for r in record["rejections"])
-    rows, photo_clean = metric_rows(observations, digital)
+    if patch is None:
+        rows, photo_clean = metric_rows(observations, digital)
+    else:
+        # The digital scene of every cell, as printed (the sources capture checked the crops against).
+        keys = sorted(sources)
+        printed = classify_crops(classifier, [sources[key] for key in keys])
+        rows, photo_clean = patch_result_rows(list(observations), patch[1], {
+            key: printed.subset(slice(k, k + 1)) for k, key in enumerate(keys)}, patch[0], classifier.name)
     _write_outputs(out, observations, rejections, rows, photo_clean, manifest, classifier, len(photos))
-    return CaptureResult(len(photos), observations, rejections, tuple(rows), photo_clean)
+    return CaptureResult(len(photos), observations, rejections, tuple(rows), photo_clean,
+                         patch_sheet=patch is not None and all(cell.area is None for cell in patch[1].values()))
 
 
 def _read_state(path: Path, identity: dict, manifest: Manifest, classes: int, out: Path) -> dict | None | bool:
@@ -450,7 +464,7 @@ def _csv(rows: list[dict], columns: tuple[str, ...]) -> str:
 
 
 def _write_outputs(out: Path, observations: tuple[CellObservation, ...], rejections: tuple[tuple[str, Rejection], ...],
-                   rows: list[ResultRow], photo_clean: dict, manifest: Manifest, classifier: Classifier, photos: int) -> None:
+                   rows: Sequence[AnyRow], photo_clean: dict, manifest: Manifest, classifier: Classifier, photos: int) -> None:
     names = classifier.labels.names
     table = []
     for o in observations:

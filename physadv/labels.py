@@ -15,6 +15,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Sequence
 
+from physadv.errors import InputError
+
 WNID_PATTERN = re.compile(r"(?<![a-z0-9])n\d{8}(?![0-9])")
 
 
@@ -54,6 +56,19 @@ class LabelSpace:
 
     def wnid(self, index: int) -> str | None:
         return self.wnids[index] if self.wnids else None
+
+    def target(self, label: str | None) -> int | None:
+        """The class index of a target class a user named (``--target``): :meth:`index`, or ``None`` for none.
+
+        Raises:
+            InputError: ``label`` is not a class of this space (one line, naming it).
+        """
+        if label is None:
+            return None
+        try:
+            return self.index(label)
+        except KeyError as error:
+            raise InputError(str(error.args[0])) from None
 
     def index(self, label: str | int) -> int:
         """Class index of ``label``: an index, a WordNet id or a class name (any case, ``_`` or spaces).

@@ -20,7 +20,7 @@ import numpy as np
 
 from physadv.errors import InputError
 from physadv.goals import label_goal
-from physadv.results import Case, ResultRow
+from physadv.results import PHOTO, Case, PatchRow, ResultRow
 
 if TYPE_CHECKING:  # only Predictions.from_probabilities takes a tensor: tables and reports need no torch
     import torch
@@ -112,6 +112,34 @@ def format_table(rows: Sequence[ResultRow]) -> str:
             f"{method}: {goals[method].success}" for method in targeted)
             + " (a destruction rate asks only whether the true class came back)")
     return "\n".join(lines)
+
+
+def _share(value: float | None, n: int) -> str:
+    return "n/a" if value is None or not n else f"{value:.2f} ({round(value * n)}/{n})"
+
+
+def patch_row_line(row: PatchRow) -> str:
+    """One result row of a patch run in words, e.g. ``patch area 0.25 n=28: target success digital 0.68
+    (19/28), photo 0.61 (17/28); top-1 digital …``."""
+    photo = row.transform == PHOTO
+    return (f"{row.method:<13} area {row.area:<5g} n={row.n:<4} target success digital "
+            f"{_share(row.target_success_digital, row.n)}"
+            + (f", photo {_share(row.target_success_photo, row.n)}" if photo else "")
+            + f"; top-1 digital {_share(row.top1_digital, row.top1_n)}"
+            + (f", photo {_share(row.top1_photo, row.top1_n)}" if photo else ""))
+
+
+def patch_order(row: PatchRow) -> tuple:
+    """Photo rows first, then by area; at each area the patch, its controls, then the clean images."""
+    return row.transform != PHOTO, row.area, ("patch", "noise", "crop", "clean").index(row.variant)
+
+
+def format_patch_table(rows: Sequence[PatchRow]) -> str:
+    """Patch rows as text: per area, the patch, its controls and the clean images, with n."""
+    head = (f"target success = top-1 is {rows[0].target_name}" if rows and rows[0].target is not None
+            else "target success = top-1 is not the true class")
+    return "\n".join([f"adversarial patch ({head}); controls: same size and placement",
+                      *map(patch_row_line, sorted(rows, key=patch_order))])
 
 
 def accuracy(predictions: Predictions, labels: np.ndarray, k: int = 1) -> Rate:

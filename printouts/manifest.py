@@ -31,7 +31,7 @@ SCHEMA = "physadv.manifest/1"
 ARUCO_DICTIONARY = "DICT_4X4_1000"
 ARUCO_DICTIONARY_SIZE = 1000
 CORNERS = ("top_left", "top_right", "bottom_right", "bottom_left")
-CellKind = Literal["clean", "adversarial"]
+CellKind = Literal["clean", "adversarial", "patch", "control"]  # patch, control: a patch run's sheets
 CELL_KINDS: tuple[CellKind, ...] = get_args(CellKind)
 
 # Caps on what a manifest may describe. A manifest is untrusted input: these keep a corrupt or

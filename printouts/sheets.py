@@ -447,6 +447,8 @@ def _cell_label(cell: Cell) -> tuple[str, str]:
     first = f"{cell.image_id} — {cell.kind}"
     if cell.kind == "adversarial":
         second = f"{cell.method} eps={cell.eps:g}/255 · {cell.model}"
+    elif cell.kind in ("patch", "control"):
+        second = f"{cell.method} · {cell.model}"
     else:
         second = f"true class: {cell.label_name}" if cell.label_name else (cell.model or "")
     return first, second

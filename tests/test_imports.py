@@ -128,17 +128,20 @@ def test_the_report_imports_no_torch(tmp_path):
     loaded = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
         import sys
         from physadv.report import ReportData, write_report
-        from physadv.results import Case, ResultRow
+        from physadv.results import Case, PatchRow, ResultRow
 
         row = ResultRow(method="bim", eps=8.0, transform="photo", strength=None, case=Case.AVERAGE, n_images=4,
                         top1_clean=1.0, top1_adv=0.0, top1_transformed=0.5, top5_clean=1.0, top5_adv=1.0,
                         top5_transformed=1.0, destruction_top1=0.5, destruction_top5=None, destruction_top1_n=4,
                         destruction_top5_n=0)
-        write_report(ReportData("r", "digits", "today", [row], [], {{"photos": 1}}), {str(tmp_path)!r})
+        patch = PatchRow(variant="patch", transform="photo", area=0.25, target=3, target_name="3", n=4,
+                         target_success_digital=0.75, target_success_photo=0.5, top1_digital=0.25, top1_photo=0.5,
+                         top1_n=4, model="digits")
+        write_report(ReportData("r", "digits", "today", [row, patch], [], {{"photos": 1}}), {str(tmp_path)!r})
         print(sorted(name for name in sys.modules if name.split(".")[0] in ("torch", "torchvision", "kornia", "cv2")))
     """)], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "[]"
-    assert (tmp_path / "report.html").is_file()
+    assert "Adversarial patch" in (tmp_path / "report.html").read_text(encoding="utf-8")
 
 
 def import_graph(modules: list[tuple[str, Path]]) -> dict[str, set[str]]:

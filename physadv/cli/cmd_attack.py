@@ -23,7 +23,6 @@ from physadv.errors import InputError
 
 if TYPE_CHECKING:
     from physadv.attacks import Attack
-    from physadv.classifiers import Classifier
 
 ORDER = 20
 HELP = "attack images with FGSM, BIM, least-likely class or a target class"
@@ -90,15 +89,6 @@ def eot_variant(attack: Attack, args: argparse.Namespace) -> tuple[Attack, dict]
             {"distribution": args.eot, "samples": args.eot_samples})
 
 
-def resolve_target(classifier: Classifier, target: str | None) -> int | None:
-    if target is None:
-        return None
-    try:
-        return classifier.labels.index(target)
-    except KeyError as error:
-        raise InputError(str(error.args[0])) from None
-
-
 def run(args: argparse.Namespace) -> int:
     from contextlib import ExitStack
 
@@ -115,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         # Rank 0 holds the run (a second attack on OUT is refused at once).
         classifier, shard = stack.enter_context(classifier_and_shard(args, lock="attack"))
         sources = sources_from_args(args, classifier)
-        target = resolve_target(classifier, args.target)
+        target = classifier.labels.target(args.target)
         if attack.goal.needs_target and target is None:
             raise InputError("--method target needs --target CLASS")
         images = index_image_set(images_from(args), classifier.labels, args.label, args.limit)

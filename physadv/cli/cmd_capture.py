@@ -48,8 +48,9 @@ def run(args: argparse.Namespace) -> int:
     from physadv.capture.pipeline import capture_folder, photo_files, resolve_attack_dir
     from physadv.classifiers import check_recorded_model, load_classifier
     from physadv.lab.store import RunStore, record_in_run
-    from physadv.metrics import channel_severity, severity_lines
+    from physadv.metrics import channel_severity, patch_row_line, severity_lines
     from physadv.printouts.manifest import read_manifest
+    from physadv.results import PatchRow
 
     check_worker_count(args.workers)
     photo_files(Path(args.photos), Path(args.out))
@@ -67,7 +68,10 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
 
     # A run's store holds the results of its own classifier; another model's go to OUT only.
-    if classifier.name == run_model:
+    if result.patch_sheet:
+        print("note: a patch sheet: its crops are checked against the patches; there are no results to record "
+              "(capture photos of the scene sheets, or classify photos of real scenes with --target)", file=sys.stderr)
+    elif classifier.name == run_model:
         refused = record_in_run(resolve_attack_dir(manifest, Path(args.manifest).parent), record, manifest)
         if refused:
             print(f"note: {refused}; results are in {args.out} only", file=sys.stderr)
@@ -85,6 +89,9 @@ def run(args: argparse.Namespace) -> int:
                                                 clean["top5"], clean["n"])):
         print(line)
     for row in result.rows:
+        if isinstance(row, PatchRow):
+            print(patch_row_line(row))
+            continue
         destruction = "n/a" if row.destruction_top1 is None else f"{row.destruction_top1:.3f}"
         print(f"{row.method} eps={row.eps:g} {row.case:<11} n={row.n_images:<4} "
               f"destruction top-1 {destruction} (n={row.destruction_top1_n})")

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from physadv.catalog import ADVERSARIALITY_SAMPLES, CLEAN_METHOD, IMAGENET_C, METHODS, TRANSFORM_DEFAULTS
-from physadv.cli.cmd_attack import add_attack_options, eot_variant, resolve_target
+from physadv.cli.cmd_attack import add_attack_options, eot_variant
 from physadv.cli.common import (
     add_data_options,
     add_images_argument,
@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--baseline compares ImageNet-C errors: add --transforms imagenet-c (or imagenet-c:NAME)")
     with classifier_and_shard(args) as (classifier, shard):
         sources = sources_from_args(args, classifier)
-        target = resolve_target(classifier, args.target)
+        target = classifier.labels.target(args.target)
         config = ExperimentConfig(attacks=attacks, transforms=strengths, target=target, batch_size=args.batch_size,
                                   seed=args.seed, attack_extras=adversariality_under_eot if args.eot else None,
                                   clean_rows=clean_only or corruptions, sources=sources)

@@ -65,12 +65,12 @@ def build_report(run_dir: str | Path) -> ReportFiles:
             title=f"physadv run {run_dir.name}", model=info.model or "?", created=info.created or "",
             rows=store.rows(), gallery=cards, status=counts, gallery_sample=tuple(sampled),
             crop_folders=tuple(crop_folders(store, run_dir, run_dir / "report")),
-            notes=[f"weights: {info.weights or '?'} (sha256 {(info.weights_sha256 or '?')[:16]}…)",
-                   f"images: {', '.join(config.get('images', []))}; seed {config.get('seed')}; "
-                   f"photos: {config.get('photos_per_page')} per page "
-                   + (f"(virtual camera, profile {config.get('camera_profile', 'handheld')}"
-                      f"{', ' + config['resolution'] if config.get('resolution') else ''})"
-                      if config.get('photos_per_page') else "(real photographs)")],
+            notes=[f"weights: {info.weights or '?'} (sha256 {(info.weights_sha256 or '?')[:16]}…)"]
+            + ([f"images: {', '.join(config.get('images', []))}; seed {config.get('seed')}; "
+                f"photos: {config.get('photos_per_page')} per page "
+                + (f"(virtual camera, profile {config.get('camera_profile', 'handheld')}"
+                   f"{', ' + config['resolution'] if config.get('resolution') else ''})"
+                   if config.get('photos_per_page') else "(real photographs)")] if config else []),
             photo_clean=store.photo_clean_accuracy(), severity=severity(store))
     return write_report(data, run_dir / "report")
 

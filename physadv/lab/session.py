@@ -51,12 +51,12 @@ from physadv.fileio import atomic_write_json, parse_json, parse_toml
 from physadv.goals import attack_label
 from physadv.images import read_rgb, to_tensor
 from physadv.lab.store import RunLock, RunStore
-from physadv.metrics import format_table
+from physadv.metrics import format_patch_table, format_table
 from physadv.printouts.camera import RESOLUTIONS, TRUTH_FILE, photograph, read_truth
 from physadv.printouts.manifest import read_manifest
 from physadv.printouts.profiles import DEFAULT_PROFILE, load_profile
 from physadv.printouts.sheets import PAPERS_MM, SheetLayout, parse_grid, print_attack_set
-from physadv.results import PHOTO, ResultKind, ResultRow
+from physadv.results import PHOTO, AnyRow, PatchRow, ResultKind, ResultRow
 from physadv.validation import MAX_SEED, Record
 
 CONFIG_FILE = "config.json"
@@ -530,9 +530,12 @@ def status_counts(store: RunStore) -> dict[str, int]:
             "photos": counts.photos, "rejected": counts.rejected_photos, "cells classified": counts.predictions}
 
 
-def headline(rows: Sequence[ResultRow]) -> str:
-    """Kurakin-style table of the photo rows: accuracy on photos and destruction rates with n."""
-    photo = [r for r in rows if r.transform == PHOTO]
-    if not photo:
+def headline(rows: Sequence[AnyRow]) -> str:
+    """Kurakin-style table of the photo rows: accuracy on photos and destruction rates with n; a patch
+    run's photo rows as its own table (targeted success and top-1, patch against controls, by area)."""
+    photo = [r for r in rows if isinstance(r, ResultRow) and r.transform == PHOTO]
+    patch = [r for r in rows if isinstance(r, PatchRow) and r.transform == PHOTO]
+    if not photo and not patch:
         return "no photo results yet"
-    return format_table(sorted(photo, key=lambda r: (r.method, r.eps, r.case)))
+    tables = [format_table(sorted(photo, key=lambda r: (r.method, r.eps, r.case)))] if photo else []
+    return "\n\n".join(tables + ([format_patch_table(patch)] if patch else []))

@@ -29,15 +29,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, NoReturn, Sequence, TextIO
+from typing import TYPE_CHECKING, Any, Callable, Iterator, NoReturn, Sequence, TextIO
 
 from physadv.attackset import ADV_DIR, CLEAN_DIR, stream_attack_set
 from physadv.errors import InputError, PhysadvError
 from physadv.fileio import file_sha256, parse_json
 from physadv.images import pixel_sha256, read_rgb
 from physadv.printouts.manifest import Manifest
-from physadv.results import ResultKind, ResultRow
+from physadv.results import AnyRow, ResultKind, row_from_json
 from physadv.validation import PLAIN_NAME_RULE, is_safe_name
+
+if TYPE_CHECKING:
+    from physadv.patch.train import PatchConfig
 
 STORE_FILE, LOCK_FILE = "physadv.sqlite", ".lock"
 # 2: top-5 predictions stored in one shape everywhere (images.clean_top5/adv_top5 and predictions.top5):
@@ -124,6 +127,16 @@ class GalleryCard:
     photo_top5: str | None
     photo_correct: bool | None
 
+
+
+# An upsert, not a replacement: an attack's adversariality, measured later, stays.
+_UPSERT_ATTACK = ("INSERT INTO attacks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL) "
+                  "ON CONFLICT (name) DO UPDATE SET method = excluded.method, eps = excluded.eps, "
+                  "alpha = excluded.alpha, iterations = excluded.iterations, eot = excluded.eot, "
+                  "model = excluded.model, weights = excluded.weights, weights_sha256 = excluded.weights_sha256, "
+                  "folder = excluded.folder")
+PATCH_METHOD = "patch"
+"""The method of an adversarial patch's row in the attacks table (:meth:`RunStore.record_patch`)."""
 
 
 def find_run(path: str | Path) -> Path | None:
@@ -360,14 +373,9 @@ class RunStore:
                        int(image.quantisation_undid))
 
         with self.transaction() as db:
-            # An upsert, not a replacement: the attack's adversariality, measured later, stays.
-            db.execute("INSERT INTO attacks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL) "
-                       "ON CONFLICT (name) DO UPDATE SET method = excluded.method, eps = excluded.eps, "
-                       "alpha = excluded.alpha, iterations = excluded.iterations, eot = excluded.eot, "
-                       "model = excluded.model, weights = excluded.weights, weights_sha256 = excluded.weights_sha256, "
-                       "folder = excluded.folder",
-                       (name, settings.method, settings.eps, settings.alpha, settings.iterations,
-                        json.dumps(eot or settings.eot), settings.model, weights, weights_sha256, self._path(folder)))
+            db.execute(_UPSERT_ATTACK, (name, settings.method, settings.eps, settings.alpha, settings.iterations,
+                                        json.dumps(eot or settings.eot), settings.model, weights, weights_sha256,
+                                        self._path(folder)))
             db.executemany("INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows())
 
     def record_adversariality(self, attack: str, value: float) -> None:
@@ -375,6 +383,17 @@ class RunStore:
         with self.transaction() as db:
             if not db.execute("UPDATE attacks SET adversariality = ? WHERE name = ?", (value, attack)).rowcount:
                 raise ValueError(f"no attack {attack!r} in the store")
+
+    def record_patch(self, name: str, folder: Path, config: PatchConfig, eot: str | None, model: str, weights: str,
+                     weights_sha256: str) -> None:
+        """Record the adversarial patch of ``folder`` (``physadv patch``) as the run's attack ``name``
+        (method ``patch``, ε 0: a patch has no budget; α is its learning rate); its held-out images are
+        not attacked images, so no image rows."""
+        with self.transaction() as db:
+            # An upsert like record_attack's: a re-run of the patch keeps the row's other columns.
+            db.execute(_UPSERT_ATTACK, (name, PATCH_METHOD, 0.0, config.learning_rate, config.iterations,
+                                        json.dumps({"distribution": eot} if eot else {}), model, weights,
+                                        weights_sha256, self._path(folder)))
 
     def record_sheets(self, attack: str, manifest: Manifest, pdf: Path) -> None:
         with self.transaction() as db:
@@ -412,7 +431,7 @@ class RunStore:
             db.executemany("INSERT OR REPLACE INTO photos VALUES (?, ?, 0, ?)",
                            [(attack, r["photo"], r["reason"]) for r in rejected if r["photo"] not in accepted])
 
-    def record_capture_unless_empty(self, attack: str, capture_dir: Path, rows: Sequence[ResultRow]) -> bool:
+    def record_capture_unless_empty(self, attack: str, capture_dir: Path, rows: Sequence[AnyRow]) -> bool:
         """Import a capture of ``attack`` (:meth:`replace_predictions`) and its result ``rows``, unless it
         captured no cell at all while the run already holds captured cells of that attack: photos that
         match no page (another run's, or none) never wipe a run's results. Returns whether it imported."""
@@ -424,8 +443,9 @@ class RunStore:
         self.record_results(ResultKind.CAPTURE, attack, rows)
         return True
 
-    def record_results(self, kind: ResultKind, attack: str, rows: Sequence[ResultRow]) -> None:
-        """Replace ``attack``'s result rows of ``kind`` by ``rows``."""
+    def record_results(self, kind: ResultKind, attack: str, rows: Sequence[AnyRow]) -> None:
+        """Replace ``attack``'s result rows of ``kind`` by ``rows`` (:class:`~physadv.results.ResultRow`, or
+        :class:`~physadv.results.PatchRow` for a patch: method, ε, strength and case key both)."""
         with self.transaction() as db:
             db.execute("DELETE FROM results WHERE kind = ? AND attack = ?", (kind, attack))
             db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [
@@ -452,7 +472,7 @@ class RunStore:
                        weights_sha256=value("weights_sha256", str), created=value("created", str),
                        config=value("config", dict))
 
-    def rows(self, kind: ResultKind | None = None, attack: str | None = None) -> list[ResultRow]:
+    def rows(self, kind: ResultKind | None = None, attack: str | None = None) -> list[AnyRow]:
         """The result rows, of one ``kind`` and one ``attack`` where given, checked as they are read (a store
         is a file like any other), ordered by kind, attack, method, ε, transformation, strength and case."""
         rows = self._query("SELECT kind, attack, row FROM results WHERE kind = coalesce(?, kind) AND "
@@ -460,12 +480,12 @@ class RunStore:
                            '"case"', kind, attack)
         return [self._result_row(r["row"], f"{self.path}: result row of {r['kind']} {r['attack']}") for r in rows]
 
-    def _result_row(self, text: str, where: str) -> ResultRow:
+    def _result_row(self, text: str, where: str) -> AnyRow:
         try:
             data = parse_json(text)
         except (json.JSONDecodeError, TypeError) as error:
             raise InputError(f"{where}: not JSON ({error}); the store is damaged") from None
-        return ResultRow.from_json(data, where)
+        return row_from_json(data, where)
 
     def has_results(self, kind: ResultKind, attack: str) -> bool:
         return bool(self._query("SELECT 1 FROM results WHERE kind = ? AND attack = ? LIMIT 1", kind, attack))

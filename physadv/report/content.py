@@ -15,9 +15,9 @@ from PIL import Image
 
 from physadv.catalog import CLEAN_METHOD, CORRUPTION_UNIT, SEVERITIES, TRANSFORM_DEFAULTS, is_corruption
 from physadv.goals import label_goal
-from physadv.metrics import format_fraction, severity_lines
+from physadv.metrics import format_fraction, patch_order, severity_lines
 from physadv.report.plots import accuracy_vs_eps, adversariality_vs_eps, destruction_vs_strength
-from physadv.results import PHOTO, Case, ResultRow
+from physadv.results import PHOTO, AnyRow, Case, PatchRow, ResultRow
 
 CASES = tuple(Case)
 # Gallery pictures are normalised to this size range: tiny inputs (8×8 digits) are enlarged without
@@ -47,7 +47,7 @@ class ReportData:
     title: str
     model: str
     created: str
-    rows: Sequence[ResultRow]  # of physadv experiment and physadv capture
+    rows: Sequence[AnyRow]  # of physadv experiment and physadv capture; PatchRow: of physadv patch
     gallery: list[GalleryItem]
     status: dict[str, int]  # e.g. {"images": 6, "pages printed": 2, "photos": 8}
     notes: list[str] = ()
@@ -394,8 +394,27 @@ def _gallery_blocks(data: ReportData) -> tuple[Block, ...]:
     return (*blocks, Gallery(tuple(_card(item) for item in data.gallery)))
 
 
+def _patch_section(rows: list[PatchRow]) -> Section:
+    """A patch run's rows: targeted success and top-1, digital and through the photos, the patch against
+    control patches of the same size and placement, by area, with n."""
+    success = (f"top-1 = {rows[0].target_name}" if rows[0].target is not None else "top-1 ≠ true class")
+    table = Table(
+        f"Adversarial patch: success ({success}) and top-1 accuracy of the patched scenes, digital and through the "
+        "photos (the same observations), against control patches of the same size and placement (occlusion "
+        "alone is not success); 'held out' rows are the patch run's own digital measurement",
+        ("scenes", "area", "measured on", "n", "success digital", "success photo", "top-1 digital", "top-1 photo"),
+        tuple((r.method, f"{r.area:g}", "photos" if r.transform == PHOTO else "held out", str(r.n),
+               format_fraction(r.target_success_digital, r.n),
+               format_fraction(r.target_success_photo, r.n) if r.transform == PHOTO else "—",
+               format_fraction(r.top1_digital, r.top1_n),
+               format_fraction(r.top1_photo, r.top1_n) if r.transform == PHOTO else "—")
+              for r in sorted(rows, key=patch_order)), 3)
+    return Section("Adversarial patch", (table,))
+
+
 def build_report(data: ReportData) -> Report:
-    rows = _sorted(list(data.rows))
+    patch_rows = [r for r in data.rows if isinstance(r, PatchRow)]
+    rows = _sorted([r for r in data.rows if isinstance(r, ResultRow)])
     photo_rows = [r for r in rows if r.transform == PHOTO]
     digital_rows = [r for r in rows if r.transform != PHOTO]
     transforms, appendix = _transform_sections(digital_rows)
@@ -404,5 +423,7 @@ def build_report(data: ReportData) -> Report:
     sections = (_run_section(data), _photo_section(photo_rows, data.photo_clean, data.severity),
                 _attack_section(digital_rows, photo_rows), transforms, *((corruptions,) if corruptions else ()),
                 _adversariality_section(rows), gallery)
+    if patch_rows:
+        sections = (sections[0], _patch_section(patch_rows), *sections[1:])
     return Report(data.title, f"model {data.model} · created {data.created}",
                   sections + ((appendix,) if appendix else ()))
