@@ -28,6 +28,7 @@ from physadv.errors import InputError
 from physadv.fileio import atomic_write_json, parse_json
 from physadv.images import pixel_sha256, to_tensor, to_uint8, write_png
 from physadv.jsonstream import atomic_write_json_with_list, scan_json_with_list
+from physadv.labels import LabelSpace
 from physadv.metrics import Predictions
 from physadv.substitute.loading import substitute_provenance
 from physadv.transfer import check_sources, source_name, transfer_attack
@@ -307,24 +308,30 @@ def _read_part(path: Path) -> list[AttackedImage]:
         raise InputError(f"{path}: malformed part record ({error}); delete it to attack that batch again") from None
 
 
-def _finished_ids(out: Path, images: Sequence[ImageRef], classes: int) -> set[str]:
+def _finished_ids(out: Path, images: Sequence[ImageRef], labels: LabelSpace) -> set[str]:
     """Ids of the images ``attack.json`` and the part files not merged yet hold, each checked against the
-    image set and the model's ``classes`` (:func:`_check_finished`) before it is kept."""
+    image set and the model's ``labels`` (:func:`_check_finished`) before it is kept."""
     refs = {ref.id: ref for ref in images}
-    finished = {_check_finished(image, refs, classes, out / RECORD_FILE).id for image in _images_of(out / RECORD_FILE)}
+    finished = {_check_finished(image, refs, labels, out / RECORD_FILE).id for image in _images_of(out / RECORD_FILE)}
     for path in sorted((out / PARTS_DIR).glob("*.json")):
-        finished.update(_check_finished(image, refs, classes, path).id for image in _read_part(path))
+        finished.update(_check_finished(image, refs, labels, path).id for image in _read_part(path))
     return finished
 
 
-def _check_finished(image: AttackedImage, refs: dict[str, ImageRef], classes: int, where: Path) -> AttackedImage:
-    """``image`` as a finished record of this attack: its classes are the model's, and an image of the set
-    has the set's source and label (a record that says otherwise was written for other images)."""
-    indices = [guess.index for guess in (*image.clean_top5, *image.adv_top5)] + [
-        value for value in (image.label, image.target) if value is not None]
+def _check_finished(image: AttackedImage, refs: dict[str, ImageRef], labels: LabelSpace, where: Path) -> AttackedImage:
+    """``image`` as a finished record of this attack: its classes are the model's, named as the model
+    names them, and an image of the set has the set's source and label (a record that says otherwise was
+    written for other images)."""
+    named = [(guess.index, guess.name) for guess in (*image.clean_top5, *image.adv_top5)]
+    if image.label is not None:
+        named.append((image.label, image.label_name))
+    indices = [index for index, _ in named] + ([image.target] if image.target is not None else [])
     ref = refs.get(image.id)
-    if max(indices, default=0) >= classes:
-        problem = f"class {max(indices)} of a model with {classes} classes"
+    if max(indices, default=0) >= len(labels):
+        problem = f"class {max(indices)} of a model with {len(labels)} classes"
+    elif any(labels.name(index) != name for index, name in named):
+        index, name = next((index, name) for index, name in named if labels.name(index) != name)
+        problem = f"class {index} named {name!r}"[:200] + f", which the model names {labels.name(index)!r}"
     elif ref is not None and (ref.source, ref.label) != (image.source, image.label):
         problem = f"source and label {image.source!r}, {image.label} where the images have {ref.source!r}, {ref.label}"
     else:
@@ -468,7 +475,7 @@ def attack_to_folder(classifier: Classifier, attack: Attack, images: Sequence[Im
     def pending() -> list[PendingBatch]:
         return [PendingBatch(n, len(batch_slice(n, len(images), batch_size)))
                 for n in _pending_batches(out, settings, classifier.weights, images, batch_size,
-                                             classifier.num_classes)]
+                                             classifier.labels)]
 
     def work(batch: PendingBatch, pixels: torch.Tensor) -> None:
         refs = [images[i] for i in batch_slice(batch.number, len(images), batch_size)]
@@ -487,12 +494,12 @@ def attack_to_folder(classifier: Classifier, attack: Attack, images: Sequence[Im
 
 
 def _pending_batches(out: Path, settings: AttackSettings, weights: str, images: Sequence[ImageRef],
-                     batch_size: int, classes: int) -> list[int]:
+                     batch_size: int, labels: LabelSpace) -> list[int]:
     """The numbers of the batches of ``images`` that ``out`` does not hold yet; a new ``out`` gets its
     record first (the settings are on disk before any part is), one of another attack is refused."""
     if not _check_resumable(out, settings, weights):
         _write_record(out, settings, weights, ())
-    done = _finished_ids(out, images, classes)
+    done = _finished_ids(out, images, labels)
     return [n for n in range(batch_count(len(images), batch_size))
             if any(images[i].id not in done for i in batch_slice(n, len(images), batch_size))]
 

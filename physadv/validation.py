@@ -167,13 +167,16 @@ def check_integer(value: Any, low: int, high: int, fail: Callable[[str], InputEr
     if isinstance(value, bool) or not isinstance(value, int):
         raise fail(f"expected a whole number, got {_type_name(value)} {value!r}"[:200])
     if not low <= value <= high:
-        raise fail(f"{value} is outside [{low}, {high}]")
+        shown = value if value.bit_length() <= 128 else f"a {value.bit_length()}-bit whole number"
+        raise fail(f"{shown} is outside [{low}, {high}]")
     return value
 
 
 def check_number(value: Any, low: float, high: float, fail: Callable[[str], InputError]) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise fail(f"expected a number, got {_type_name(value)} {value!r}"[:200])
+    if isinstance(value, int) and value.bit_length() > 1000:  # no float holds it (math.isfinite would overflow)
+        raise fail(f"expected a finite number, got a {value.bit_length()}-bit whole number")
     if not math.isfinite(value):
         raise fail(f"expected a finite number, got {value!r}")
     if not low <= value <= high:

@@ -44,7 +44,7 @@ from physadv.catalog import CAMERA_PROFILES, DEFAULT_CAMERA_PROFILE
 from physadv.catalog import RESOLUTIONS
 from physadv.errors import InputError
 from physadv.fileio import parse_toml
-from physadv.validation import CONTROL_CHARACTERS, MAX_TEXT, PLAIN_NAME_RULE, is_safe_name
+from physadv.validation import CONTROL_CHARACTERS, MAX_TEXT, PLAIN_NAME_RULE, check_number, is_safe_name
 
 SCHEMA = "physadv.profile/1"
 BUILTIN_PROFILES, DEFAULT_PROFILE = CAMERA_PROFILES, DEFAULT_CAMERA_PROFILE
@@ -261,9 +261,8 @@ def _where(origin: str, key: str) -> str:
 
 
 def _number(value: Any, origin: str, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InputError(f"{_where(origin, key)} must be a finite number, got {value!r}")
-    return float(value)
+    return check_number(value, -math.inf, math.inf,
+                        lambda problem: InputError(f"{_where(origin, key)} must be a finite number: {problem}"))
 
 
 def _bounded(value: Any, low: float, high: float, origin: str, key: str, unit: str = "") -> float:

@@ -12,14 +12,16 @@ from physadv.cli.main import main
 DIGITS = ["--model", "digits"]
 
 
-def run_cli(argv: list[str], capsys) -> tuple[int, str]:
-    """``physadv ARGV`` in this process: its exit code (argparse's exit included) and its stderr."""
-    capsys.readouterr()
+def run_cli(argv: list[str], capsys=None) -> tuple[int, str]:
+    """``physadv ARGV`` in this process: its exit code (argparse's exit included) and, given pytest's
+    ``capsys``, its stderr."""
+    if capsys is not None:
+        capsys.readouterr()
     try:
         code = main(argv)
     except SystemExit as exit_:  # argparse: a bad option, or --help
         code = exit_.code if isinstance(exit_.code, int) else 1
-    return code, capsys.readouterr().err
+    return code, capsys.readouterr().err if capsys is not None else ""
 
 
 def error_line(verb: str, err: str) -> str:

@@ -44,7 +44,7 @@ def files_in(folder: Path) -> set[Path]:
     ["run", "new", ""],
     ["report", ""],
     ["live", "--headless", "--out", ""],
-])
+], ids=lambda argv: argv[0])
 def test_an_empty_out_is_refused_rather_than_the_current_folder(tmp_path, monkeypatch, capsys, argv):
     monkeypatch.chdir(tmp_path)
     code, err = run_cli(argv, capsys)
@@ -58,8 +58,8 @@ def test_an_empty_out_is_refused_rather_than_the_current_folder(tmp_path, monkey
     ["attack", "digits", *DIGITS, "--out", "o"], ["experiment", "--out", "o"], ["photograph", "x.pdf", "--out", "o"],
     ["train-defence", *DIGITS, "--defence", "pgd", "--out", "o.pt"], ["compare", "--out", "o"],
     ["compare-models", "digits", "--out", "o"], ["demo", "--out", "o"], ["run", "new", "o"],
-])
-@pytest.mark.parametrize("seed", TOO_LARGE_SEEDS)
+], ids=lambda argv: argv[0])
+@pytest.mark.parametrize("seed", TOO_LARGE_SEEDS, ids=lambda seed: seed[:24])
 def test_every_verb_takes_seeds_in_0_to_2_63_only(tmp_path, monkeypatch, capsys, argv, seed):
     monkeypatch.chdir(tmp_path)
     code, err = run_cli([*argv, "--seed", seed], capsys)
@@ -184,7 +184,7 @@ def test_a_label_file_of_imagenet_names_keeps_imagenet(tmp_path):
     ["attack", "digits", *DIGITS, "--method", "fgsm", "--target", "3", "--limit", "2"],
     ["attack", "digits", *DIGITS, "--method", "ll", "--target", "3", "--limit", "2"],
     ["experiment", *DIGITS, "--images", "digits", "--methods", "fgsm,bim", "--target", "3", "--limit", "2"],
-])
+], ids=["attack fgsm", "attack ll", "experiment fgsm,bim"])
 def test_a_target_for_an_untargeted_method_is_refused(tmp_path, capsys, digits_classifier, argv):
     out = tmp_path / "o"
     code, err = run_cli([*argv, "--out", str(out)], capsys)
@@ -314,7 +314,7 @@ def test_an_experiment_part_with_a_class_the_model_lacks_is_refused(tmp_path, ca
 @pytest.mark.parametrize("edit, expected", [
     (lambda image: image["adv_top5"][0].update(index=999), "class 999 of a model with 10 classes"),
     (lambda image: image.update(label=(image["label"] + 1) % 10), "where the images have"),
-])
+], ids=["class beyond the model", "another label"])
 def test_an_attack_part_that_does_not_fit_the_images_is_refused(tmp_path, capsys, monkeypatch, digits_classifier,
                                                                 edit, expected):
     out = tmp_path / "adv"

@@ -50,6 +50,42 @@ STORE_FILE, LOCK_FILE = "physadv.sqlite", ".lock"
 SCHEMA_VERSION = 3
 TABLES = ("meta", "attacks", "images", "pages", "cells", "photos", "predictions", "results")
 
+_TEXT = ("typeof({c}) = 'text'", "text")
+_INDEX = ("typeof({c}) = 'integer' AND {c} >= 0", "a whole number ≥ 0")
+_FLAG = ("{c} IN (0, 1)", "0 or 1")
+_RELATIVE = ("typeof({c}) = 'text' AND substr({c}, 1, 1) != '/' AND instr({c}, char(0)) = 0", "a relative path")
+_KIND = ("{c} IN ('clean', 'adversarial')", "clean or adversarial")
+_PNG = ("typeof({c}) = 'text' AND {c} LIKE '%.png' AND instr({c}, '/') = 0 AND substr({c}, 1, 1) != '.' "
+        "AND length({c}) <= 128", "a .png file name")
+
+
+def _optional(rule: tuple[str, str]) -> tuple[str, str]:
+    return f"{{c}} IS NULL OR ({rule[0]})", f"{rule[1]}, or nothing"
+
+
+def _number(low: float, high: float) -> tuple[str, str]:
+    return f"typeof({{c}}) = 'real' AND {{c}} BETWEEN {low} AND {high}", f"a number in [{low}, {high}]"
+
+
+COLUMN_RULES: dict[str, dict[str, tuple[str, str]]] = {
+    "meta": {"key": _TEXT, "value": _TEXT},
+    "attacks": {"name": _TEXT, "method": _TEXT, "eps": _number(0, 255), "alpha": _number(0, 255),
+                "iterations": _INDEX, "eot": _TEXT, "model": _TEXT, "weights": _TEXT, "weights_sha256": _TEXT,
+                "folder": _RELATIVE, "adversariality": _optional(_number(0, 1))},
+    "images": {"attack": _TEXT, "image_id": _TEXT, "file": _PNG, "source": _TEXT, "label": _optional(_INDEX),
+               "label_name": _optional(_TEXT), "clean_sha256": _TEXT, "adv_sha256": _TEXT, "clean_top5": _TEXT,
+               "adv_top5": _TEXT, "success": _FLAG, "quantisation_undid": _FLAG},
+    "pages": {"attack": _TEXT, "page": _INDEX, "sheet_run_id": _TEXT, "pdf": _RELATIVE},
+    "cells": {"attack": _TEXT, "page": _INDEX, "cell": _INDEX, "image_id": _TEXT, "kind": _KIND, "sha256": _TEXT},
+    "photos": {"attack": _TEXT, "photo": _TEXT, "accepted": _FLAG, "reason": _TEXT},
+    "predictions": {"attack": _TEXT, "photo": _TEXT, "page": _INDEX, "cell": _INDEX, "image_id": _TEXT,
+                    "kind": _KIND, "top5": _TEXT, "correct_top1": _optional(_FLAG), "correct_top5": _optional(_FLAG),
+                    "crop": _RELATIVE},
+    "results": {"kind": _TEXT, "attack": _TEXT, "method": _TEXT, "eps": _number(-1e308, 1e308), "transform": _TEXT,
+                "strength": _TEXT, "case": _TEXT, "row": _TEXT},
+}
+"""What each column of a run store holds: an SQL condition on column ``{c}``, and the same in words."""
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS attacks (
@@ -247,7 +283,7 @@ class RunStore:
             self.connection.execute("PRAGMA journal_mode=WAL")
             self.connection.execute("PRAGMA foreign_keys=ON")
             self._check_schema()
-            self._check_attack_names()
+            self._check_records()
 
     def _check_schema(self) -> None:
         """Create the tables in an empty store; refuse a store of another schema version."""
@@ -273,10 +309,22 @@ class RunStore:
         raise InputError(f"{self.path}: store schema version {found}, written by {age} physadv; this one reads "
                          f"version {SCHEMA_VERSION} only (use the physadv that made the run, or start a new run)")
 
-    def _check_attack_names(self) -> None:
-        """Every attack a table or result source names is a plain name (:data:`~physadv.validation.SAFE_NAME`)
-        of the ``attacks`` table: names become folder names, links and row keys, and a store is a file
-        like any other (an edited name would point outside the run and count its rows twice)."""
+    def _check_records(self) -> None:
+        """Every field of every row is of its column's kind (:data:`COLUMN_RULES`), and every attack a table
+        or result source names is a plain name (:data:`~physadv.validation.SAFE_NAME`) of the ``attacks``
+        table: a store is a file like any other, whose names become folder names, links and row keys (an
+        edited name would point outside the run and count its rows twice) and whose numbers become results.
+        One scan per table; the texts of JSON columns are read where they are used."""
+        for table, rules in COLUMN_RULES.items():
+            # NULL (a comparison with NULL) counts as false: coalesce.
+            conditions = {column: "coalesce((" + sql.format(c=f'"{column}"') + "), 0)"
+                          for column, (sql, _) in rules.items()}
+            cases = " ".join(f"WHEN NOT {condition} THEN ?" for condition in conditions.values())
+            bad = self.connection.execute(
+                f"SELECT rowid, CASE {cases} END FROM {table} WHERE NOT ({' AND '.join(conditions.values())}) LIMIT 1",
+                list(rules)).fetchone()
+            if bad is not None:
+                self._refuse(f"{table}.{bad[1]} of row {bad[0]} is not {rules[bad[1]][1]}")
         recorded = set()
         for (name,) in self.connection.execute("SELECT name FROM attacks"):
             if not is_safe_name(name):
