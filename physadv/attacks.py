@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from physadv.catalog import METHODS
 from physadv.classifiers import Classifier
+from physadv.classifiers.wrapper import blank_images, input_gradient
 from physadv.errors import InputError
 from physadv.images import check_images, quantise
 from physadv.validation import check_integer, check_number
@@ -99,9 +100,17 @@ def cross_entropy_gradient(classifier: Classifier, images: torch.Tensor, labels:
                            step: int = 0) -> torch.Tensor:
     """∇_X of the cross-entropy ``J(X, y)`` of each image (images are independent: the losses are summed)."""
     images = images.detach().requires_grad_(True)
-    loss = F.cross_entropy(classifier(images).float(), labels, reduction="sum")
-    (gradient,) = torch.autograd.grad(loss, images)
-    return gradient
+    return input_gradient(F.cross_entropy(classifier(images).float(), labels, reduction="sum"), images)
+
+
+def check_input_gradient(classifier: Classifier) -> None:
+    """Follow ``classifier``'s input gradient once, on blank images, so that a model without one (its
+    output ignores the image) is refused before an attack writes anything."""
+    blank = blank_images(classifier.input_size, classifier.device)
+    try:
+        cross_entropy_gradient(classifier, blank, torch.zeros(len(blank), dtype=torch.long, device=classifier.device))
+    except InputError as error:
+        raise InputError(f"{classifier.name}: {error}") from None
 
 
 def default_iterations(eps: float) -> int:

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Iterator, Sequence, TextIO
 
 import torch
 
-from physadv.attacks import MAX_ITERATIONS, METHODS, Attack
+from physadv.attacks import MAX_ITERATIONS, METHODS, Attack, check_input_gradient
 from physadv.classifiers import Classifier
 from physadv.datasets import ImageRef, batch_count, batch_slice, image_batches
 from physadv.distributed import SINGLE, Shard
@@ -28,7 +28,7 @@ from physadv.fileio import atomic_write_json, parse_json
 from physadv.images import pixel_sha256, to_tensor, to_uint8, write_png
 from physadv.jsonstream import atomic_write_json_with_list, scan_json_with_list
 from physadv.metrics import Predictions
-from physadv.validation import MAX_CLASSES, Record
+from physadv.validation import MAX_CLASSES, MAX_SEED, Record
 from physadv.transfer import check_sources, source_name, transfer_attack
 
 SCHEMA = "physadv.attack/1"
@@ -166,7 +166,7 @@ def read_attack_header(root: str | Path) -> tuple[AttackSettings, str]:
     attack_settings = AttackSettings(
         model=settings.text("model", max_length=256), method=method, eps=settings.number("eps", 0, 255),
         alpha=settings.number("alpha", 0, 255), iterations=settings.integer("iterations", 0, MAX_ITERATIONS),
-        image_size=settings.integer("image_size", 1, 4096), seed=settings.integer("seed", -2**63, 2**64 - 1),
+        image_size=settings.integer("image_size", 1, 4096), seed=settings.integer("seed", 0, MAX_SEED),
         eot=eot.data if eot is not None else {}, target=settings.integer("target", 0, MAX_CLASSES - 1, optional=True),
         label=settings.text("label", optional=True, max_length=256),
         source_model=settings.text("source_model", optional=True, max_length=1024))
@@ -229,6 +229,11 @@ def _read_guesses(record: Record, key: str) -> tuple[Guess, ...]:
     return tuple(guesses)
 
 
+def read_guesses(data: object, where: str) -> tuple[Guess, ...]:
+    """A top-5 read back from anywhere but ``attack.json`` (a run's store), checked as there."""
+    return _read_guesses(Record({"top5": data}, where), "top5")
+
+
 def _read_image(record: Record) -> AttackedImage:
     record.only([f.name for f in fields(AttackedImage)] + list(_PER_IMAGE_SETTINGS))
     file = record.name("file")
@@ -268,9 +273,10 @@ def _check_resumable(out: Path, settings: AttackSettings, weights: str) -> bool:
 
 
 def check_attack_inputs(attack: Attack, images: Sequence[ImageRef], target: int | None,
-                        batch_size: int = 1) -> None:
+                        batch_size: int = 1, crafting: Sequence[Classifier] = ()) -> None:
     """Raise :class:`InputError` unless ``attack`` can run on ``images`` (labels, target, at least one
-    image, a positive batch size)."""
+    image, a positive batch size) with the gradients of the ``crafting`` models (each followed once,
+    :func:`~physadv.attacks.check_input_gradient`)."""
     if not images:
         raise InputError("no images to attack")
     if batch_size < 1:
@@ -283,6 +289,8 @@ def check_attack_inputs(attack: Attack, images: Sequence[ImageRef], target: int 
                              "(name the class in the file/folder name or pass --label)")
     if attack.goal.needs_target and target is None:
         raise InputError("the targeted method needs a target class (--target CLASS)")
+    for model in crafting:
+        check_input_gradient(model)
 
 
 def _part_path(out: Path, batch_size: int, number: int) -> Path:
@@ -425,7 +433,7 @@ def attack_to_folder(classifier: Classifier, attack: Attack, images: Sequence[Im
             or ``out`` holding an attack with other settings.
     """
     out = Path(out)
-    check_attack_inputs(attack, images, target, batch_size)
+    check_attack_inputs(attack, images, target, batch_size, crafting=sources or [classifier])
     crafting = classifier
     if sources:
         check_sources(classifier, sources)

@@ -38,6 +38,7 @@ from physadv.attacks import cross_entropy_gradient
 from physadv.catalog import ADVERSARIALITY_SAMPLES, DISTRIBUTION_NAMES, EOT_SAMPLES
 from physadv.channel import jpeg_roundtrip
 from physadv.classifiers import Classifier
+from physadv.classifiers.wrapper import input_gradient
 from physadv.errors import InputError
 from physadv.images import check_images, to_tensor, to_uint8
 
@@ -392,7 +393,7 @@ def mean_gradient(classifier: Classifier, images: torch.Tensor, labels: torch.Te
     for image_index, sample_index in _chunks(images.shape[0], transformations.n, chunk_size, images.device):
         transformed = distribution(images.index_select(0, image_index), transformations.select(sample_index))
         loss = F.cross_entropy(classifier(transformed).float(), labels[image_index], reduction="sum")
-        gradient += torch.autograd.grad(loss, images)[0]
+        gradient += input_gradient(loss, images)
     return gradient / transformations.n
 
 

@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import torch
 
-from physadv.attacks import Attack
+from physadv.attacks import Attack, check_input_gradient
 from physadv.catalog import CLEAN_METHOD
 from physadv.channel import ChannelTransform, is_corruption, transform_kind
 from physadv.classifiers import Classifier
@@ -41,7 +41,7 @@ from physadv.metrics import (
     destruction_reports,
 )
 from physadv.transfer import check_sources, source_name, transfer_attack
-from physadv.validation import MAX_CLASSES
+from physadv.validation import MAX_CLASSES, Record
 
 Row = dict[str, float | int | str | None]
 
@@ -51,6 +51,38 @@ RESULT_COLUMNS = ["method", "eot", "eps", "iterations", "transform", "strength",
            "destruction_top5", "destruction_top1_n", "destruction_top5_n", "quantisation_undid", "model",
            "source_model"]
 """The leading columns of ``results.csv``; extra keys (e.g. ``adversariality``) follow, sorted."""
+
+_ROW_TEXTS = ("method", "transform", "case")
+_ROW_FRACTIONS = ("top1_clean", "top1_adv", "top1_transformed", "top5_clean", "top5_adv", "top5_transformed",
+                  "destruction_top1", "destruction_top5")
+_ROW_COUNTS = ("n_images", "destruction_top1_n", "destruction_top5_n")
+_MAX_COUNT = 10**12
+
+
+def read_result_row(data: object, where: str) -> Row:
+    """A result row read back from a file or a run's store, checked: the columns every table and report
+    uses (texts, ε, counts, and fractions in [0, 1] or null), and any other column a plain finite value.
+
+    Raises:
+        InputError: naming ``where`` and the column.
+    """
+    record = Record(data, where)
+    missing = [key for key in (*_ROW_TEXTS, "eps", *_ROW_FRACTIONS, *_ROW_COUNTS) if key not in record.data]
+    if missing:
+        raise record.fail(None, f"not a result row: no {', '.join(missing)}")
+    for key in _ROW_TEXTS:
+        record.text(key, max_length=256)
+    record.number("eps", 0, 255)
+    for key in _ROW_FRACTIONS:
+        record.number(key, 0, 1, optional=True)
+    for key in _ROW_COUNTS:
+        record.integer(key, 0, _MAX_COUNT)
+    for key, value in record.data.items():
+        if isinstance(value, str):
+            record.text(key)
+        elif value is not None and not isinstance(value, bool):
+            record.number(key, -_MAX_COUNT, _MAX_COUNT)
+    return record.data
 
 
 @dataclass(frozen=True)
@@ -450,6 +482,8 @@ def experiment_to_folder(classifier: Classifier, images: Sequence[ImageRef], con
     if config.sources:
         check_sources(classifier, config.sources)
         crafting = config.sources[0]
+    for model in (config.sources or [classifier]) if config.attacks else ():
+        check_input_gradient(model)  # before results.json is written
     models = {"model": classifier.name, "source_model": source_name(config.sources or [classifier])}
     crafted = [transfer_attack(a, config.sources) if config.sources else a for a in config.attacks]
     attacks = [UNTOUCHED, *crafted] if config.clean_rows else crafted

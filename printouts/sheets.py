@@ -76,6 +76,7 @@ from physadv.printouts.manifest import (
     write_manifest,
 )
 from physadv.printouts.pdf import MM_PER_PT
+from physadv.validation import check_run_id
 
 SHEETS_FILE, MANIFEST_FILE = "sheets.pdf", "manifest.json"
 QUARTER_PT_MM = MM_PER_PT / 4
@@ -337,6 +338,7 @@ def layout_sheets(images: Sequence[SheetImage], run_id: str, layout: SheetLayout
         InputError: no images, an unreadable or non-RGB image, a grid that does not fit the paper,
             or (with ``keep_pairs``) an odd number of columns.
     """
+    check_run_id(run_id)
     if not images:
         raise InputError("nothing to print: no images")
     if keep_pairs and layout.columns % 2:

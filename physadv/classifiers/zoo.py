@@ -226,7 +226,8 @@ def load_classifier(name: str = DEFAULT_MODEL, *, weights: str | Path | None = N
 
     Raises:
         WeightsNotFoundError: the weights are not on this machine (the message says where to put them).
-        InputError: unknown name, or a weights file that is not a checkpoint of this architecture.
+        InputError: unknown name, a weights file that is not a checkpoint of this architecture, or a model
+            whose logits for a blank image are not ``(1, K)`` finite floats (:meth:`Classifier.check_outputs`).
     """
     if is_external(name) and name not in MODELS:
         classifier = load_external(name, weights, offline)
@@ -235,7 +236,9 @@ def load_classifier(name: str = DEFAULT_MODEL, *, weights: str | Path | None = N
         classifier = spec.build(spec.locate_weights(Path(weights) if weights is not None else None))
     if labels is not None:
         classifier.labels = read_label_file(labels, classifier.num_classes)
-    return classifier.to(device)
+    classifier = classifier.to(device)
+    classifier.check_outputs()
+    return classifier
 
 
 def availability(name: str) -> tuple[bool, str]:

@@ -9,6 +9,7 @@ from physadv.cli.cmd_demo import profile_spec
 from physadv.cli.common import (
     add_device_option,
     add_images_argument,
+    add_seed_option,
     eot_spec,
     images_from,
     output_dir,
@@ -44,7 +45,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="held-out transformations per image")
     parser.add_argument("--photos-per-page", type=int, default=2, help="virtual photos of every sheet")
     parser.add_argument("--resolution", default=None, help="virtual camera: 12mp, 1080p or 720p (default: the profile's)")
-    parser.add_argument("--seed", type=int, default=0)
+    add_seed_option(parser)
     parser.add_argument("--out", type=output_dir, required=True, help="run folder")
     add_device_option(parser, session=True)
     parser.set_defaults(func=run)

@@ -7,7 +7,14 @@ from pathlib import Path
 
 from physadv.catalog import MASKING_MARGIN
 from physadv.cli.cmd_experiment import parse_strengths
-from physadv.cli.common import add_device_option, comma_floats, comma_list, positive_int, resolve_device
+from physadv.cli.common import (
+    add_device_option,
+    add_seed_option,
+    comma_floats,
+    comma_list,
+    positive_int,
+    resolve_device,
+)
 from physadv.errors import InputError
 
 ORDER = 28
@@ -41,7 +48,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adversariality-samples", type=positive_int, default=20,
                         help="held-out photo transformations per image for the adversariality column")
     parser.add_argument("--batch-size", type=positive_int, default=16)
-    parser.add_argument("--seed", type=int, default=0)
+    add_seed_option(parser)
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     add_device_option(parser)
     parser.set_defaults(func=run)

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
+from physadv.catalog import MAX_PHOTOS_PER_PAGE
 from physadv.lab.session import headline, status_counts
 from physadv.lab.store import RunLock, RunStore
 from physadv.metrics import channel_severity, severity_lines
 from physadv.report import GalleryItem, ReportData, ReportFiles, write_report
+from physadv.validation import MAX_SEED, Record
 
 
-def _top1(top5_json: str) -> str:
-    first = json.loads(top5_json)[0]
-    return f"{first['name']} {first['probability']:.2f}"
+def _top1(store: RunStore, top5_json: str, where: str) -> str:
+    first = store.guesses(top5_json, where)[0]
+    return f"{first.name} {first.probability:.2f}"
 
 
 # One aggregate over every photographed clean cell: no per-image row reaches Python. Top-5 lists are
@@ -29,9 +30,26 @@ WHERE p.kind = 'clean' AND p.correct_top1 IS NOT NULL
 """
 
 
+# The columns _PHOTO_CLEAN_SQL reads, checked in SQL too: a damaged value would otherwise count silently.
+_DAMAGED_CLEAN_SQL = """
+SELECT p.attack, p.image_id, p.photo FROM predictions p JOIN images i ON i.attack = p.attack AND i.image_id = p.image_id
+WHERE p.kind = 'clean' AND p.correct_top1 IS NOT NULL AND (
+    typeof(p.correct_top1) != 'integer' OR typeof(p.correct_top5) NOT IN ('integer', 'null')
+    OR typeof(i.label) NOT IN ('integer', 'null')
+    OR CASE WHEN json_valid(i.clean_top5) AND json_type(i.clean_top5) = 'array' AND json_array_length(i.clean_top5) > 0
+            THEN EXISTS (SELECT 1 FROM json_each(i.clean_top5) AS guess
+                         WHERE IFNULL(json_type(guess.value, '$.index'), '') != 'integer')
+            ELSE 1 END)
+LIMIT 1
+"""
+
+
 def photo_clean_accuracy(store: RunStore) -> dict[str, float | int | None]:
     """Accuracy on photos of the clean images, every (photo, cell) one observation, and on the
     digital clean images of the same observations (``digital_top1``, ``digital_top5``)."""
+    for bad in store.query(_DAMAGED_CLEAN_SQL):
+        raise store.damaged(f"the clean image {bad['attack']}/{bad['image_id']} or its prediction on "
+                            f"{bad['photo']}: a top-5, label or verdict is not what physadv writes")
     [row] = store.query(_PHOTO_CLEAN_SQL)
     n = row["n"]
     return {"n": n, **{key: row[key] / n if n else None for key in ("top1", "top5", "digital_top1", "digital_top5")}}
@@ -80,9 +98,11 @@ def gallery(store: RunStore, run_dir: Path, per_outcome: int = GALLERY_PER_OUTCO
         items.append(GalleryItem(
             image_id=row["image_id"], label_name=row["label_name"], method=row["attack_method"],
             eps=row["attack_eps"], clean_png=folder / "clean" / row["file"], adversarial_png=folder / "adv" / row["file"],
-            crop_png=run_dir / row["crop"] if row["crop"] else None, clean_top1=_top1(row["clean_top5"]),
-            adversarial_top1=_top1(row["adv_top5"]),
-            photo_top1=_top1(row["photo_top5"]) if row["photo_top5"] else None,
+            crop_png=run_dir / row["crop"] if row["crop"] else None,
+            clean_top1=_top1(store, row["clean_top5"], f"images {row['attack']}/{row['image_id']} clean_top5"),
+            adversarial_top1=_top1(store, row["adv_top5"], f"images {row['attack']}/{row['image_id']} adv_top5"),
+            photo_top1=_top1(store, row["photo_top5"], f"predictions {row['attack']}/{row['image_id']} top5")
+            if row["photo_top5"] else None,
             fooled_in_photo=None if row["photo_correct"] is None else not row["photo_correct"]))
     return items, [f"{attack}, {outcome}: {shown} of {total}" for (attack, outcome), (shown, total) in counts.items()]
 
@@ -93,6 +113,22 @@ def crop_folders(store: RunStore, run_dir: Path, report_dir: Path) -> list[tuple
     # A crop lies at <capture>/crops/<photo>/<cell>.png.
     return [(row["attack"], Path(os.path.relpath(run_dir / row["crop"], report_dir)).parent.parent.as_posix() + "/")
             for row in rows]
+
+
+def _settings_note(store: RunStore, config: dict) -> str:
+    """The report's line on the images and the camera, from the run's stored configuration (each value
+    checked: a run made by ``physadv attack`` has none)."""
+    record = Record(config, f"{store.path}: meta.config")
+    with store.checked_read():
+        images = [Record({"image": image}, f"{record.where}.images").text("image")
+                  for image in (record.items("images", 0, 10_000) if record.has("images") else [])]
+        seed = record.integer("seed", 0, MAX_SEED, optional=True)
+        photos = record.integer("photos_per_page", 0, MAX_PHOTOS_PER_PAGE, optional=True)
+        profile = record.text("camera_profile", optional=True) or "handheld"
+        resolution = record.text("resolution", optional=True, max_length=16)
+    camera = (f"(virtual camera, profile {profile}{', ' + resolution if resolution else ''})" if photos
+              else "(real photographs)")
+    return f"images: {', '.join(images)}; seed {seed}; photos: {photos} per page {camera}"
 
 
 def build_report(run_dir: str | Path) -> ReportFiles:
@@ -108,11 +144,7 @@ def build_report(run_dir: str | Path) -> ReportFiles:
             rows=store.rows(), gallery=cards, status=counts, gallery_sample=tuple(sampled),
             crop_folders=tuple(crop_folders(store, run_dir, run_dir / "report")),
             notes=[f"weights: {meta.get('weights', '?')} (sha256 {meta.get('weights_sha256', '?')[:16]}…)",
-                   f"images: {', '.join(config.get('images', []))}; seed {config.get('seed')}; "
-                   f"photos: {config.get('photos_per_page')} per page "
-                   + (f"(virtual camera, profile {config.get('camera_profile', 'handheld')}"
-                      f"{', ' + config['resolution'] if config.get('resolution') else ''})"
-                      if config.get('photos_per_page') else "(real photographs)")],
+                   _settings_note(store, config)],
             photo_clean=photo_clean_accuracy(store), severity=severity(store))
     return write_report(data, run_dir / "report")
 

@@ -27,13 +27,23 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from physadv.attackset import ADV_DIR, CLEAN_DIR, stream_attack_set
+from physadv.attackset import ADV_DIR, CLEAN_DIR, Guess, read_guesses, stream_attack_set
 from physadv.classifiers.zoo import file_sha256
 from physadv.errors import InputError, PhysadvError
+from physadv.experiment import read_result_row
+from physadv.fileio import parse_json
 from physadv.images import pixel_sha256, read_rgb
 from physadv.printouts.manifest import Manifest
+from physadv.validation import Record
 
 STORE_FILE, LOCK_FILE = "physadv.sqlite", ".lock"
+DAMAGED = "; the store is damaged — restore it from a copy or start a new run"
+META_READERS: dict[str, Callable[[Record, str], Any]] = {
+    **{key: Record.text for key in ("model", "weights", "weights_sha256", "created")},
+    "config": lambda record, key: record.record(key).data,
+    "adversariality:": lambda record, key: record.number(key, 0, 1),
+}
+"""How each fact of the meta table is read (``adversariality:NAME``: a fraction, one per attack)."""
 # 2: top-5 predictions stored in one shape everywhere (images.clean_top5/adv_top5 and predictions.top5):
 # a JSON list of {"index", "name", "probability"}, as in attack.json.
 SCHEMA_VERSION = 2
@@ -289,12 +299,54 @@ class RunStore:
 
     # --- reading ---------------------------------------------------------------------------------------------
 
+    @contextmanager
+    def checked_read(self) -> Iterator[None]:
+        """What a reader finds wrong in the store's content (an :class:`InputError` naming the store and the
+        value), as one line saying the store is damaged: a store is a file like any other, checked on read."""
+        try:
+            yield
+        except InputError as error:
+            raise InputError(f"{error}{DAMAGED}") from None
+
+    def damaged(self, problem: str) -> InputError:
+        return InputError(f"{self.path}: {problem}{DAMAGED}")
+
+    def _json(self, text: object, where: str) -> Any:
+        if not isinstance(text, str):
+            raise InputError(f"{where}: expected JSON text, got {type(text).__name__}")
+        try:
+            return parse_json(text)
+        except json.JSONDecodeError as error:
+            raise InputError(f"{where}: not JSON ({error})") from None
+
     def meta(self) -> dict[str, Any]:
-        return {r["key"]: json.loads(r["value"]) for r in self.query("SELECT * FROM meta")}
+        """The run's facts (model, weights, configuration, adversariality per attack), each checked."""
+        values = {}
+        with self.checked_read():
+            for row in self.query("SELECT * FROM meta"):
+                key = row["key"]
+                record = Record({key: self._json(row["value"], f"{self.path}: meta.{key}")}, f"{self.path}: meta")
+                read = META_READERS.get(key.split(":", 1)[0] + ":" if ":" in key else key)
+                values[key] = read(record, key) if read else record.data[key]
+        return values
 
     def rows(self, source_prefix: str = "") -> list[dict]:
-        query = "SELECT row FROM results WHERE source LIKE ? ORDER BY source, method, eps, transform, strength, \"case\""
-        return [json.loads(r["row"]) for r in self.query(query, source_prefix + "%")]
+        """The result rows whose source starts with ``source_prefix``, each checked (:func:`read_result_row`)."""
+        query = ("SELECT source, row FROM results WHERE source LIKE ? "
+                 "ORDER BY source, method, eps, transform, strength, \"case\"")
+        rows = []
+        with self.checked_read():
+            for row in self.query(query, source_prefix + "%"):
+                where = f"{self.path}: results of {row['source']}"
+                rows.append(read_result_row(self._json(row["row"], where), where))
+        return rows
+
+    def guesses(self, text: object, where: str) -> tuple[Guess, ...]:
+        """A stored top-5 (``images.clean_top5``/``adv_top5``, ``predictions.top5``), checked; ``where``
+        names it, e.g. ``images fgsm-eps16/cat clean_top5``."""
+        where = f"{self.path}: {where}"
+        with self.checked_read():
+            return read_guesses(self._json(text, where), where)
 
     def attack_at(self, folder: Path) -> str | None:
         """Name of the attack recorded from ``folder``, if any."""
