@@ -604,7 +604,8 @@ def test_a_number_of_thousands_of_digits_is_a_malformed_file(lab, tmp_path, caps
     manifest = tmp_path / "manifest.json"
     manifest.write_text(text.replace('"layout_dpi": ', '"layout_dpi": ' + "9" * 5000 + ", \"x\": ", 1))
     for argv in (["capture", str(photos), "--manifest", str(manifest), "--out", str(tmp_path / "cap")],
-                 ["photograph", str(sheets / "sheets.pdf"), "--manifest", str(manifest), "--out", str(tmp_path / "ph")]):
+                 ["photograph", str(sheets / "sheets.pdf"), "--manifest", str(manifest),
+                  "--out", str(tmp_path / "ph")]):
         assert "a whole number too long to read" in one_line_error(capsys, main(argv))
     toml = tmp_path / "lab.toml"
     toml.write_text(f"seed = {'9' * 5000}\n")
@@ -624,7 +625,8 @@ STORE_DAMAGE = {
     "a photo's top-5 that is not JSON": "UPDATE predictions SET top5 = 'garbage'",
     "a photo's top-5 that is empty": "UPDATE predictions SET top5 = '[]'",
     "a photo's top-5 that is an object": "UPDATE predictions SET top5 = '{}'",
-    "a top-5 of wrong types": "UPDATE predictions SET top5 = '[{\"index\": \"x\", \"name\": 5, \"probability\": \"p\"}]'",
+    "a top-5 of wrong types":
+        "UPDATE predictions SET top5 = '[{\"index\": \"x\", \"name\": 5, \"probability\": \"p\"}]'",
     "a clean top-5 that is not JSON": "UPDATE images SET clean_top5 = 'garbage'",
     "a clean top-5 that is empty": "UPDATE images SET clean_top5 = '[]'",
     "a verdict that is text": "UPDATE predictions SET correct_top1 = 'x'",
