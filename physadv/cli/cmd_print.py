@@ -23,6 +23,15 @@ def grid(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def run_id(text: str) -> str:
+    from physadv.validation import check_run_id
+
+    try:
+        return check_run_id(text)
+    except InputError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def register(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
         "examples:\n"
@@ -44,10 +53,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--margin-mm", type=float, default=10.0, help="page margin (printers cannot print the edge)")
     parser.add_argument("--marker-mm", type=float, default=20.0, help="side of the ArUco corner markers")
     parser.add_argument("--qr-mm", type=float, default=18.0, help="side of the QR codes")
-    parser.add_argument("--run-id", default=None,
-                        help="run id in the markers, identity codes and QR codes; it must be unique, since capture "
-                             "accepts any sheet printed with the same id; a plain name: letters, digits, '.', '_', '+', '-' "
-                             "(default: 64 random bits)")
+    parser.add_argument("--run-id", type=run_id, default=None,
+                        help="run id in the markers, identity codes and QR codes, a plain name (letters, digits, "
+                             "'.', '_', '+', '-'; at most 128 characters); it must be unique, since capture accepts "
+                             "any sheet printed with the same id (default: 64 random bits)")
     parser.set_defaults(func=run)
 
 
