@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from physadv.catalog import METHODS
 from physadv.classifiers import Classifier
+from physadv.classifiers.wrapper import blank_images, input_gradient
 from physadv.errors import InputError
 from physadv.goals import METHOD_GOALS, Goal, Method, attack_label
 from physadv.images import check_images, quantise
@@ -47,9 +48,17 @@ def cross_entropy_gradient(classifier: Classifier, images: torch.Tensor, labels:
                            step: int = 0) -> torch.Tensor:
     """∇_X of the cross-entropy ``J(X, y)`` of each image (images are independent: the losses are summed)."""
     images = images.detach().requires_grad_(True)
-    loss = F.cross_entropy(classifier(images).float(), labels, reduction="sum")
-    (gradient,) = torch.autograd.grad(loss, images)
-    return gradient
+    return input_gradient(F.cross_entropy(classifier(images).float(), labels, reduction="sum"), images)
+
+
+def check_input_gradient(classifier: Classifier) -> None:
+    """Follow ``classifier``'s input gradient once, on blank images, so that a model without one (its
+    output ignores the image) is refused before an attack writes anything."""
+    blank = blank_images(classifier.input_size, classifier.device)
+    try:
+        cross_entropy_gradient(classifier, blank, torch.zeros(len(blank), dtype=torch.long, device=classifier.device))
+    except InputError as error:
+        raise InputError(f"{classifier.name}: {error}") from None
 
 
 def default_iterations(eps: float) -> int:
@@ -174,7 +183,7 @@ class Attack:
             goal = classifier.check_labels(labels, batch)
         elif self.goal is Goal.LEAST_LIKELY:
             with torch.no_grad(), self._autocast(clean):
-                goal = classifier.checked_logits(clean).argmin(dim=-1)
+                goal = classifier(clean).argmin(dim=-1)
         else:
             if targets is None:
                 raise InputError("the targeted attack needs target classes (--target CLASS)")

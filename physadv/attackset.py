@@ -19,7 +19,7 @@ from typing import Any, Iterable, Iterator, Sequence, TextIO
 
 import torch
 
-from physadv.attacks import MAX_ITERATIONS, METHODS, Attack
+from physadv.attacks import MAX_ITERATIONS, METHODS, Attack, check_input_gradient
 from physadv.batches import PendingBatch, run_batches
 from physadv.classifiers import Classifier
 from physadv.datasets import ImageRef, batch_count, batch_slice
@@ -32,7 +32,7 @@ from physadv.labels import LabelSpace
 from physadv.metrics import Predictions
 from physadv.substitute.loading import substitute_provenance
 from physadv.transfer import check_sources, source_name, transfer_attack
-from physadv.validation import MAX_CLASSES, MAX_SEED, Record
+from physadv.validation import MAX_CLASSES, MAX_SEED, Record, check_seed
 
 SCHEMA = "physadv.attack/1"
 CLEAN_DIR, ADV_DIR, RECORD_FILE, PARTS_DIR = "clean", "adv", "attack.json", ".parts"
@@ -236,6 +236,11 @@ def _read_guesses(record: Record, key: str) -> tuple[Guess, ...]:
     return tuple(guesses)
 
 
+def read_guesses(data: object, where: str) -> tuple[Guess, ...]:
+    """A top-5 read back from anywhere but ``attack.json`` (a run's store), checked as there."""
+    return _read_guesses(Record({"top5": data}, where), "top5")
+
+
 def _read_image(record: Record) -> AttackedImage:
     record.only([f.name for f in fields(AttackedImage)] + list(_PER_IMAGE_SETTINGS))
     file = record.name("file")
@@ -275,9 +280,10 @@ def _check_resumable(out: Path, settings: AttackSettings, weights: str) -> bool:
 
 
 def check_attack_inputs(attack: Attack, images: Sequence[ImageRef], target: int | None,
-                        batch_size: int = 1) -> None:
+                        batch_size: int = 1, crafting: Sequence[Classifier] = ()) -> None:
     """Raise :class:`InputError` unless ``attack`` can run on ``images`` (labels, target, at least one
-    image, a positive batch size)."""
+    image, a positive batch size) with the gradients of the ``crafting`` models (each followed once,
+    :func:`~physadv.attacks.check_input_gradient`)."""
     if not images:
         raise InputError("no images to attack")
     if batch_size < 1:
@@ -293,6 +299,8 @@ def check_attack_inputs(attack: Attack, images: Sequence[ImageRef], target: int 
     if target is not None and not attack.goal.needs_target:
         raise InputError(f"a target class goes with the targeted method only: {attack.method} has its own goal "
                          f"({attack.goal.success}); drop --target or use --method target")
+    for model in crafting:
+        check_input_gradient(model)
 
 
 def _part_path(out: Path, batch_size: int, number: int) -> Path:
@@ -459,9 +467,8 @@ def attack_to_folder(classifier: Classifier, attack: Attack, images: Sequence[Im
             or ``out`` holding an attack with other settings.
     """
     out = Path(out)
-    check_attack_inputs(attack, images, target, batch_size)
-    if not 0 <= seed <= MAX_SEED:  # the range read_attack_header accepts: a folder must read its own record
-        raise InputError(f"seed must be in 0..2**63-1, got {seed}")
+    check_attack_inputs(attack, images, target, batch_size, crafting=sources or [classifier])
+    check_seed(seed)  # the range read_attack_header accepts: a folder must read its own record
     crafting = classifier
     if sources:
         check_sources(classifier, sources)

@@ -46,6 +46,12 @@ TRANSFORM_DEFAULTS = {t.name: t for t in [
 RESOLUTIONS = {"12mp": (4032, 3024), "1080p": (1920, 1080), "720p": (1280, 720)}
 """Virtual camera sensors, (width, height) px: a 12 MP phone, a 1080p and a 720p webcam."""
 
+MAX_PHOTOS_PER_PAGE = 10_000
+"""Most virtual photos of one printed page: a session's ``photos_per_page`` (also ``compare`` and
+``compare-models --photos-per-page``) and ``photograph --n`` per page of its PDF. Kurakin et al. took one
+photo per page; one 12 MP virtual photo measured about 1.7 MB and 8 s (2-core VM, shared, load 12), so
+10,000 of one page are already about 17 GB and most of a day: a larger count is a typo, not a plan."""
+
 PAPERS_MM = {"a4": (210.0, 297.0), "letter": (215.9, 279.4)}
 """Paper sizes, (width, height) mm."""
 

@@ -26,7 +26,9 @@ from __future__ import annotations
 import copy
 import io
 import math
+import os
 import time
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -38,6 +40,7 @@ from tqdm.auto import tqdm
 
 from physadv.catalog import DEFENCE_DEFAULTS, DEFENCES
 from physadv.classifiers import Classifier
+from physadv.classifiers.wrapper import NonFiniteLogitsError, input_gradient
 from physadv.datasets import load_image_set, prepare
 from physadv.eot import DistributionSpec, TransformDistribution, derive_seed, distribution
 from physadv.errors import InputError
@@ -147,8 +150,7 @@ Forward = Callable[[torch.Tensor], torch.Tensor]
 
 def _input_gradient(forward: Forward, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     images = images.detach().requires_grad_(True)
-    (gradient,) = torch.autograd.grad(F.cross_entropy(forward(images), labels), images)
-    return gradient
+    return input_gradient(F.cross_entropy(forward(images), labels), images)
 
 
 def _random_start(images: torch.Tensor, eps: float, generator: torch.Generator) -> torch.Tensor:
@@ -212,7 +214,7 @@ def _batch_loss(config: DefenceConfig, classifier: Classifier, images: torch.Ten
         images = images.detach().requires_grad_(True)
         logits = classifier(images)
         loss = F.cross_entropy(logits, labels)
-        (gradient,) = torch.autograd.grad(F.cross_entropy(logits, labels, reduction="sum"), images, create_graph=True)
+        gradient = input_gradient(F.cross_entropy(logits, labels, reduction="sum"), images, create_graph=True)
         return loss + config.gradreg_weight * gradient.pow(2).flatten(1).sum(1).mean(), logits
     # distill: hard labels at T for the teacher phase, the teacher's soft labels at T for the student.
     logits = classifier(images)
@@ -242,8 +244,11 @@ def _fit(classifier: Classifier, images: torch.Tensor, labels: torch.Tensor, con
                 if len(index) < 2:  # batch-norm statistics need two images
                     continue
                 x, y = images[index].to(device), labels[index].to(device)
-                loss, logits = _batch_loss(config, classifier, x, y, generator, channel,
-                                           derive_seed("defence-eot", config.seed, epoch, number), teacher)
+                try:
+                    loss, logits = _batch_loss(config, classifier, x, y, generator, channel,
+                                               derive_seed("defence-eot", config.seed, epoch, number), teacher)
+                except NonFiniteLogitsError:
+                    loss = torch.tensor(float("nan"))  # the weights diverged before the loss did
                 if not torch.isfinite(loss):
                     raise InputError(f"{config.defence}: the loss became {loss.item()} in epoch {epoch + 1}; "
                                      "lower --lr (or --gradreg-weight)")
@@ -289,9 +294,48 @@ def train_defence(classifier: Classifier, images: torch.Tensor, labels: torch.Te
     return TrainingSummary(config, len(images), time.perf_counter() - started, loss, accuracy)
 
 
+CHECKPOINT_KEYS = frozenset({"state_dict", "defence", "base_model"})
+"""What :func:`save_checkpoint` writes: a file holding them is ours, and a re-run may replace it."""
+
+
+def is_defence_checkpoint(path: Path) -> bool:
+    """Whether ``path`` is a checkpoint :func:`save_checkpoint` wrote (read as weights only, never code;
+    tensors memory-mapped, so a large file is not read to answer)."""
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not ours
+        return False
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # torch raises many types for a foreign or corrupt file: either way, not ours
+        return False
+    return isinstance(state, dict) and CHECKPOINT_KEYS <= set(state)
+
+
+def check_checkpoint_path(path: str | Path) -> Path:
+    """``path`` if :func:`save_checkpoint` may write there: a new file in a folder that exists or can be
+    made, or a checkpoint of ours (a re-run replaces it). Checked before training, so that a run never
+    trains for hours and then fails to save, and never replaces a file that is not ours.
+
+    Raises:
+        InputError: ``path`` is a folder, an existing file that is not a defence checkpoint, or in no
+            writable folder.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; name the checkpoint file to write, e.g. {path / 'defence.pt'}")
+    if path.exists() and not (path.is_file() and is_defence_checkpoint(path)):
+        raise InputError(f"{path} exists and is not a physadv defence checkpoint; physadv never replaces it "
+                         "(choose another file, or move that one away yourself)")
+    existing = next((p for p in path.absolute().parents if p.exists()), None)
+    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{path}: cannot write there ({existing} is not a writable folder)")
+    return path
+
+
 def save_checkpoint(classifier: Classifier, path: str | Path, config: DefenceConfig, base: str) -> Path:
     """Write ``{"state_dict", "defence", "base_model"}`` to ``path`` atomically: load it with
-    ``load_classifier(base, weights=path)`` (``--model BASE --weights PATH``)."""
+    ``load_classifier(base, weights=path)`` (``--model BASE --weights PATH``). Only a new file or a
+    checkpoint of ours is written over (:func:`check_checkpoint_path`)."""
+    check_checkpoint_path(path)
     buffer = io.BytesIO()
     state = {k: v.detach().cpu() for k, v in classifier.model.state_dict().items()}
     torch.save({"state_dict": state, "defence": config.record(), "base_model": base}, buffer)

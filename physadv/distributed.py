@@ -36,6 +36,9 @@ T = TypeVar("T")
 # stuck, but a slow first batch (weights loading, cuDNN autotuning) must not trip it.
 BARRIER_TIMEOUT = timedelta(hours=1)
 
+MAX_WORLD_SIZE = 65_536
+"""More processes than any torchrun group physadv's work could use (one per GPU); a larger WORLD_SIZE is a typo."""
+
 STOPPED = ("another process of this torchrun group stopped (its own message, if it printed one, and torchrun's "
            "summary say why); attack and experiment keep the batches they finished: re-run the same command to resume")
 
@@ -157,12 +160,43 @@ class Shard:
 SINGLE = Shard()
 
 
-def _environment_int(name: str, default: int) -> int:
-    text = os.environ.get(name, str(default))
+TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+"""What ``torchrun`` sets for every process it starts; with ``WORLD_SIZE`` > 1 the rest must all be there."""
+
+
+def _environment_int(name: str, low: int, high: int) -> int:
+    text = os.environ[name]
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
-        raise InputError(f"environment variable {name}={text!r} is not a whole number (set by torchrun)") from None
+        raise InputError(f"environment variable {name}={text[:40]!r} is not a whole number (set by torchrun)") from None
+    if not low <= value <= high:
+        raise InputError(f"environment variable {name}={value} is outside {low}..{high}"
+                         + (f" (WORLD_SIZE={high + 1}: the ranks are 0..{high})" if name == "RANK" else ""))
+    return value
+
+
+def torchrun_group() -> tuple[int, int, int]:
+    """``(rank, world_size, local_rank)`` from the variables ``torchrun`` sets (``(0, 1, 0)`` without them),
+    checked before joining: a rank outside the group, or a missing rendezvous address, would otherwise
+    wait for peers that never come, or fail with torch's traceback."""
+    if "WORLD_SIZE" not in os.environ:
+        return 0, 1, 0
+    try:
+        world_size = _environment_int("WORLD_SIZE", 1, MAX_WORLD_SIZE)
+        if world_size == 1:
+            return 0, 1, 0
+        missing = [name for name in TORCHRUN_VARIABLES if not os.environ.get(name, "").strip()]
+        if missing:
+            raise InputError(f"WORLD_SIZE={world_size} asks for a torchrun group, but {', '.join(missing)} "
+                             f"{'is' if len(missing) == 1 else 'are'} not set: start physadv with torchrun (it "
+                             f"sets {', '.join(TORCHRUN_VARIABLES)}), or unset WORLD_SIZE to run one process")
+        rank = _environment_int("RANK", 0, world_size - 1)
+        local_rank = _environment_int("LOCAL_RANK", 0, world_size - 1)
+        _environment_int("MASTER_PORT", 1, 65_535)
+    except InputError as error:
+        raise _own(error)  # each process has its own environment: each says what is wrong with it
+    return rank, world_size, local_rank
 
 
 @contextmanager
@@ -177,11 +211,10 @@ def process_group(device: torch.device) -> Iterator[tuple[Shard, torch.device]]:
 
     After an error the process leaves the group only as it exits (one command per process).
     """
-    world_size = _environment_int("WORLD_SIZE", 1)
-    if world_size <= 1:
+    rank, world_size, local_rank = torchrun_group()
+    if world_size == 1:
         yield SINGLE, device
         return
-    rank, local_rank = _environment_int("RANK", 0), _environment_int("LOCAL_RANK", 0)
     if device.type == "cuda":
         if local_rank >= torch.cuda.device_count():  # on this machine only
             raise _own(InputError(f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} CUDA "

@@ -38,6 +38,7 @@ from physadv.attacks import cross_entropy_gradient
 from physadv.catalog import ADVERSARIALITY_SAMPLES, DISTRIBUTION_NAMES, EOT_SAMPLES
 from physadv.channel import jpeg_roundtrip
 from physadv.classifiers import Classifier
+from physadv.classifiers.wrapper import input_gradient
 from physadv.errors import InputError
 from physadv.images import check_images, to_tensor, to_uint8
 
@@ -428,7 +429,7 @@ def mean_gradient(classifier: Classifier, images: torch.Tensor, labels: torch.Te
     for image_index, sample_index in _chunks(images.shape[0], transformations.n, chunk_size, images.device):
         transformed = distribution(images.index_select(0, image_index), transformations.select(sample_index))
         loss = F.cross_entropy(classifier(transformed).float(), labels[image_index], reduction="sum")
-        gradient += torch.autograd.grad(loss, images)[0]
+        gradient += input_gradient(loss, images)
     return gradient / transformations.n
 
 
@@ -509,7 +510,7 @@ def adversariality(classifier: Classifier, images: torch.Tensor, goal: torch.Ten
     chunk_size = chunk_size or default_chunk_size(images.device, images.shape)
     transformations = held_out(transforms, n, images.shape[1:], seed).to(images.device)
     hits = torch.cat([
-        classifier.checked_logits(transforms(images[image_index], transformations.select(sample_index))).argmax(-1)
+        classifier(transforms(images[image_index], transformations.select(sample_index))).argmax(-1)
         == goal[image_index]
         for image_index, sample_index in _chunks(images.shape[0], n, chunk_size, images.device)])
     hits = hits if targeted else ~hits

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import torch
 
-from physadv.attacks import Attack
+from physadv.attacks import Attack, check_input_gradient
 from physadv.catalog import CLEAN_METHOD
 from physadv.channel import ChannelTransform, is_corruption, transform_kind
 from physadv.classifiers import Classifier
@@ -452,6 +452,8 @@ def experiment_to_folder(classifier: Classifier, images: Sequence[ImageRef], con
     if config.sources:
         check_sources(classifier, config.sources)
         crafting = config.sources[0]
+    for model in (config.sources or [classifier]) if config.attacks else ():
+        check_input_gradient(model)  # before results.json is written
     models = {"model": classifier.name, "source_model": source_name(config.sources or [classifier]),
               **substitute_provenance(config.sources)}
     crafted = [transfer_attack(a, config.sources) if config.sources else a for a in config.attacks]

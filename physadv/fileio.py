@@ -6,7 +6,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
+import sys
 import tomllib
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,21 +56,37 @@ def atomic_write_json(path: str | Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=1, allow_nan=False) + "\n")
 
 
+TOO_LONG_NUMBER = "a whole number too long to read"
+"""Python refuses to convert integers of more than ``sys.get_int_max_str_digits()`` (4,300) digits, with
+a ``ValueError`` of its own: no field of ours holds one, so the document is malformed."""
+
+
 def parse_json(text: str) -> Any:
-    """``json.loads``, but a document nested too deeply for Python's parser is a malformed document
-    (:class:`json.JSONDecodeError`) rather than a ``RecursionError``: files are untrusted input."""
+    """``json.loads``, but a document nested too deeply for Python's parser, or holding a number of
+    thousands of digits, is a malformed document (:class:`json.JSONDecodeError`) rather than a
+    ``RecursionError`` or a bare ``ValueError``: files are untrusted input."""
     try:
         return json.loads(text)
     except RecursionError:
         raise json.JSONDecodeError("nested too deeply to read", text, 0) from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError:  # int() past the digit limit
+        digits = re.search(rf"\d{{{sys.get_int_max_str_digits() + 1},}}", text)
+        raise json.JSONDecodeError(TOO_LONG_NUMBER, text, digits.start() if digits else 0) from None
 
 
 def parse_toml(text: str) -> dict[str, Any]:
-    """``tomllib.loads``, with too-deep nesting a :class:`tomllib.TOMLDecodeError` (see :func:`parse_json`)."""
+    """``tomllib.loads``, with too-deep nesting or a number of thousands of digits a
+    :class:`tomllib.TOMLDecodeError` (see :func:`parse_json`)."""
     try:
         return tomllib.loads(text)
     except RecursionError:
         raise tomllib.TOMLDecodeError("nested too deeply to read") from None
+    except tomllib.TOMLDecodeError:
+        raise
+    except ValueError:
+        raise tomllib.TOMLDecodeError(TOO_LONG_NUMBER) from None
 
 
 def cache_dir() -> Path:

@@ -25,8 +25,8 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
 """A name that may become a file or folder name: no separators, no leading dot, at most 128 characters."""
 
 MAX_SEED = 2**63 - 1
-"""Largest seed of any verb or record: seeds are never negative (numpy's SeedSequence refuses them) and
-fit a signed 64-bit integer (SQLite, torch)."""
+"""Every seed, given as an option or read back from a record, is a whole number in 0..MAX_SEED: numpy's
+generators refuse negative seeds, and 63 bits fit the signed 64-bit integers of SQLite and JSON readers."""
 
 MAX_CLASSES = 1_000_000
 """Largest class count a record may name (ImageNet-21k has 21,841 classes)."""
@@ -45,6 +45,30 @@ PLAIN_NAME_RULE = ("letters, digits, '.', '_', '+', '-'; no path separators, no 
 
 def is_safe_name(text: object) -> bool:
     return isinstance(text, str) and SAFE_NAME.fullmatch(text) is not None and ".." not in text
+
+
+SEED_RULE = "a whole number in 0..2**63 - 1"
+"""What :data:`MAX_SEED` allows, in the words of every error that refuses a seed."""
+
+
+def is_seed(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEED
+
+
+def check_seed(value: object, what: str = "seed") -> int:
+    """``value`` if it is a seed (:data:`SEED_RULE`, the one rule of every verb and record)."""
+    if not is_seed(value):
+        raise InputError(f"{what} must be {SEED_RULE}, got {value!r}"[:200])
+    return value
+
+
+def check_run_id(run_id: object) -> str:
+    """``run_id`` if it is a run id: a plain name (:data:`SAFE_NAME`), as every manifest's is read back; it
+    goes into marker ids, QR codes, PDF titles and the names of the files of a run."""
+    if not is_safe_name(run_id):
+        shown = repr(run_id[:40] + "…" if isinstance(run_id, str) and len(run_id) > 40 else run_id)
+        raise InputError(f"run id {shown} is not a plain name ({PLAIN_NAME_RULE})")
+    return run_id
 
 
 def _type_name(value: object) -> str:

@@ -41,10 +41,10 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from physadv.catalog import RESOLUTIONS
+from physadv.catalog import MAX_PHOTOS_PER_PAGE, RESOLUTIONS
 from physadv.errors import InputError
 from physadv.fileio import atomic_write_bytes, atomic_write_json, parse_json
-from physadv.validation import is_safe_name
+from physadv.validation import check_seed, is_safe_name
 from physadv.printouts.manifest import Manifest, sheet_title
 from physadv.printouts.pdf import open_pdf, page_size_mm, render_page
 from physadv.printouts.profiles import CameraProfile, MeasuredChannel, load_profile, profile_to_toml
@@ -668,6 +668,7 @@ def photograph(pdf: str | Path, manifest: Manifest | None, out_dir: str | Path, 
         raise InputError(f"unknown resolution {resolution!r} (use {', '.join(RESOLUTIONS)})")
     if n < 1:
         raise InputError(f"the number of photos must be at least 1, got {n}")
+    check_seed(seed)
     pdf, out = Path(pdf), Path(out_dir)
     document = open_pdf(pdf)
     document_title = document.get_metadata_dict().get("Title")
@@ -675,6 +676,11 @@ def photograph(pdf: str | Path, manifest: Manifest | None, out_dir: str | Path, 
         document.close()
         raise InputError(f"{pdf} is not the PDF of the manifest's run {manifest.run_id} (its title is "
                          f"{document_title!r}); pass the manifest written beside this PDF")
+    pages = len(document)
+    if n > MAX_PHOTOS_PER_PAGE * pages:
+        document.close()
+        raise InputError(f"{n:,} photos of {pages} page(s): at most {MAX_PHOTOS_PER_PAGE:,} per page "
+                         f"({MAX_PHOTOS_PER_PAGE * pages:,} in all)")
     header = _truth_header(pdf, manifest, resolution, seed, profile)
     done: dict[int, PhotoTruth] = {}
     if (out / TRUTH_FILE).is_file():
@@ -686,7 +692,6 @@ def photograph(pdf: str | Path, manifest: Manifest | None, out_dir: str | Path, 
                              f"({TRUTH_FILE}); choose another --out")
         done = {p.index: p for p in photos if p.index < n and (out / p.file).is_file()}
     frame = RESOLUTIONS[resolution]
-    pages = len(document)
     with tqdm(total=n, initial=len(done), desc=f"photographing ({resolution}, {profile.name})", unit="photo",
               disable=None if progress else True) as bar:
         for index in range(n):

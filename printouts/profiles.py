@@ -262,7 +262,7 @@ def _where(origin: str, key: str) -> str:
 
 def _number(value: Any, origin: str, key: str) -> float:
     return check_number(value, -math.inf, math.inf,
-                        lambda problem: InputError(f"{_where(origin, key)} must be a finite number: {problem}"))
+                        lambda problem: InputError(f"{_where(origin, key)}: {problem}"))
 
 
 def _bounded(value: Any, low: float, high: float, origin: str, key: str, unit: str = "") -> float:

@@ -76,7 +76,7 @@ from physadv.printouts.manifest import (
     write_manifest,
 )
 from physadv.printouts.pdf import MM_PER_PT
-from physadv.validation import PLAIN_NAME_RULE, is_safe_name
+from physadv.validation import check_run_id
 
 SHEETS_FILE, MANIFEST_FILE = "sheets.pdf", "manifest.json"
 QUARTER_PT_MM = MM_PER_PT / 4
@@ -342,10 +342,9 @@ def layout_sheets(images: Sequence[SheetImage], run_id: str, layout: SheetLayout
         InputError: no images, an unreadable or non-RGB image, a grid that does not fit the paper,
             or (with ``keep_pairs``) an odd number of columns.
     """
+    check_run_id(run_id)
     if not images:
         raise InputError("nothing to print: no images")
-    if not is_safe_name(run_id):  # the rule the manifest's reader applies: capture must accept what print writes
-        raise InputError(f"run id {run_id!r}"[:100] + f" is not a plain name ({PLAIN_NAME_RULE})")
     if keep_pairs and layout.columns % 2:
         raise InputError(f"--grid {layout.columns}x{layout.rows}: clean and adversarial images are printed side by "
                          "side, so the number of columns must be even")

@@ -516,3 +516,327 @@ def test_a_rank_variable_without_torchrun_does_not_silence_errors(tmp_path, caps
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     code = main(["attack", str(tmp_path / "missing"), *DIGITS, "--out", str(tmp_path / "out")])
     assert code == 2 and "no such file" in one_line_error(capsys, code)
+
+
+# --- issue 23: tracebacks, hangs and data loss that became one line ------------------------------------
+
+BAD_FACTORIES = '''
+import torch
+from torch import nn
+
+
+class Mean(nn.Module):
+    def __init__(self, then=None, nan=False, ignore_input=False):
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((4, 3), float("nan") if nan else 0.5))
+        self.then, self.ignore_input = then, ignore_input
+
+    def forward(self, x):
+        if self.ignore_input:
+            return self.weight.sum(1).expand(len(x), 4)
+        logits = x.mean(dim=(2, 3)) @ self.weight.T
+        return self.then(logits) if self.then else logits
+
+
+def bundle(**options):
+    return {"model": Mean(**options), "input_size": 8, "labels": list("abcd")}
+
+
+def scores(): return bundle(then=lambda logits: logits.sum(1))
+def extra_axis(): return bundle(then=lambda logits: logits[..., None])
+def one_row(): return bundle(then=lambda logits: logits[:1])
+def whole_numbers(): return bundle(then=lambda logits: logits.long())
+def not_a_tensor(): return bundle(then=lambda logits: logits.tolist())
+def fails(): return bundle(then=lambda logits: logits.view(3, -1))
+def nan_weights(): return bundle(nan=True)
+def ignores_input(): return bundle(ignore_input=True)
+'''
+
+
+@pytest.fixture(scope="module")
+def bad_factories(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("factories") / "bad.py"
+    path.write_text(BAD_FACTORIES)
+    return path
+
+
+@pytest.mark.parametrize("verb", ["classify", "attack", "experiment"])
+@pytest.mark.parametrize("factory, expected", [
+    ("scores", "logits of shape (2,), expected"), ("extra_axis", "of shape (2, 4, 1)"),
+    ("one_row", "of shape (1, 4), expected floating-point logits of shape (2, 4)"),
+    ("whole_numbers", "torch.int64 logits"), ("nan_weights", "NaN or infinite logits"),
+    ("not_a_tensor", "the model returned list, not a tensor"), ("fails", "the model fails on a blank 8×8 image"),
+])
+def test_a_model_whose_logits_are_wrong_is_one_line_before_any_work(bad_factories, tmp_path, capsys, verb, factory,
+                                                                      expected):
+    out = tmp_path / "out"
+    code = main([verb, "digits", "--limit", "2", "--model", f"{bad_factories}:{factory}",
+                 *(["--out", str(out)] if verb != "classify" else [])])
+    assert expected in one_line_error(capsys, code)
+    assert code == 2 and not out.exists()
+
+
+@pytest.mark.parametrize("verb", ["attack", "experiment"])
+def test_a_model_whose_output_ignores_the_input_cannot_be_attacked(bad_factories, tmp_path, capsys, verb):
+    out = tmp_path / "out"
+    code = main([verb, "digits", "--limit", "2", "--model", f"{bad_factories}:ignores_input", "--out", str(out)])
+    assert "does not depend on its input image" in one_line_error(capsys, code)
+    assert code == 2 and not out.exists()
+    # it still classifies: a model may be useless, the attack alone needs its gradient
+    assert main(["classify", "digits", "--limit", "2", "--model", f"{bad_factories}:ignores_input"]) == 0
+
+
+def test_nan_weights_are_refused_when_the_model_loads(tmp_path, capsys, digits_classifier):
+    import torch
+
+    weights = tmp_path / "nan.pt"
+    torch.save({k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+                for k, v in digits_classifier.model.state_dict().items()}, weights)
+    out = tmp_path / "out"
+    code = main(["attack", "digits", *DIGITS, "--weights", str(weights), "--limit", "2", "--out", str(out)])
+    assert "NaN or infinite logits" in one_line_error(capsys, code)
+    assert not out.exists()
+
+
+def test_a_number_of_thousands_of_digits_is_a_malformed_file(lab, tmp_path, capsys):
+    root, run, sheets, photos = lab
+    text = (sheets / "manifest.json").read_text()
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(text.replace('"layout_dpi": ', '"layout_dpi": ' + "9" * 5000 + ", \"x\": ", 1))
+    for argv in (["capture", str(photos), "--manifest", str(manifest), "--out", str(tmp_path / "cap")],
+                 ["photograph", str(sheets / "sheets.pdf"), "--manifest", str(manifest),
+                  "--out", str(tmp_path / "ph")]):
+        assert "a whole number too long to read" in one_line_error(capsys, main(argv))
+    toml = tmp_path / "lab.toml"
+    toml.write_text(f"seed = {'9' * 5000}\n")
+    assert "a whole number too long to read" in one_line_error(capsys, main(["run", "new", str(tmp_path / "r"),
+                                                                             "--config", str(toml)]))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lab.toml", "manifest.json"]
+
+
+STORE_DAMAGE = {
+    "a result row that is not JSON": "UPDATE results SET row = 'garbage'",
+    "a result row that is a list": "UPDATE results SET row = '[1, 2]'",
+    "a result row without its columns": "UPDATE results SET row = '{}'",
+    "a rate that is text": "UPDATE results SET row = json_set(row, '$.destruction_top1', 'abc')",
+    "a rate that is NaN": "UPDATE results SET row = replace(row, '\"top1_clean\": 1.0', '\"top1_clean\": NaN')",
+    "a method that is a number": "UPDATE results SET row = json_set(row, '$.method', 5)",
+    "a count that is text": "UPDATE results SET row = json_set(row, '$.n_images', 'x')",
+    "a photo's top-5 that is not JSON": "UPDATE predictions SET top5 = 'garbage'",
+    "a photo's top-5 that is empty": "UPDATE predictions SET top5 = '[]'",
+    "a photo's top-5 that is an object": "UPDATE predictions SET top5 = '{}'",
+    "a top-5 of wrong types":
+        "UPDATE predictions SET top5 = '[{\"index\": \"x\", \"name\": 5, \"probability\": \"p\"}]'",
+    "a clean top-5 that is not JSON": "UPDATE images SET clean_top5 = 'garbage'",
+    "a clean top-5 that is empty": "UPDATE images SET clean_top5 = '[]'",
+    "a verdict that is text": "UPDATE predictions SET correct_top1 = 'x'",
+    "a configuration that is not JSON": "INSERT OR REPLACE INTO meta VALUES ('config', 'garbage')",
+    "a configuration that is a list": "INSERT OR REPLACE INTO meta VALUES ('config', '[1]')",
+    "a configuration whose images are numbers": "INSERT OR REPLACE INTO meta VALUES ('config', '{\"images\": [1]}')",
+    "a model that is a number": "UPDATE meta SET value = '5' WHERE key = 'model'",
+}
+
+
+@pytest.fixture(scope="module")
+def store_with_results(lab, tmp_path_factory) -> Path:
+    """The lab's run with a result row, photographed predictions and images: each damage touches one."""
+    run = lab[1]
+    with sqlite3.connect(run / STORE_FILE) as db:
+        assert all(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] for table in ("results", "predictions"))
+    return run
+
+
+@pytest.mark.parametrize("verb", [["evaluate"], ["evaluate", "--all", "--json"], ["report"]])
+@pytest.mark.parametrize("damage", list(STORE_DAMAGE))
+def test_a_damaged_value_in_a_store_is_one_line(store_with_results, tmp_path, capsys, verb, damage):
+    import shutil
+    from contextlib import closing
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(store_with_results / STORE_FILE, run / STORE_FILE)
+    with closing(sqlite3.connect(run / STORE_FILE)) as db, db:
+        db.execute(STORE_DAMAGE[damage])
+    code = main([verb[0], str(run), *verb[1:]])
+    if verb[0] == "evaluate" and any(part in STORE_DAMAGE[damage] for part in ("meta", "predictions SET top5")):
+        assert code == 0, capsys.readouterr().err  # evaluate reads neither the meta table nor the photos' top-5
+        return
+    line = one_line_error(capsys, code)
+    assert "the store is damaged" in line and str(run / STORE_FILE) in line, line
+    assert not (run / "report").exists()
+
+
+@pytest.mark.parametrize("value", ["'x'", "2.5", "-1"])
+def test_a_damaged_adversariality_in_a_store_is_one_line(store_with_results, tmp_path, value):
+    import shutil
+    from contextlib import closing
+
+    from physadv.errors import InputError
+    from physadv.lab.store import RunStore
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(store_with_results / STORE_FILE, run / STORE_FILE)
+    with closing(sqlite3.connect(run / STORE_FILE)) as db, db:
+        db.execute(f"UPDATE attacks SET adversariality = {value}")
+    with pytest.raises(InputError, match="the store is damaged"), RunStore(run, create=False) as store:
+        store.adversariality(store.attack_names()[0])  # refused on opening the store already
+
+
+def verbs_with(option: str) -> list[str]:
+    from physadv.cli.main import build_parser
+
+    subparsers = next(a for a in build_parser()._actions if a.dest == "verb").choices
+    return sorted(verb for verb, sub in subparsers.items() if any(option in a.option_strings for a in sub._actions))
+
+
+def test_every_verb_with_a_seed_takes_the_same_seeds(tmp_path, capsys):
+    verbs = verbs_with("--seed")
+    assert {"attack", "photograph", "compare", "compare-models", "demo", "run", "experiment",
+            "train-defence"} <= set(verbs)
+    positional = {"photograph": ["sheets.pdf"], "run": ["new", str(tmp_path / "run")], "compare-models": ["digits"]}
+    for verb in verbs:
+        for seed in ("-1", str(2**63), "1.5", "9" * 5000):
+            with pytest.raises(SystemExit) as exit_info:
+                main([verb, *positional.get(verb, []), "--seed", seed, "--out", str(tmp_path / "out")])
+            err = capsys.readouterr().err
+            assert exit_info.value.code == 2 and "--seed: must be a whole number in 0..2**63 - 1" in err, (verb, err)
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_seed_read_back_follows_the_same_rule(lab, tmp_path):
+    from physadv.validation import MAX_SEED
+
+    record = json.loads((lab[1] / "attack.json").read_text())
+    for seed, ok in ((0, True), (MAX_SEED, True), (-1, False), (MAX_SEED + 1, False), (2**64, False)):
+        folder = tmp_path / f"seed{seed}"
+        folder.mkdir()
+        (folder / "attack.json").write_text(json.dumps({**record, "settings": {**record["settings"], "seed": seed}}))
+        if ok:
+            assert read_attack_set(folder).settings.seed == seed
+        else:
+            with pytest.raises(InputError, match="seed"):
+                read_attack_set(folder)
+            with pytest.raises(InputError, match="seed"):
+                config_from_mapping({"seed": seed})
+            with pytest.raises(InputError, match="seed must be a whole number in 0..2"):
+                SessionConfig(seed=seed)
+
+
+@pytest.mark.parametrize("run_id", ["r" * 5000, "../../x", "a b/c", "", ".hidden", "x\x00y"])
+def test_print_takes_the_run_ids_that_capture_reads(lab, tmp_path, capsys, run_id):
+    from physadv.printouts.sheets import SheetImage, write_sheets
+
+    out = tmp_path / "sheets"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["print", str(lab[1]), "--out", str(out), "--run-id", run_id])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "is not a plain name" in err and len(err.splitlines()) == 1
+    image = next((lab[1] / "adv").glob("*.png"))
+    with pytest.raises(InputError, match="is not a plain name"):
+        write_sheets([SheetImage(path=image, image_id="x", file=str(image))], out, run_id or " ")
+    assert not out.exists()
+
+
+TORCHRUN = {"RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
+
+
+@pytest.mark.parametrize("environment, expected", [
+    ({"WORLD_SIZE": "2"}, "RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT are not set"),
+    ({"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"}, "MASTER_ADDR, MASTER_PORT are not set"),
+    ({**TORCHRUN, "WORLD_SIZE": "2", "MASTER_ADDR": ""}, "MASTER_ADDR is not set"),
+    ({**TORCHRUN, "WORLD_SIZE": "2", "RANK": "2"}, "RANK=2 is outside 0..1"),
+    ({**TORCHRUN, "WORLD_SIZE": "2", "RANK": "7", "LOCAL_RANK": "3"}, "RANK=7 is outside 0..1"),
+    ({**TORCHRUN, "WORLD_SIZE": "0"}, "WORLD_SIZE=0 is outside"),
+    ({**TORCHRUN, "WORLD_SIZE": "2", "MASTER_PORT": "99999"}, "MASTER_PORT=99999 is outside"),
+])
+def test_an_incomplete_torchrun_environment_is_one_line_and_never_waits(tmp_path, capsys, monkeypatch,
+                                                                         digits_classifier, environment, expected):
+    for name in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    out = tmp_path / "out"
+    for argv in (["classify", "digits", *DIGITS, "--limit", "2"],
+                 ["attack", "digits", *DIGITS, "--limit", "2", "--out", str(out)]):
+        code = main(argv)
+        assert expected in one_line_error(capsys, code) and code == 2
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["photograph", "SHEETS", "--n", "99999999999999"], "at most 10,000 per page"),
+    (["compare", *DIGITS, "--images", "digits", "--limit", "2", "--photos-per-page", "1000000"],
+     "photos_per_page must be in 0..10,000"),
+    (["compare-models", "digits", "digits@WEIGHTS", "--images", "digits", "--limit", "2", "--photos-per-page",
+      "1000000"], "photos_per_page must be in 0..10,000"),
+])
+def test_counts_that_would_write_for_days_are_refused_at_once(lab, tmp_path, capsys, digits_classifier, argv,
+                                                              expected):
+    weights = tmp_path / "w.pt"
+    weights.write_bytes((Path(digits_classifier.weights)).read_bytes())
+    argv = [{"SHEETS": str(lab[2] / "sheets.pdf"), "digits@WEIGHTS": f"digits@{weights}"}.get(a, a) for a in argv]
+    code = main([*argv, "--out", str(tmp_path / "out")])
+    assert expected in one_line_error(capsys, code)
+    assert not (tmp_path / "out").exists()
+
+
+def test_train_defence_checks_its_output_before_training(tmp_path, capsys, monkeypatch, digits_classifier):
+    import physadv.defences as defences
+
+    def never(*args, **kwargs):
+        raise AssertionError("trained before checking --out")
+
+    monkeypatch.setattr(defences, "train_defence", never)
+    precious = tmp_path / "notes.pt"
+    precious.write_text("a file of the user's, not a checkpoint")
+    plain_state_dict = tmp_path / "other.pt"
+    import torch
+
+    torch.save(digits_classifier.model.state_dict(), plain_state_dict)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for out, expected in ((precious, "is not a physadv defence checkpoint"),
+                          (plain_state_dict, "is not a physadv defence checkpoint"),
+                          (folder, "is a folder"), (precious / "x.pt", "cannot write there")):
+        before = files_under(tmp_path)
+        code = main(["train-defence", *DIGITS, "--defence", "fgsm-rs", "--out", str(out)])
+        assert expected in one_line_error(capsys, code)
+        assert code == 2 and files_under(tmp_path) == before
+    assert precious.read_text() == "a file of the user's, not a checkpoint"
+
+
+def test_a_checkpoint_of_ours_is_replaced_and_nothing_else(tmp_path, digits_classifier):
+    from physadv.defences import DefenceConfig, check_checkpoint_path, save_checkpoint
+
+    ours = save_checkpoint(digits_classifier, tmp_path / "new" / "d.pt", DefenceConfig("fgsm-rs"), "digits")
+    assert check_checkpoint_path(ours) == ours
+    assert save_checkpoint(digits_classifier, ours, DefenceConfig("pgd"), "digits") == ours
+    other = tmp_path / "other.pt"
+    other.write_bytes(b"PK\x05\x06" + bytes(18))  # an empty zip archive: not a checkpoint
+    with pytest.raises(InputError, match="not a physadv defence checkpoint"):
+        save_checkpoint(digits_classifier, other, DefenceConfig("pgd"), "digits")
+    assert other.read_bytes() == b"PK\x05\x06" + bytes(18)
+
+
+def test_weights_that_diverge_in_training_say_so(linear_classifier):
+    """Logits that stop being finite while training are the divergence the training loop reports, in its words."""
+    import torch
+    from torch import nn
+
+    from physadv.defences import DefenceConfig, train_defence
+
+    class Explodes(nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):  # fine when loaded (eval), infinite once training starts
+            return self.model(x) * (float("inf") if self.training else 1.0)
+
+    linear_classifier.model = Explodes(linear_classifier.model).eval()
+    linear_classifier.check_outputs()
+    images, labels = torch.rand(8, 3, 8, 8), torch.arange(8) % 5
+    with pytest.raises(InputError, match="the loss became nan in epoch 1; lower --lr"):
+        train_defence(linear_classifier, images, labels, DefenceConfig("distill", epochs=1, batch_size=4),
+                      progress=False)

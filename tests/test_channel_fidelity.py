@@ -267,11 +267,11 @@ def _lab_with(tmp_path, old: str, new: str):
     ('[print.device_dpi]\nvalue = 600.0', '[print.device_dpix]\nvalue = 600.0',
      "print.device_dpix is not a profile key"),
     ('[print.yule_nielsen_n]\nrange = [1.5, 2.0]', '[print.yule_nielsen_n]\nrange = [1.5, nan]',
-     "print.yule_nielsen_n.range must be a finite number, got nan"),
+     "print.yule_nielsen_n.range: expected a finite number, got nan"),
     ('[print.yule_nielsen_n]\nrange = [1.5, 2.0]', '[print.yule_nielsen_n]\nrange = [0.5, 2.0]',
      "print.yule_nielsen_n.range = 0.5 is outside [1, 10]"),
     ('[print.graininess]\nrange = [0.03, 0.08]', '[print.graininess]\nrange = [0.03, inf]',
-     "print.graininess.range must be a finite number, got inf"),
+     "print.graininess.range: expected a finite number, got inf"),
     ('[sensor.denoise_strength]\nrange = [1.5, 2.5]\nunit = "bilateral range σ / sensor noise σ at mid grey, 0 = no '
      'denoising"', '[sensor.denoise_strength]\nrange = [1.5, 2.5]', "sensor.denoise_strength.unit is missing"),
     ('[print.device_dpi]\nvalue = 600.0', '[print.device_dpi]\nrange = [300.0, 600.0]', "print.device_dpi is a fact"),

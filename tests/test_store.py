@@ -85,8 +85,8 @@ def test_rows_attacks_and_adversariality_are_typed_and_keyed_by_kind_and_attack(
 
 def test_a_tampered_result_row_is_one_line(tmp_path, capsys):
     run = tmp_path / "run"
-    with RunStore(run) as store, store.transaction() as db:
-        db.execute("INSERT INTO attacks VALUES ('bim', 'bim', 16, 1, 10, '{}', 'digits', '', '', 'bim', NULL)")
+    with RunStore(run) as store, store.transaction() as db:  # an attack the store records, one row tampered
+        db.execute("INSERT INTO attacks VALUES ('bim', 'bim', 16, 1, 10, '', 'digits', '', '', 'bim', NULL)")
         db.execute("INSERT INTO results VALUES ('capture', 'bim', 'bim', 16, 'photo', '', 'average', ?)",
                    (json.dumps(PHOTO_ROW.to_json() | {"top1_adv": 7}),))
     assert main(["evaluate", str(run)]) == 2

@@ -34,7 +34,7 @@ from torch import nn
 
 from physadv.catalog import OFFLINE_ENV, RANDOM_WEIGHTS
 from physadv.classifiers.checkpoints import existing_weights, load_state_dict, load_strict, torch_cache_checkpoints
-from physadv.classifiers.wrapper import CentreCrop, Classifier, Normalise
+from physadv.classifiers.wrapper import CentreCrop, Classifier, Normalise, describe_error
 from physadv.errors import InputError, WeightsNotFoundError
 from physadv.labels import LabelSpace, imagenet_labels, label_space, normalise_name
 
@@ -399,13 +399,6 @@ def _user_factory(spec: str, weights: str | Path | None) -> Classifier:
                        input_size=size, mean=tuple(bundle.mean), std=tuple(bundle.std),
                        interpolation=bundle.interpolation, crop_pct=float(bundle.crop_pct),
                        weights=str(choice) if isinstance(choice, Path) else (choice or ""))
-
-
-def describe_error(error: BaseException) -> str:
-    """An exception of the user's code in a few words; ``sys.exit`` in it is no success, whatever its code."""
-    if isinstance(error, SystemExit):
-        return f"it called sys.exit({error.code!r})"
-    return f"{type(error).__name__}: {error}"
 
 
 def load_external(name: str, weights: str | Path | None = None, offline: bool | None = None) -> Classifier:

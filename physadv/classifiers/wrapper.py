@@ -43,6 +43,39 @@ class Normalise(nn.Module):
 IMAGENET_NORMALISE = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
+def describe_error(error: BaseException) -> str:
+    """An exception of the user's code in a few words; ``sys.exit`` in it is no success, whatever its code."""
+    if isinstance(error, SystemExit):
+        return f"it called sys.exit({error.code!r})"
+    return f"{type(error).__name__}: {error}"
+
+
+class NonFiniteLogitsError(InputError):
+    """The model computed NaN or infinite logits: its weights are not finite, or its numbers overflowed."""
+
+
+def blank_images(size: tuple[int, int], device: torch.device) -> torch.Tensor:
+    """A black and a white image, ``(2, 3, h, w)``: a probe of a model (two, so that a model mixing up its
+    batch is caught)."""
+    return torch.stack([torch.zeros(3, *size, device=device), torch.ones(3, *size, device=device)])
+
+
+def input_gradient(loss: torch.Tensor, images: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
+    """∇ of the scalar ``loss`` with respect to ``images`` (which require grad), shaped like ``images``.
+
+    Raises:
+        InputError: the loss does not depend on ``images``: the model's output ignores its input, so
+            there is no gradient to attack or train with (autograd would fail with its own message).
+    """
+    gradient = None
+    if loss.requires_grad:
+        (gradient,) = torch.autograd.grad(loss, images, create_graph=create_graph, allow_unused=True)
+    if gradient is None:
+        raise InputError("the model's output does not depend on its input image, so it has no input gradient "
+                         "to attack or train with")
+    return gradient
+
+
 class Classifier(nn.Module):
     """An image classifier that takes what physadv saves and prints: RGB in [0, 1], any size.
 
@@ -103,7 +136,38 @@ class Classifier(nn.Module):
         if tuple(images.shape[-2:]) != self.input_size:
             images = F.interpolate(images, size=self.input_size, mode=self.interpolation, align_corners=False,
                                    antialias=True)
-        return self.model(self.preprocess(images))
+        return self._checked_logits(self.model(self.preprocess(images)), len(images))
+
+    def _checked_logits(self, logits: object, batch: int) -> torch.Tensor:
+        """The model's output if it is ``(B, K)`` finite float logits; a user's own model may return anything,
+        and wrong logits would otherwise fail deep inside an attack or a JSON writer."""
+        expected = (batch, self.num_classes)
+        if not isinstance(logits, torch.Tensor):
+            raise InputError(f"{self.name}: the model returned {type(logits).__name__}, not a tensor of logits "
+                             f"of shape {expected} (B images × K classes)")
+        if tuple(logits.shape) != expected or not logits.is_floating_point():
+            raise InputError(f"{self.name}: the model returned {logits.dtype} logits of shape {tuple(logits.shape)}, "
+                             f"expected floating-point logits of shape {expected} (B images × K = "
+                             f"{self.num_classes} classes)")
+        if not bool(torch.isfinite(logits).all()):
+            raise NonFiniteLogitsError(f"{self.name}: the model returned NaN or infinite logits, not finite numbers: "
+                                       f"its weights{' (' + self.weights + ')' if self.weights else ''} or its code "
+                                       "are broken")
+        return logits
+
+    @torch.no_grad()
+    def check_outputs(self) -> None:
+        """Classify a black and a white image, so that a model whose logits are not ``(2, K)`` finite floats,
+        one per label (a user's factory, NaN weights), or whose code raises or calls ``sys.exit``, is refused
+        when it is loaded, before any work or any file written."""
+        try:
+            self(blank_images(self.input_size, self.device))
+        except InputError:
+            raise
+        except (Exception, SystemExit) as error:  # the model's own code failed (e.g. it takes another input size)
+            first_line = (describe_error(error).splitlines() or [""])[0][:300]
+            raise InputError(f"{self.name}: the model fails on a blank {self.input_size[0]}×{self.input_size[1]} "
+                             f"image ({first_line})") from None
 
     @torch.no_grad()
     def probabilities(self, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
@@ -111,21 +175,8 @@ class Classifier(nn.Module):
         check_images(images)
         if len(images) == 0:
             return torch.empty(0, self.num_classes, device=images.device)
-        return torch.cat([self.checked_logits(images[i:i + batch_size].to(self.device)).float().softmax(-1)
+        return torch.cat([self(images[i:i + batch_size].to(self.device)).float().softmax(-1)
                           for i in range(0, len(images), batch_size)])
-
-    def checked_logits(self, images: torch.Tensor) -> torch.Tensor:
-        """The logits ``(B, K)`` of ``images`` ``(B, 3, H, W)``, refused unless there is one finite logit per
-        class: NaN weights or a model with fewer outputs than labels would otherwise give confident garbage."""
-        logits = self(images)
-        expected = (len(images), self.num_classes)
-        if tuple(logits.shape) != expected:
-            raise InputError(f"{self.name} gave logits of shape {tuple(logits.shape)} for {len(images)} image(s), "
-                             f"expected {expected}: one per class of its {self.num_classes} labels")
-        if not bool(torch.isfinite(logits).all()):
-            raise InputError(f"{self.name} gave logits that are not finite (NaN or infinity): its weights"
-                             f"{' (' + self.weights + ')' if self.weights else ''} or its code are broken")
-        return logits
 
     def check_labels(self, labels: torch.Tensor, batch: int) -> torch.Tensor:
         """``labels`` as a ``(B,)`` long tensor on :attr:`device`; :class:`InputError` if not class indices."""

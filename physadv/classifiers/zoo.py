@@ -18,7 +18,7 @@ import torch
 from physadv.catalog import DEFAULT_MODEL
 from physadv.classifiers.checkpoints import existing_weights, load_state_dict, load_strict, torch_cache_checkpoints
 from physadv.classifiers.digits import WEIGHTS_NAME, DigitsCNN, build_digits_classifier, train_digits
-from physadv.classifiers.external import describe_error, is_external, load_external, read_label_file
+from physadv.classifiers.external import is_external, load_external, read_label_file
 from physadv.classifiers.wrapper import IMAGENET_NORMALISE, Classifier, Normalise
 from physadv.errors import InputError, WeightsNotFoundError
 from physadv.fileio import cache_dir
@@ -190,7 +190,8 @@ def load_classifier(name: str = DEFAULT_MODEL, *, weights: str | Path | None = N
 
     Raises:
         WeightsNotFoundError: the weights are not on this machine (the message says where to put them).
-        InputError: unknown name, or a weights file that is not a checkpoint of this architecture.
+        InputError: unknown name, a weights file that is not a checkpoint of this architecture, or a model
+            whose logits for blank images are not ``(2, K)`` finite floats (:meth:`Classifier.check_outputs`).
     """
     if is_external(name) and name not in MODELS:
         classifier = load_external(name, weights, offline)
@@ -199,21 +200,8 @@ def load_classifier(name: str = DEFAULT_MODEL, *, weights: str | Path | None = N
         classifier = spec.build(spec.locate_weights(Path(weights) if weights is not None else None))
     if labels is not None:
         classifier.labels = read_label_file(labels, classifier.num_classes)
-    return _probed(classifier.to(device))
-
-
-def _probed(classifier: Classifier) -> Classifier:
-    """``classifier`` once it has classified a grey image with one finite logit per label
-    (:meth:`Classifier.checked_logits`): NaN weights, or a factory whose model and labels disagree, are
-    refused when the model loads, before anything is written."""
-    grey = torch.full((1, 3, classifier.image_size, classifier.image_size), 0.5, device=classifier.device)
-    try:
-        with torch.no_grad():
-            classifier.checked_logits(grey)
-    except InputError:
-        raise
-    except (Exception, SystemExit) as error:  # a factory's own code: one line
-        raise InputError(f"{classifier.name}: classifying a grey image failed ({describe_error(error)})"[:500]) from None
+    classifier = classifier.to(device)
+    classifier.check_outputs()
     return classifier
 
 

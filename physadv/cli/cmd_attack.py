@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         eot: dict = {}
         if args.eot:
             attack, eot = eot_variant(attack, args)
-        check_attack_inputs(attack, images, target, args.batch_size)
+        check_attack_inputs(attack, images, target, args.batch_size, crafting=sources or [classifier])
         # The output folder is a run of its own: its store records this attack, and `physadv print` and
         # `physadv capture` of it add their results, so `physadv status/report/evaluate OUT` work.
         store = shard.agree(lambda: stack.enter_context(RunStore(args.out)), share=False)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-from physadv.cli.common import add_device_option, output_dir, resolve_device, seed_type
+from physadv.cli.common import add_device_option, add_seed_option, output_dir, resolve_device
 
 if TYPE_CHECKING:
     from physadv.lab.session import SessionConfig
@@ -30,7 +30,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, metavar="NAME", help="classifier (default: the config's, "
                         "else efficientnet_lite0)")
     parser.add_argument("--config", type=Path, help="TOML file with session settings (see examples/lab.toml)")
-    parser.add_argument("--seed", type=seed_type, default=None, help="seed for everything random")
+    add_seed_option(parser, default=None, help="seed for everything random (default: the config's, else 0)")
     parser.add_argument("--profile", default=None, metavar="NAME|FILE.toml",
                         help="camera profile of the virtual camera: lab (default), handheld, webcam or a TOML file "
                              "written by physadv calibrate")

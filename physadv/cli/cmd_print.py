@@ -23,6 +23,15 @@ def grid(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def run_id(text: str) -> str:
+    from physadv.validation import check_run_id
+
+    try:
+        return check_run_id(text)
+    except InputError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def register(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
         "examples:\n"
@@ -53,10 +62,10 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="patch folders: printed side of the patch and of each control patch, mm (default 50)")
     parser.add_argument("--model", default=None, metavar="NAME",
                         help="the model the sheets are for: a folder made for another is refused (default: no check)")
-    parser.add_argument("--run-id", default=None,
-                        help="run id in the markers, identity codes and QR codes; it must be unique, since capture "
-                             "accepts any sheet printed with the same id; a plain name: letters, digits, '.', '_', '+', '-' "
-                             "(default: 64 random bits)")
+    parser.add_argument("--run-id", type=run_id, default=None,
+                        help="run id in the markers, identity codes and QR codes, a plain name (letters, digits, "
+                             "'.', '_', '+', '-'; at most 128 characters); it must be unique, since capture accepts "
+                             "any sheet printed with the same id (default: 64 random bits)")
     parser.set_defaults(func=run)
 
 

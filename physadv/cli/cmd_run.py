@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from physadv.cli.cmd_demo import session_config
-from physadv.cli.common import add_device_option, output_dir, resolve_device, seed_type
+from physadv.cli.common import add_device_option, add_seed_option, output_dir, resolve_device
 from physadv.errors import InputError
 
 ORDER = 2
@@ -27,7 +27,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, metavar="NAME",
                         help="classifier (new; with continue only to confirm the run's own FILE.py:FACTORY model, "
                              "which physadv never imports on a file's word)")
-    parser.add_argument("--seed", type=seed_type, default=None, help="seed (new only)")
+    add_seed_option(parser, default=None, help="seed for everything random (new only; default: the config's, else 0)")
     parser.add_argument("--profile", default=None, metavar="NAME|FILE.toml",
                         help="camera profile of the virtual camera (new only; the config key camera_profile)")
     add_device_option(parser, session=True)

@@ -42,14 +42,17 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gradreg-weight", type=float, default=DEFENCE_DEFAULTS["gradreg_weight"], help="λ (gradreg)")
     parser.add_argument("--eot", default="photo", choices=sorted(DISTRIBUTION_NAMES),
                         help="channel distribution of the eot defence")
-    parser.add_argument("--out", type=Path, required=True, help="checkpoint file to write")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="checkpoint file to write (checked before training: a new file, or a checkpoint this "
+                             "command wrote; any other file is never replaced)")
     add_seed_option(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from physadv.defences import DefenceConfig, save_checkpoint, train_defence, training_images
+    from physadv.defences import DefenceConfig, check_checkpoint_path, save_checkpoint, train_defence, training_images
 
+    check_checkpoint_path(args.out)
     config = DefenceConfig(args.defence, eps=args.eps, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                            steps=args.steps, temperature=args.temperature, gradreg_weight=args.gradreg_weight,
                            distribution=args.eot, seed=args.seed)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterator, NoReturn
 
 from physadv.catalog import DEFAULT_MODEL, OFFLINE_ENV, RANDOM_WEIGHTS
 from physadv.errors import InputError, reported_here
-from physadv.validation import MAX_SEED
+from physadv.validation import SEED_RULE, is_seed
 
 if TYPE_CHECKING:
     import torch
@@ -142,18 +141,20 @@ def classifier_and_shard(args: argparse.Namespace, lock: str | None = None) -> I
                               offline=True if args.offline else None, labels=args.labels), shard
 
 
-def add_seed_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seed", type=seed_type, default=0, help="seed for everything random (reproducible runs)")
+def add_seed_option(parser: argparse.ArgumentParser, default: int | None = 0,
+                    help: str = "seed for everything random (reproducible runs)") -> None:
+    parser.add_argument("--seed", type=seed_value, default=default, help=help)
 
 
-def seed_type(text: str) -> int:
-    """A ``--seed``: a whole number in [0, 2**63), the range every record of physadv reads back."""
-    shown = text if len(text) <= 40 else text[:37] + "..."
-    if not re.fullmatch(r"\s*[+-]?[0-9]+\s*", text):
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {shown!r}")
-    if len(text.strip().lstrip("+-")) > 19 or not 0 <= int(text) <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"must be in 0..2**63-1, got {shown}")
-    return int(text)
+def seed_value(text: str) -> int:
+    """A ``--seed``: a whole number in 0..2**63 - 1, the rule every record's seed is read back with."""
+    try:
+        value = int(text)
+    except ValueError:  # not a number, or one of thousands of digits
+        value = None
+    if not is_seed(value):
+        raise argparse.ArgumentTypeError(f"must be {SEED_RULE}, got {text[:40]!r}")
+    return value
 
 
 def resolve_device(name: str) -> torch.device:

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
+from physadv.attackset import Guess
+from physadv.catalog import MAX_PHOTOS_PER_PAGE
 from physadv.lab.session import headline, status_counts
 from physadv.lab.store import RunLock, RunStore
 from physadv.metrics import channel_severity, severity_lines
 from physadv.report import GalleryItem, ReportData, ReportFiles, write_report
 from physadv.results import ResultKind
+from physadv.validation import MAX_SEED, Record
 
 
-def _top1(top5_json: str) -> str:
-    first = json.loads(top5_json)[0]
-    return f"{first['name']} {first['probability']:.2f}"
+def _top1(guesses: tuple[Guess, ...]) -> str:
+    first = guesses[0]
+    return f"{first.name} {first.probability:.2f}"
 
 
 def severity(store: RunStore) -> dict:
@@ -53,6 +55,22 @@ def crop_folders(store: RunStore, run_dir: Path, report_dir: Path) -> list[tuple
             for attack, crop in store.first_crops()]
 
 
+def _settings_note(store: RunStore, config: dict) -> str:
+    """The report's line on the images and the camera, from the run's stored configuration (each value
+    checked: a run made by ``physadv attack`` has none)."""
+    record = Record(config, f"{store.path}: meta.config")  # a dict: RunStore.run_info checked that
+    with store.checked_read():
+        images = [Record({"image": image}, f"{record.where}.images").text("image")
+                  for image in (record.items("images", 0, 10_000) if record.has("images") else [])]
+        seed = record.integer("seed", 0, MAX_SEED, optional=True)
+        photos = record.integer("photos_per_page", 0, MAX_PHOTOS_PER_PAGE, optional=True)
+        profile = record.text("camera_profile", optional=True) or "handheld"
+        resolution = record.text("resolution", optional=True, max_length=16)
+    camera = (f"(virtual camera, profile {profile}{', ' + resolution if resolution else ''})" if photos
+              else "(real photographs)")
+    return f"images: {', '.join(images)}; seed {seed}; photos: {photos} per page {camera}"
+
+
 def build_report(run_dir: str | Path) -> ReportFiles:
     """Write ``RUN/report/report.html`` and ``report.pdf`` from the run's store."""
     run_dir = Path(run_dir)
@@ -66,11 +84,7 @@ def build_report(run_dir: str | Path) -> ReportFiles:
             rows=store.rows(), gallery=cards, status=counts, gallery_sample=tuple(sampled),
             crop_folders=tuple(crop_folders(store, run_dir, run_dir / "report")),
             notes=[f"weights: {info.weights or '?'} (sha256 {(info.weights_sha256 or '?')[:16]}…)"]
-            + ([f"images: {', '.join(config.get('images', []))}; seed {config.get('seed')}; "
-                f"photos: {config.get('photos_per_page')} per page "
-                + (f"(virtual camera, profile {config.get('camera_profile', 'handheld')}"
-                   f"{', ' + config['resolution'] if config.get('resolution') else ''})"
-                   if config.get('photos_per_page') else "(real photographs)")] if config else []),
+            + ([_settings_note(store, config)] if config else []),
             photo_clean=store.photo_clean_accuracy(), severity=severity(store))
     return write_report(data, run_dir / "report")
 

@@ -32,7 +32,7 @@ import torch
 
 from physadv.capture.calibrate import check_distribution, resolve_distribution
 from physadv.capture.pipeline import capture_folder, photo_files
-from physadv.attacks import METHODS, Attack
+from physadv.attacks import METHODS, Attack, check_input_gradient
 from physadv.attackset import (
     ADV_DIR,
     CLEAN_DIR,
@@ -52,12 +52,13 @@ from physadv.goals import attack_label
 from physadv.images import read_rgb, to_tensor
 from physadv.lab.store import RunLock, RunStore
 from physadv.metrics import format_patch_table, format_table
+from physadv.catalog import MAX_PHOTOS_PER_PAGE
 from physadv.printouts.camera import RESOLUTIONS, TRUTH_FILE, photograph, read_truth
 from physadv.printouts.manifest import read_manifest
 from physadv.printouts.profiles import DEFAULT_PROFILE, load_profile
 from physadv.printouts.sheets import PAPERS_MM, SheetLayout, parse_grid, print_attack_set
 from physadv.results import PHOTO, AnyRow, PatchRow, ResultKind, ResultRow
-from physadv.validation import MAX_SEED, Record
+from physadv.validation import MAX_SEED, Record, check_seed
 
 CONFIG_FILE = "config.json"
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d{1,2})?|mps")
@@ -127,8 +128,7 @@ class SessionConfig:
             value = getattr(self, key)
             if not isinstance(value, kind) or isinstance(value, bool):
                 raise InputError(f"{key} must be a {'whole ' if kind is int else ''}number, got {value!r}")
-        if not 0 <= self.seed <= MAX_SEED:
-            raise InputError(f"seed must be in 0..2**63-1, got {self.seed}")
+        check_seed(self.seed)
         for key in ("batch_size", "eot_samples", "adversariality_samples"):
             if getattr(self, key) < 1:
                 raise InputError(f"{key} must be ≥ 1, got {getattr(self, key)}")
@@ -150,8 +150,8 @@ class SessionConfig:
             check_distribution(spec)
         if self.resolution is not None and self.resolution not in RESOLUTIONS:
             raise InputError(f"resolution must be one of {', '.join(RESOLUTIONS)}, got {self.resolution!r}")
-        if self.photos_per_page < 0:
-            raise InputError("photos_per_page must be ≥ 0")
+        if not 0 <= self.photos_per_page <= MAX_PHOTOS_PER_PAGE:
+            raise InputError(f"photos_per_page must be in 0..{MAX_PHOTOS_PER_PAGE:,}, got {self.photos_per_page:,}")
         if not self.attacks:
             raise InputError("a session needs at least one attack")
         names = [plan.name for plan in self.attacks]
@@ -195,7 +195,7 @@ def config_from_mapping(data: object, base: SessionConfig | None = None,
         "paper": lambda key: record.choice(key, tuple(PAPERS_MM)),
         "grid": lambda key: record.text(key, max_length=16),
         "cell_mm": lambda key: record.number(key, 1, 1000),
-        "photos_per_page": lambda key: record.integer(key, 0, 10_000),
+        "photos_per_page": lambda key: record.integer(key, 0, MAX_PHOTOS_PER_PAGE),
         "resolution": lambda key: record.choice(key, tuple(RESOLUTIONS), optional=True),
         "camera_profile": lambda key: record.text(key, max_length=4096),
     }
@@ -472,6 +472,7 @@ class Session:
             targets = {plan.name: self._target(classifier, plan) for plan in self.config.attacks}
             images = index_image_set(list(self.config.images), classifier.labels, self.config.label,
                                      self.config.limit)
+            check_input_gradient(classifier)
             for plan in self.config.attacks:
                 check_attack_inputs(Attack(plan.method, plan.eps, self.config.alpha), images, targets[plan.name],
                                     self.config.batch_size)

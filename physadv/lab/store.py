@@ -31,18 +31,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, NoReturn, Sequence, TextIO
 
-from physadv.attackset import ADV_DIR, CLEAN_DIR, stream_attack_set
+from physadv.attackset import ADV_DIR, CLEAN_DIR, Guess, read_guesses, stream_attack_set
 from physadv.errors import InputError, PhysadvError
 from physadv.fileio import file_sha256, parse_json
 from physadv.images import pixel_sha256, read_rgb
 from physadv.printouts.manifest import Manifest
 from physadv.results import AnyRow, ResultKind, row_from_json
-from physadv.validation import PLAIN_NAME_RULE, is_safe_name
+from physadv.validation import PLAIN_NAME_RULE, Record, is_safe_name
 
 if TYPE_CHECKING:
     from physadv.patch.train import PatchConfig
 
 STORE_FILE, LOCK_FILE = "physadv.sqlite", ".lock"
+DAMAGED = "; the store is damaged — restore it from a copy or start a new run"
 # 2: top-5 predictions stored in one shape everywhere (images.clean_top5/adv_top5 and predictions.top5):
 # a JSON list of {"index", "name", "probability"}, as in attack.json.
 # 3: result rows keyed by their kind and attack (two columns, not a "capture:NAME" text); an attack's
@@ -144,7 +145,7 @@ class RunCounts:
 class GalleryCard:
     """One attacked image of the report's gallery sample and its first photographed adversarial crop.
 
-    ``folder``, ``crop``: relative to the run folder; ``*_top5`` as stored (JSON lists of guesses);
+    ``folder``, ``crop``: relative to the run folder; ``*_top5`` read back and checked;
     ``shown`` of ``outcome_total`` cards of its (attack, outcome) group."""
 
     attack: str
@@ -157,10 +158,10 @@ class GalleryCard:
     eps: float
     folder: str
     file: str
-    clean_top5: str
-    adv_top5: str
+    clean_top5: tuple[Guess, ...]
+    adv_top5: tuple[Guess, ...]
     crop: str | None
-    photo_top5: str | None
+    photo_top5: tuple[Guess, ...] | None
     photo_correct: bool | None
 
 
@@ -502,23 +503,33 @@ class RunStore:
 
     # --- reading ---------------------------------------------------------------------------------------------
 
+    @contextmanager
+    def checked_read(self) -> Iterator[None]:
+        """What a reader finds wrong in the store's content (an :class:`InputError` naming the store and the
+        value), as one line saying the store is damaged: a store is a file like any other, checked on read."""
+        try:
+            yield
+        except InputError as error:
+            raise InputError(f"{error}{DAMAGED}") from None
+
+    def damaged(self, problem: str) -> InputError:
+        return InputError(f"{self.path}: {problem}{DAMAGED}")
+
+    def _json(self, text: object, where: str) -> Any:
+        if not isinstance(text, str):
+            raise InputError(f"{where}: expected JSON text, got {type(text).__name__}")
+        try:
+            return parse_json(text)
+        except json.JSONDecodeError as error:
+            raise InputError(f"{where}: not JSON ({error})") from None
+
     def run_info(self) -> RunInfo:
-        meta = {r["key"]: r["value"] for r in self._query("SELECT key, value FROM meta")}
-
-        def value(key: str, kind: type) -> Any:
-            if key not in meta:
-                return None
-            try:
-                read = parse_json(meta[key])
-            except (json.JSONDecodeError, TypeError) as error:
-                raise InputError(f"{self.path}: meta {key!r} is not JSON ({error}); the store is damaged") from None
-            if not isinstance(read, kind):
-                raise InputError(f"{self.path}: meta {key!r} is not {kind.__name__}; the store is damaged")
-            return read
-
-        return RunInfo(model=value("model", str), weights=value("weights", str),
-                       weights_sha256=value("weights_sha256", str), created=value("created", str),
-                       config=value("config", dict))
+        """The run's facts (model, weights, configuration), each checked as it is read."""
+        with self.checked_read():
+            meta = Record({r["key"]: self._json(r["value"], f"{self.path}: meta.{r['key']}")
+                           for r in self._query("SELECT key, value FROM meta")}, f"{self.path}: meta")
+            texts = {key: meta.text(key, optional=True) for key in ("model", "weights", "weights_sha256", "created")}
+            return RunInfo(**texts, config=meta.record("config").data if meta.has("config") else None)
 
     def rows(self, kind: ResultKind | None = None, attack: str | None = None) -> list[AnyRow]:
         """The result rows, of one ``kind`` and one ``attack`` where given, checked as they are read (a store
@@ -526,17 +537,19 @@ class RunStore:
         rows = self._query("SELECT kind, attack, row FROM results WHERE kind = coalesce(?, kind) AND "
                            "attack = coalesce(?, attack) ORDER BY kind, attack, method, eps, transform, strength, "
                            '"case"', kind, attack)
-        return [self._result_row(r["row"], f"{self.path}: result row of {r['kind']} {r['attack']}") for r in rows]
-
-    def _result_row(self, text: str, where: str) -> AnyRow:
-        try:
-            data = parse_json(text)
-        except (json.JSONDecodeError, TypeError) as error:
-            raise InputError(f"{where}: not JSON ({error}); the store is damaged") from None
-        return row_from_json(data, where)
+        with self.checked_read():
+            return [row_from_json(self._json(r["row"], where), where) for r in rows
+                    for where in (f"{self.path}: result row of {r['kind']} {r['attack']}",)]
 
     def has_results(self, kind: ResultKind, attack: str) -> bool:
         return bool(self._query("SELECT 1 FROM results WHERE kind = ? AND attack = ? LIMIT 1", kind, attack))
+
+    def _guesses(self, text: object, where: str) -> tuple[Guess, ...]:
+        """A stored top-5 (``images.clean_top5``/``adv_top5``, ``predictions.top5``), checked; ``where``
+        names it, e.g. ``images fgsm-eps16/cat clean_top5``."""
+        where = f"{self.path}: {where}"
+        with self.checked_read():
+            return read_guesses(self._json(text, where), where)
 
     def attack_at(self, folder: Path) -> str | None:
         """Name of the attack recorded from ``folder``, if any."""
@@ -555,7 +568,11 @@ class RunStore:
     def adversariality(self, attack: str) -> float | None:
         """``attack``'s recorded mean adversariality; ``None`` if not measured (or the attack not recorded)."""
         rows = self._query("SELECT adversariality FROM attacks WHERE name = ?", attack)
-        return rows[0]["adversariality"] if rows else None
+        if not rows or rows[0]["adversariality"] is None:
+            return None
+        with self.checked_read():
+            return Record({"adversariality": rows[0]["adversariality"]},
+                          f"{self.path}: attacks.{attack}").number("adversariality", 0, 1)
 
     def sheets_pdf(self, attack: str) -> str | None:
         """The PDF ``attack``'s sheets were printed into, relative to the run folder; ``None`` if not printed."""
@@ -576,19 +593,29 @@ class RunStore:
     def photo_clean_accuracy(self) -> dict[str, float | int | None]:
         """Accuracy on photos of the clean images, every (photo, cell) one observation, and on the
         digital clean images of the same observations (``digital_top1``, ``digital_top5``); the keys of
-        ``photo_clean`` in capture's results.json."""
+        ``photo_clean`` in capture's results.json. A value those sums read that is not what physadv writes
+        (a damaged store) is one line, never a silently wrong count."""
+        for bad in self._query(_DAMAGED_CLEAN_SQL):
+            raise self.damaged(f"the clean image {bad['attack']}/{bad['image_id']} or its prediction on "
+                               f"{bad['photo']}: a top-5, label or verdict is not what physadv writes")
         [row] = self._query(_PHOTO_CLEAN_SQL)
         n = row["n"]
         return {"n": n, **{key: row[key] / n if n else None for key in ("top1", "top5", "digital_top1", "digital_top5")}}
 
     def gallery_cards(self, per_outcome: int) -> list[GalleryCard]:
-        """At most ``per_outcome`` cards per attack and outcome (:data:`_GALLERY_SQL`), in attack order."""
-        return [GalleryCard(attack=r["attack"], outcome=r["outcome"], shown=r["n"], outcome_total=r["outcome_total"],
-                            image_id=r["image_id"], label_name=r["label_name"], method=r["attack_method"],
-                            eps=r["attack_eps"], folder=r["folder"], file=r["file"], clean_top5=r["clean_top5"],
-                            adv_top5=r["adv_top5"], crop=r["crop"], photo_top5=r["photo_top5"],
-                            photo_correct=None if r["photo_correct"] is None else bool(r["photo_correct"]))
-                for r in self._query(_GALLERY_SQL, per_outcome)]
+        """At most ``per_outcome`` cards per attack and outcome (:data:`_GALLERY_SQL`), in attack order; the
+        stored top-5 lists are checked as they are read (a damaged one is one line)."""
+        def card(r: sqlite3.Row) -> GalleryCard:
+            image = f"{r['attack']}/{r['image_id']}"
+            return GalleryCard(
+                attack=r["attack"], outcome=r["outcome"], shown=r["n"], outcome_total=r["outcome_total"],
+                image_id=r["image_id"], label_name=r["label_name"], method=r["attack_method"], eps=r["attack_eps"],
+                folder=r["folder"], file=r["file"], clean_top5=self._guesses(r["clean_top5"], f"images {image} clean_top5"),
+                adv_top5=self._guesses(r["adv_top5"], f"images {image} adv_top5"), crop=r["crop"],
+                photo_top5=self._guesses(r["photo_top5"], f"predictions {image} top5") if r["photo_top5"] else None,
+                photo_correct=None if r["photo_correct"] is None else bool(r["photo_correct"]))
+
+        return [card(r) for r in self._query(_GALLERY_SQL, per_outcome)]
 
     def first_crops(self) -> list[tuple[str, str]]:
         """(attack, its first photographed crop relative to the run folder) of every captured attack."""
@@ -615,6 +642,19 @@ SELECT COUNT(*) AS n, SUM(p.correct_top1) AS top1, SUM(p.correct_top5) AS top5,
                    WHERE json_extract(guess.value, '$.index') = i.label)) AS digital_top5
 FROM predictions p JOIN images i ON i.attack = p.attack AND i.image_id = p.image_id
 WHERE p.kind = 'clean' AND p.correct_top1 IS NOT NULL
+"""
+
+# The columns _PHOTO_CLEAN_SQL reads, checked in SQL too: a damaged value would otherwise count silently.
+_DAMAGED_CLEAN_SQL = """
+SELECT p.attack, p.image_id, p.photo FROM predictions p JOIN images i ON i.attack = p.attack AND i.image_id = p.image_id
+WHERE p.kind = 'clean' AND p.correct_top1 IS NOT NULL AND (
+    typeof(p.correct_top1) != 'integer' OR typeof(p.correct_top5) NOT IN ('integer', 'null')
+    OR typeof(i.label) NOT IN ('integer', 'null')
+    OR CASE WHEN json_valid(i.clean_top5) AND json_type(i.clean_top5) = 'array' AND json_array_length(i.clean_top5) > 0
+            THEN EXISTS (SELECT 1 FROM json_each(i.clean_top5) AS guess
+                         WHERE IFNULL(json_type(guess.value, '$.index'), '') != 'integer')
+            ELSE 1 END)
+LIMIT 1
 """
 
 # One card per attacked image with its first photographed adversarial crop; the outcome is that crop's
