@@ -13,7 +13,8 @@ and runs a verb that reads it, as a user does (``physadv.cli.main.main``). The p
 either succeeds or exits with one clear line (no traceback; stderr's one line starts with
 ``physadv VERB:``), and it writes nothing outside its output folder (and the run store it records
 into, where it has one). The values are drawn anew on every run, a few per file type, so that the
-module takes about a minute on 2 cores while, run after run, every field meets every class.
+module takes well under a minute on 2 cores while, run after run, every field meets every class.
+``FUZZ_EXAMPLES=N`` draws N per test for a longer search; ``FUZZ_LOG=FILE`` logs every example's outcome.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -345,9 +346,6 @@ def test_hostile_run_stores(tiny_lab, scratch, capsys, edit, verb):
     check(store_runs(lab["adv"])[verb], tree, capsys, f"store {what}")
 
 
-@pytest.mark.xfail(reason="issue 23 item 2 (worktree wt-harden): a corrupt results.row, predictions.top5 or "
-                          "config in a run store is a traceback in evaluate and report; remove this mark once merged",
-                   strict=False)
 @fuzz(12, shrink=False)
 @given(edit=hostile_edits(), verb=st.sampled_from(["status", "evaluate", "evaluate", "status", "report"]))
 def test_hostile_json_in_run_stores(tiny_lab, scratch, capsys, edit, verb):
@@ -588,31 +586,6 @@ def test_hostile_options_of_every_verb(scratch, capsys, verb, choice, kind, pick
         check(Run(verb, argv, (out,)), tree, capsys, what)
     finally:
         os.chdir(cwd)
-
-
-# --- a model recorded in a file is never code ---------------------------------------------------------------
-
-def test_no_verb_imports_a_python_file_named_by_a_data_file(tiny_lab, tmp_path, capsys):
-    lab = copy_of(tiny_lab, tmp_path)
-    marker = tmp_path / "imported"
-    factory = tmp_path / "evil.py"
-    factory.write_text(f"open({str(marker)!r}, 'w').write('ran')\n"
-                       "def build():\n    raise SystemExit('built')\n")
-    spec = f"{factory}:build"
-    manifest = lab["sheets"] / "manifest.json"
-    data = json.loads(manifest.read_text())
-    data["model"] = spec
-    for page in data["pages"]:
-        for cell in page["cells"]:
-            cell["model"] = spec
-    manifest.write_text(json.dumps(data))
-    record = json.loads((lab["adv"] / "attack.json").read_text())
-    record["settings"]["model"] = spec
-    (lab["adv"] / "attack.json").write_text(json.dumps(record))
-    runs = [capture_run(lab, tmp_path / "out"), Run("print", ["print", str(lab["adv"]), "--out", str(tmp_path / "s")])]
-    for run in runs:
-        run_cli(run.argv, capsys)
-        assert not marker.exists(), f"physadv {' '.join(run.argv)} imported {factory}"
 
 
 # --- what the fuzz found, kept as plain tests ---------------------------------------------------------------

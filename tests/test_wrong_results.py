@@ -313,8 +313,10 @@ def test_an_experiment_part_with_a_class_the_model_lacks_is_refused(tmp_path, ca
 
 @pytest.mark.parametrize("edit, expected", [
     (lambda image: image["adv_top5"][0].update(index=999), "class 999 of a model with 10 classes"),
-    (lambda image: image.update(label=(image["label"] + 1) % 10), "where the images have"),
-], ids=["class beyond the model", "another label"])
+    (lambda image: image.update(label=(image["label"] + 1) % 10, label_name=str((image["label"] + 1) % 10)),
+     "where the images have"),
+    (lambda image: image["clean_top5"][0].update(name="cat"), "which the model names"),
+], ids=["class beyond the model", "another label", "another class name"])
 def test_an_attack_part_that_does_not_fit_the_images_is_refused(tmp_path, capsys, monkeypatch, digits_classifier,
                                                                 edit, expected):
     out = tmp_path / "adv"

@@ -158,10 +158,10 @@ def read_label_file(path: str | Path, count: int | None = None) -> LabelSpace:
         raise InputError(f"label file {path} names no classes")
     if count is not None and len(names) != count:
         raise InputError(f"label file {path} names {len(names)} classes but the model has {count} outputs")
-    return _label_space(names, f"label file {path}")
+    return _labels_from_names(names, f"label file {path}")
 
 
-def _label_space(names: list[str], where: str) -> LabelSpace:
+def _labels_from_names(names: list[str], where: str) -> LabelSpace:
     """Class names in logit order: ImageNet-1k's own label space (with its WordNet ids) when they are its
     names, else names that differ once case, '_', '-' and spaces are folded, as ``--label`` and
     ``--target`` compare them (a repeated name would make them pick one of its classes silently)."""
@@ -387,7 +387,7 @@ def _user_factory(spec: str, weights: str | Path | None) -> Classifier:
     if bundle.labels is not None:
         if not all(isinstance(n, str) and n.strip() for n in bundle.labels):
             raise InputError(f"{where}: 'labels' must be non-empty class names")
-        labels = _label_space([n.strip() for n in bundle.labels], f"{where}: 'labels'")
+        labels = _labels_from_names([n.strip() for n in bundle.labels], f"{where}: 'labels'")
     else:
         try:
             with torch.no_grad():

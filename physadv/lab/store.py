@@ -56,6 +56,7 @@ _INDEX = ("typeof({c}) = 'integer' AND {c} >= 0", "a whole number ≥ 0")
 _FLAG = ("{c} IN (0, 1)", "0 or 1")
 _RELATIVE = ("typeof({c}) = 'text' AND substr({c}, 1, 1) != '/' AND instr({c}, char(0)) = 0", "a relative path")
 _KIND = ("{c} IN ('clean', 'adversarial')", "clean or adversarial")
+_REAL = ("typeof({c}) = 'real'", "a number")
 _PNG = ("typeof({c}) = 'text' AND {c} LIKE '%.png' AND instr({c}, '/') = 0 AND substr({c}, 1, 1) != '.' "
         "AND length({c}) <= 128", "a .png file name")
 
@@ -82,7 +83,7 @@ COLUMN_RULES: dict[str, dict[str, tuple[str, str]]] = {
     "predictions": {"attack": _TEXT, "photo": _TEXT, "page": _INDEX, "cell": _INDEX, "image_id": _TEXT,
                     "kind": _KIND, "top5": _TEXT, "correct_top1": _optional(_FLAG), "correct_top5": _optional(_FLAG),
                     "crop": _RELATIVE},
-    "results": {"kind": _TEXT, "attack": _TEXT, "method": _TEXT, "eps": _number(-1e308, 1e308), "transform": _TEXT,
+    "results": {"kind": _TEXT, "attack": _TEXT, "method": _TEXT, "eps": _REAL, "transform": _TEXT,
                 "strength": _TEXT, "case": _TEXT, "row": _TEXT},
 }
 """What each column of a run store holds: an SQL condition on column ``{c}``, and the same in words."""
@@ -251,12 +252,12 @@ def _take_lock(run_dir: Path) -> TextIO:
     return handle
 
 
-HOLDER = re.compile(r"\(pid (\d+) on (.+)\)")
+_HOLDER = re.compile(r"\(pid (\d+) on (.+)\)")
 
 
 def _holder_is_gone(holder: str) -> bool:
     """Whether the lock file's ``holder`` names a process of this host that no longer runs."""
-    match = HOLDER.search(holder)
+    match = _HOLDER.search(holder)
     if match is None or match.group(2) != socket.gethostname():
         return False  # written by an older physadv, or by a process on another machine: it may be alive
     try:
@@ -408,7 +409,7 @@ class RunStore:
         """Record the attack in ``folder``, streaming its images from ``folder/attack.json`` into one
         transaction (memory does not grow with their number). Pixel hashes come from the record; only
         records written before it carried them make us read the PNGs."""
-        if not is_safe_name(name):  # the rule the store's reader applies (_check_attack_names)
+        if not is_safe_name(name):  # the rule the store's reader applies (_check_records)
             raise InputError(f"attack name {name!r} is not a plain name ({PLAIN_NAME_RULE})")
         settings, weights, images = stream_attack_set(folder)
 
