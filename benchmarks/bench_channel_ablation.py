@@ -32,7 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_profiles import attack_all, print_sheets  # noqa: E402
+from bench_profiles import attack_all  # noqa: E402
 
 from physadv.capture.pipeline import capture_folder  # noqa: E402
 from physadv.classifiers import load_classifier  # noqa: E402
@@ -41,6 +41,7 @@ from physadv.metrics import KURAKIN_CLEAN_DROP_POINTS, KURAKIN_DESTRUCTION  # no
 from physadv.printouts.camera import photograph  # noqa: E402
 from physadv.printouts.manifest import read_manifest  # noqa: E402
 from physadv.printouts.profiles import EFFECTS, CameraProfile, load_profile, without_effects  # noqa: E402
+from physadv.printouts.sheets import SheetLayout, print_attack_set  # noqa: E402
 
 ABLATED = [name for name in EFFECTS if name != "tone-curve"]
 
@@ -105,13 +106,19 @@ def main() -> None:
     parser.add_argument("--model", default="efficientnet_lite0")
     parser.add_argument("--configs", default=",".join(["before", "lab", *(f"lab without {n}" for n in ABLATED)]))
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--rows", type=int, default=3, help="rows of cells per A4 sheet (2 columns); 2 for "
+                        "models whose images do not fit 3 rows at 96 dpi (EfficientNet-Lite2's 260 px)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     chosen = configurations([c.strip() for c in args.configs.split(",") if c.strip()])
     classifier = load_classifier(args.model)
     started = time.perf_counter()
     folders = attack_all(args.work, args.limit, args.limit, classifier)
-    sheets = {name: print_sheets(folder, args.work / "sheets" / name) for name, folder in folders.items()}
+    sheets = {}
+    for name, folder in folders.items():
+        sheets[name] = args.work / "sheets" / name
+        if not (sheets[name] / "manifest.json").is_file():
+            print_attack_set(folder, sheets[name], SheetLayout(rows=args.rows))
     print(f"attacks and sheets: {time.perf_counter() - started:.0f} s, load average "
           f"{', '.join(f'{v:.1f}' for v in os.getloadavg())}", flush=True)
     record = args.work / "ablation.json"

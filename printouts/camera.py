@@ -47,6 +47,7 @@ from physadv.fileio import atomic_write_bytes, atomic_write_json, parse_json
 from physadv.validation import check_seed, is_safe_name
 from physadv.printouts.manifest import Manifest, sheet_title
 from physadv.printouts.pdf import open_pdf, page_size_mm, render_page
+from physadv.printouts.printer import multiply_by_tile
 from physadv.printouts.profiles import CameraProfile, MeasuredChannel, load_profile, profile_to_toml
 
 SCHEMA = "physadv.photos/1"
@@ -589,11 +590,7 @@ def _multiply_by_noise(sigma: np.ndarray, seed: int) -> None:
     from a random offset, because drawing 36 M normals per 12-MP photo costs more than the rest."""
     rng = np.random.default_rng(seed)
     tile = rng.standard_normal((NOISE_TILE, NOISE_TILE, sigma.shape[2]), dtype=np.float32)
-    tile = np.roll(tile, tuple(rng.integers(0, NOISE_TILE, 2)), axis=(0, 1))
-    for top in range(0, sigma.shape[0], NOISE_TILE):
-        for left in range(0, sigma.shape[1], NOISE_TILE):
-            block = sigma[top:top + NOISE_TILE, left:left + NOISE_TILE]
-            block *= tile[:block.shape[0], :block.shape[1]]
+    multiply_by_tile(sigma, tile, tuple(int(v) for v in rng.integers(0, NOISE_TILE, 2)))
 
 
 def encode_jpeg(photo: np.ndarray, quality: int, full_chroma: bool = False) -> bytes:

@@ -18,10 +18,13 @@ ink (cyan, magenta, yellow: the complements of R, G, B; no black plate, see ``do
 3. **toner spread**: Gaussian blur of σ ``print.blur_mm`` on the device grid;
 4. **graininess**: the ink's optical density varies from dot to dot with σ ``graininess`` per
    42.3-µm tile (ISO/IEC 13660's tile; one 600-dpi dot);
-5. **Yule–Nielsen**: optical dot gain: reflectances mix as ``R^(1/n)`` over about one screen cell
-   (:func:`yule_nielsen`; ``n`` = 1 is Murray–Davies: plain averaging of reflectance);
-6. **misregistration**: the ink's whole plane shifted by its drawn displacement (mm);
-7. **banding**: the ink's tone value modulated along the paper feed by ``1 + A sin(2π y / period + φ)``.
+5. **misregistration**: the ink's whole plane shifted by its drawn displacement (mm);
+6. **banding**: the ink's tone value modulated along the paper feed by ``1 + A sin(2π y / period + φ)``;
+7. **Yule–Nielsen**: optical dot gain: reflectances mix as ``R^(1/n)`` over about one screen cell
+   (:func:`yule_nielsen`; ``n`` = 1 is Murray–Davies: plain averaging of reflectance).
+
+Steps 5-7 act on the average over ``factor × factor`` dots (4-16 times fewer pixels): they are smooth
+at that scale (a shift by bilinear interpolation, a slow gain, a mixing over a whole cell).
 
 Every step is the identity at its neutral setting (tested in ``tests/test_channel_fidelity.py``).
 """
@@ -198,9 +201,10 @@ def grain_tile(sigma_density: float, n: float, top: float, bottom: float, seed: 
 
 
 def multiply_by_tile(plane: np.ndarray, tile: np.ndarray, offset: tuple[int, int] = (0, 0)) -> None:
-    """Multiply ``plane`` ``(H, W)`` float32 in place by ``tile`` repeated over it from ``offset``."""
+    """Multiply ``plane`` ``(H, W[, C])`` float32 in place by ``tile`` ``(T, T[, C])`` rolled by ``offset``
+    and repeated over it (the camera's sensor noise and the toner grain: cheaper than drawing every pixel)."""
     tile = np.roll(tile, offset, axis=(0, 1))
-    size_y, size_x = tile.shape
+    size_y, size_x = tile.shape[:2]
     for top in range(0, plane.shape[0], size_y):
         for left in range(0, plane.shape[1], size_x):
             block = plane[top:top + size_y, left:left + size_x]
