@@ -7,6 +7,7 @@ import base64
 import io
 import math
 import re
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -310,3 +311,13 @@ def test_thumbnail_enlarges_tiny_images_without_smoothing(tmp_path):
     assert np.array_equal(enlarged[::16, ::16], pixels)
     assert set(np.unique(enlarged)) == {0, 255}
     assert thumbnail(tmp_path / "absent.png") is None
+
+
+def test_a_name_too_long_for_a_page_is_cut_in_the_pdf(tmp_path):
+    """A gallery card whose class name (from a damaged or hostile store) would be taller than a page: the
+    PDF is still written (reportlab cannot split a table cell over pages) and says how much it cut."""
+    long_name = "tiger cat " * 5_000
+    cards = [replace(card, label_name=long_name) for card in gallery(tmp_path)]
+    files = write_report(ReportData("long names", "digits", "today", [], cards, {}), tmp_path / "report")
+    _, pdf = pdf_text(files.pdf)
+    assert "more characters" in pdf

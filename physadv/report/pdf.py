@@ -71,7 +71,14 @@ STYLES = {
 }
 
 
+MAX_PARAGRAPH_CHARS = 2_000
+"""A paragraph longer than this (a name or path from a damaged or hostile store) is cut: reportlab
+cannot split one table cell over pages, and about 2,000 characters fill a gallery card."""
+
+
 def _paragraph(text: str, style: str) -> Paragraph:
+    if len(text) > MAX_PARAGRAPH_CHARS:
+        text = text[:MAX_PARAGRAPH_CHARS] + f"… ({len(text) - MAX_PARAGRAPH_CHARS} more characters)"
     return Paragraph(escape(text), STYLES[style])
 
 
