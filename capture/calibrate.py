@@ -65,7 +65,8 @@ from tqdm.auto import tqdm
 from physadv.capture.detect import find_pages, project
 from physadv.errors import InputError
 from physadv.images import read_rgb
-from physadv.printouts.camera import apply_colour_response, srgb_to_linear
+from physadv.colour import srgb_to_linear
+from physadv.printouts.camera import apply_colour_response
 from physadv.printouts.chart import EDGE_BAND_MM, chart_of, edge_square_corners
 from physadv.printouts.manifest import Manifest
 from physadv.printouts.profiles import CameraProfile, MeasuredChannel, load_profile, with_measured

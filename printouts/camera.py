@@ -47,6 +47,7 @@ from physadv.fileio import atomic_write_bytes, atomic_write_json, parse_json
 from physadv.validation import check_seed, is_safe_name
 from physadv.printouts.manifest import Manifest, sheet_title
 from physadv.printouts.pdf import open_pdf, page_size_mm, render_page
+from physadv.colour import linear_to_srgb, srgb_to_linear
 from physadv.printouts.printer import multiply_by_tile
 from physadv.printouts.profiles import CameraProfile, MeasuredChannel, load_profile, profile_to_toml
 
@@ -506,16 +507,6 @@ def _phone_pipeline(raw: np.ndarray, shot: Shot) -> np.ndarray:
         image = np.clip(raw * gains, 0, 255).astype(np.uint8)
     image = on_luma(image, shot.denoise_sigma, shot.denoise_radius_px, shot.sharpen_amount, shot.sharpen_radius_px)
     return cv2.LUT(image, tone_curve(shot.tone_contrast)) if shot.tone_contrast != 1 else image
-
-
-def srgb_to_linear(levels: np.ndarray) -> np.ndarray:
-    """sRGB-encoded values in [0, 1] → linear light (IEC 61966-2-1), any shape."""
-    return np.where(levels <= 0.04045, levels / 12.92, ((levels + 0.055) / 1.055) ** 2.4)
-
-
-def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
-    linear = np.clip(linear, 0, 1)
-    return np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
 
 
 def apply_colour_response(printed: np.ndarray, measured: MeasuredChannel) -> np.ndarray:

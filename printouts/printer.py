@@ -38,6 +38,8 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from physadv.colour import linear_to_srgb, srgb_to_linear
+
 ISO_13660_TILE_MM = 25.4 / 600  # 42.3 µm: the tile over which ISO/IEC 13660 measures graininess
 GRAIN_TILE = 1024  # device dots: the grain field is a tile of this side repeated (as the sensor noise)
 LINEAR_MAX = 65535  # linear light as uint16
@@ -161,7 +163,6 @@ def rip_coverage(ink: float, paper: float, gamma: float, n: float, exact: bool =
     """``(256,)`` ink coverage per page level (0-255) such that a large flat area prints the tone of
     :func:`tone_targets` under Yule–Nielsen mixing with ``n`` (the printer's calibration): uint8 for a
     screen (which quantises far more coarsely), float32 when ``exact`` (continuous tone)."""
-    from physadv.printouts.camera import srgb_to_linear  # camera imports this module
 
     target = srgb_to_linear(tone_targets(ink, paper, gamma) / 255.0)
     paper_r, ink_r = srgb_to_linear(paper / 255.0), srgb_to_linear(ink / 255.0)
@@ -177,7 +178,6 @@ def linear_to_levels(linear: np.ndarray) -> np.ndarray:
 
 def levels_to_linear(levels: np.ndarray) -> np.ndarray:
     """sRGB levels ``(H, W)`` or ``(H, W, 3)`` uint8 → linear light uint16 (65535 = 1)."""
-    from physadv.printouts.camera import srgb_to_linear  # camera imports this module
 
     table = np.round(srgb_to_linear(np.arange(256) / 255.0) * LINEAR_MAX).astype(np.uint16)
     return cv2.LUT(np.ascontiguousarray(levels), table)
@@ -185,7 +185,6 @@ def levels_to_linear(levels: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def _encoding_table() -> np.ndarray:
-    from physadv.printouts.camera import linear_to_srgb  # camera imports this module
 
     return np.round(linear_to_srgb(np.arange(LINEAR_MAX + 1) / LINEAR_MAX) * 255).astype(np.uint8)
 
@@ -244,7 +243,6 @@ def print_on_device(render: np.ndarray, factor: int, device: DevicePrint, ink_rg
     """The printed sheet's linear reflectance ``(H // factor, W // factor, 3)`` uint16 (65535 = 1), each pixel
     the mean over ``factor × factor`` dots, from a page rendered on the device grid ``render``
     ``(H, W, 3)`` uint8 (see the module doc for the steps)."""
-    from physadv.printouts.camera import srgb_to_linear  # camera imports this module
 
     dots_per_mm = device.device_dpi / 25.4
     height, width = render.shape[0] // factor, render.shape[1] // factor

@@ -19,7 +19,7 @@ from physadv.report import GalleryItem, ReportData
 from physadv.report.content import build_report
 from physadv.report.html import render_html
 from test_lab import synthetic_run
-from test_report import artificial_rows, gallery, make_row, photo_rows
+from test_report import artificial_rows, gallery, make_row, photo_rows, typed
 
 pytestmark = pytest.mark.slow
 
@@ -118,7 +118,8 @@ def check_usable(report: Opened) -> dict:
 
 def test_full_report_renders_in_chromium(browser, tmp_path):
     """Every kind of table, the plots, and a gallery with a missing picture and a photo crop."""
-    data = ReportData("physadv run abc123", "digits", "2025-01-02 03:04", photo_rows() + artificial_rows(),
+    data = ReportData("physadv run abc123", "digits", "2025-01-02 03:04",
+                      [typed(row) for row in photo_rows() + artificial_rows()],
                       gallery(tmp_path / "pictures"), {"images": 6, "photos": 8, "rejected": 1},
                       ["machine: test"], photo_clean={"n": 24, "top1": 8 / 24, "top5": 21 / 24})
     report = Opened(browser, html_report(data, tmp_path / "report"))
@@ -149,7 +150,7 @@ def test_long_names_and_corruption_tables_fit_1280px(browser, tmp_path):
                              "tench 0.93", "goldfish 0.50", "tench 0.40", False))
     weights = "/home/someone/projects/robustness_evaluation/.venv/lib/python3.11/site_packages/" + "w" * 80 + ".pth"
     data = ReportData("physadv run session_2025_12_01_canon_mf644_pixel_7", "timm:convnext_tiny.fb_in22k_ft_in1k_384",
-                      "2025-01-02 03:04", rows, cards, {"images": 6, "photos": 8, "rejected": 1},
+                      "2025-01-02 03:04", [typed(row) for row in rows], cards, {"images": 6, "photos": 8, "rejected": 1},
                       [f"weights: {weights} (sha256 0123456789abcdef…)"],
                       photo_clean={"n": 24, "top1": 8 / 24, "top5": 21 / 24})
     report = Opened(browser, html_report(data, tmp_path / "report"))

@@ -193,6 +193,8 @@ READ_NO_MODEL_FIELD = {
     "chart": "writes a calibration chart; reads no file",
     "classify": "classifies images with --model; reads no file with a model field",
     "models": "lists the built-in models; reads no file",
+    "patch": "trains --model; the model its patch.json records is compared as a name on resume and print "
+             "(tests/test_patch.py: a tampered patch.json naming evil.py:make is refused, never imported)",
     "train-defence": "trains --model on images; reads no file with a model field",
 }
 

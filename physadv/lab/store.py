@@ -35,7 +35,7 @@ from physadv.attackset import ADV_DIR, CLEAN_DIR, Guess, read_guesses, stream_at
 from physadv.errors import InputError, PhysadvError
 from physadv.fileio import file_sha256, parse_json
 from physadv.images import pixel_sha256, read_rgb
-from physadv.printouts.manifest import Manifest
+from physadv.printouts.manifest import CELL_KINDS, Manifest
 from physadv.results import AnyRow, ResultKind, row_from_json
 from physadv.validation import PLAIN_NAME_RULE, Record, is_safe_name
 
@@ -55,7 +55,7 @@ _TEXT = ("typeof({c}) = 'text'", "text")
 _INDEX = ("typeof({c}) = 'integer' AND {c} >= 0", "a whole number ≥ 0")
 _FLAG = ("{c} IN (0, 1)", "0 or 1")
 _RELATIVE = ("typeof({c}) = 'text' AND substr({c}, 1, 1) != '/' AND instr({c}, char(0)) = 0", "a relative path")
-_KIND = ("{c} IN ('clean', 'adversarial')", "clean or adversarial")
+_KIND = ("{c} IN (" + ", ".join(f"'{kind}'" for kind in CELL_KINDS) + ")", " or ".join(CELL_KINDS))
 _REAL = ("typeof({c}) = 'real'", "a number")
 _PNG = ("typeof({c}) = 'text' AND {c} LIKE '%.png' AND instr({c}, '/') = 0 AND substr({c}, 1, 1) != '.' "
         "AND length({c}) <= 128", "a .png file name")
